@@ -1,0 +1,3 @@
+//! The `ringsieve` binary (work in progress: the run command lands next).
+
+fn main() {}
