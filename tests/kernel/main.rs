@@ -7,3 +7,5 @@
 
 mod capture;
 mod netns;
+mod run_command;
+mod testbed;
