@@ -1,1 +1,861 @@
-//! The test bed itself: `scripts/docker-host.sh` builds a host whose interfaces show the copies the ground truth measured.
+//! The test bed itself: `scripts/docker-host.sh` builds a host whose interfaces show the copies the ground truth
+//! measured.
+//!
+//! Each test brings up its own bed (three containers) under a prefix
+//! `rstest-<pid>-<n>-bed`, held by a [`Bed`] guard whose `Drop` runs
+//! `docker-host.sh down`, so a failing test leaves no namespace behind. It
+//! opens a capture ring with our own `af_packet` crate on every host-side
+//! interface (docker0, vethc1..3, eth0; docker0 not promiscuous) from a thread
+//! inside the bed's host namespace, runs one `scripts/traffic.sh` case, and
+//! checks every copy of every application packet against the table in
+//! docs/docker-host-ground-truth.md: on which interfaces it appears, with
+//! which `sll_pkttype`, and which header fields differ between copies (only
+//! what NAT and forwarding change). Headers are read at fixed byte offsets
+//! here; the real parser is the `flow` crate's.
+//!
+//! The cases run one at a time (a lock), since copy timing on two cores is
+//! what the rings must keep up with, and the traffic binary is built once.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use af_packet::{CaptureRing, Interface, InterfaceRole, PacketType, RingConfig, RingSet};
+
+use crate::netns::{privileged, PREFIX};
+
+/// Containers in every bed: two talk, the third shows what is *not* copied.
+const CONTAINERS: usize = 3;
+/// Application packets per case (`TRAFFIC_COUNT`).
+const COUNT: usize = 6;
+/// Bytes of the bulk uploads (`TRAFFIC_BULK_BYTES`).
+const BULK: usize = 1 << 20;
+/// The host namespace's interfaces that are captured, with their roles.
+const HOST_INTERFACES: [(&str, InterfaceRole); 5] = [
+    ("docker0", InterfaceRole::Bridge),
+    ("vethc1", InterfaceRole::ContainerVeth),
+    ("vethc2", InterfaceRole::ContainerVeth),
+    ("vethc3", InterfaceRole::ContainerVeth),
+    ("eth0", InterfaceRole::Uplink),
+];
+
+const C1: [u8; 4] = [172, 17, 0, 2];
+const C2: [u8; 4] = [172, 17, 0, 3];
+const DOCKER0: [u8; 4] = [172, 17, 0, 1];
+const UPLINK: [u8; 4] = [198, 18, 0, 2];
+const OUTSIDE: [u8; 4] = [198, 18, 0, 1];
+const C1_MAC: [u8; 6] = [0x02, 0x42, 0xac, 0x11, 0x00, 0x02];
+const C2_MAC: [u8; 6] = [0x02, 0x42, 0xac, 0x11, 0x00, 0x03];
+const DOCKER0_MAC: [u8; 6] = [0x02, 0x42, 0xac, 0x11, 0x00, 0x01];
+const UPLINK_MAC: [u8; 6] = [0x02, 0x00, 0xc6, 0x12, 0x00, 0x02];
+const OUTSIDE_MAC: [u8; 6] = [0x02, 0x00, 0xc6, 0x12, 0x00, 0x01];
+const MAGIC: &[u8; 4] = b"RSv1";
+
+static NEXT_BED: AtomicUsize = AtomicUsize::new(0);
+static ONE_CASE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Holds the lock that runs one case at a time; a test that panicked while
+/// holding it does not stop the others.
+fn one_at_a_time() -> MutexGuard<'static, ()> {
+    ONE_CASE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The `ringsieve-traffic` binary, built once per test run.
+fn traffic_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "-p", "testbed", "--bin", "ringsieve-traffic"])
+            .current_dir(repo())
+            .status()
+            .expect("run cargo build");
+        assert!(
+            status.success(),
+            "cargo build -p testbed --bin ringsieve-traffic failed"
+        );
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| repo().join("target"));
+        repo().join(target).join("debug/ringsieve-traffic")
+    })
+}
+
+/// Runs a script of `scripts/` with the bed's prefix; returns its output,
+/// panicking with its stderr if it fails.
+fn script(prefix: &str, name: &str, args: &[&str], env: &[(&str, String)]) -> Output {
+    let output = Command::new(repo().join("scripts").join(name))
+        .args(args)
+        .env("RINGSIEVE_BED", prefix)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {name}: {e}"));
+    assert!(
+        output.status.success(),
+        "{name} {} failed ({}):\n{}{}",
+        args.join(" "),
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// The namespaces that exist now, by name.
+fn namespaces() -> Vec<String> {
+    let out = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("ip netns list");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+        .collect()
+}
+
+/// Deletes namespaces of test processes that no longer run, as
+/// `netns::NetNs` does for its own (a killed run never reaches `Drop`).
+fn stale_cleanup() {
+    for name in namespaces() {
+        let Some(rest) = name.strip_prefix(PREFIX).and_then(|r| r.strip_prefix('-')) else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            if let Ok(out) = Command::new("ip").args(["netns", "pids", &name]).output() {
+                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                    let _ = Command::new("kill").args(["-9", pid]).status();
+                }
+            }
+            let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        }
+    }
+}
+
+/// A bed that exists as long as this guard: `up` on creation, `down` on drop.
+struct Bed {
+    prefix: String,
+}
+
+impl Bed {
+    fn up() -> Self {
+        stale_cleanup();
+        let n = NEXT_BED.fetch_add(1, Ordering::Relaxed);
+        // The guard exists before `up` runs, so even a failed `up` is followed
+        // by `down`.
+        let bed = Self {
+            prefix: format!("{PREFIX}-{}-{n}-bed", std::process::id()),
+        };
+        bed.script("docker-host.sh", &["up", &CONTAINERS.to_string()]);
+        bed
+    }
+
+    fn script(&self, name: &str, args: &[&str]) -> Output {
+        script(&self.prefix, name, args, &[])
+    }
+
+    fn namespace(&self, role: &str) -> String {
+        format!("{}-{role}", self.prefix)
+    }
+
+    /// Runs traffic case `case` through `scripts/traffic.sh`.
+    fn traffic(&self, case: &str) -> String {
+        let env = [
+            ("TRAFFIC_COUNT", COUNT.to_string()),
+            ("TRAFFIC_BULK_BYTES", BULK.to_string()),
+            ("RINGSIEVE_TRAFFIC", traffic_binary().display().to_string()),
+        ];
+        let out = script(&self.prefix, "traffic.sh", &[case], &env);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Bed {
+    fn drop(&mut self) {
+        let out = Command::new(repo().join("scripts/docker-host.sh"))
+            .arg("down")
+            .env("RINGSIEVE_BED", &self.prefix)
+            .output();
+        match out {
+            Ok(out) if out.status.success() => {}
+            Ok(out) => eprintln!(
+                "docker-host.sh down failed for {}: {}",
+                self.prefix,
+                String::from_utf8_lossy(&out.stderr)
+            ),
+            Err(e) => eprintln!("cannot run docker-host.sh down for {}: {e}", self.prefix),
+        }
+    }
+}
+
+/// One copy of a packet as a host-side ring saw it.
+#[derive(Clone, Debug)]
+struct PacketCopy {
+    interface: &'static str,
+    packet_type: PacketType,
+    data: Vec<u8>,
+    original_len: u32,
+}
+
+impl PacketCopy {
+    /// Where the copy was seen, as the ground truth writes it:
+    /// `vethc1 in/OtherHost`, `eth0 OUT`.
+    fn place(&self) -> String {
+        match self.packet_type {
+            PacketType::Outgoing => format!("{} OUT", self.interface),
+            other => format!("{} in/{other:?}", self.interface),
+        }
+    }
+}
+
+/// Rings on every host interface, read by a thread in the host namespace
+/// until [`Capture::finish`].
+struct Capture {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<Captured>,
+}
+
+/// What the capture thread hands back: the copies and each ring's drops.
+struct Captured {
+    copies: Vec<PacketCopy>,
+    drops: Vec<(&'static str, u64)>,
+}
+
+/// Copies of packets grouped by a key that names the packet.
+type Groups<'c, K> = BTreeMap<K, Vec<&'c PacketCopy>>;
+
+impl Capture {
+    fn start(bed: &Bed) -> Self {
+        let path = PathBuf::from("/var/run/netns").join(bed.namespace("host"));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let stop_flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            af_packet::netns::enter_thread(&path).expect("enter the bed's host namespace");
+            let mut set = RingSet::new().unwrap();
+            let mut names = BTreeMap::new();
+            for (name, role) in HOST_INTERFACES {
+                let interface = Interface::by_name(name).unwrap_or_else(|e| panic!("{e}"));
+                let ring = CaptureRing::open(&interface, &RingConfig::for_role(role)).unwrap();
+                assert!(!ring.promiscuous());
+                names.insert(set.add(ring).unwrap(), name);
+            }
+            ready_tx.send(()).unwrap();
+            let mut copies = vec![];
+            let mut on_packet = |id, _: &Interface, packet: &af_packet::Packet<'_>| {
+                copies.push(PacketCopy {
+                    interface: names[&id],
+                    packet_type: packet.packet_type(),
+                    data: packet.data().to_vec(),
+                    original_len: packet.original_len(),
+                })
+            };
+            // After the stop request, read on for longer than the retire
+            // timeout so the last, partly filled blocks are handed over.
+            let mut stop_at = None;
+            loop {
+                set.poll(20, 16, &mut on_packet).unwrap();
+                match stop_at {
+                    None if stop_flag.load(Ordering::Acquire) => {
+                        stop_at = Some(Instant::now() + Duration::from_millis(300))
+                    }
+                    Some(at) if Instant::now() >= at => break,
+                    _ => {}
+                }
+            }
+            set.drain_ready(usize::MAX, &mut on_packet);
+            set.update_counters();
+            let drops = set
+                .rings()
+                .map(|(id, ring)| (names[&id], ring.counters().drops))
+                .collect();
+            assert!(set.take_closed().is_empty(), "no interface disappeared");
+            Captured { copies, drops }
+        });
+        ready_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("capture rings open in the host namespace");
+        Self { stop, thread }
+    }
+
+    /// Stops capturing and returns every copy seen, asserting that no ring
+    /// dropped a packet.
+    fn finish(self) -> Vec<PacketCopy> {
+        self.stop.store(true, Ordering::Release);
+        let Captured { copies, drops } = self.thread.join().expect("capture thread");
+        for (interface, dropped) in drops {
+            assert_eq!(dropped, 0, "ring on {interface} dropped packets");
+        }
+        copies
+    }
+}
+
+/// The IPv4 header fields the checks need, read at fixed offsets.
+#[derive(Clone, Copy, Debug)]
+struct Ipv4<'a> {
+    dst_mac: [u8; 6],
+    src_mac: [u8; 6],
+    id: u16,
+    ttl: u8,
+    protocol: u8,
+    src: [u8; 4],
+    dst: [u8; 4],
+    /// The transport header and payload, as long as the IP total length says.
+    l4: &'a [u8],
+}
+
+fn ipv4(frame: &[u8]) -> Option<Ipv4<'_>> {
+    if frame.get(12..14)? != [0x08, 0x00] {
+        return None;
+    }
+    let ip = &frame[14..];
+    let header_len = usize::from(ip.first()? & 0x0f) * 4;
+    let total_len = usize::from(u16::from_be_bytes(ip.get(2..4)?.try_into().ok()?));
+    Some(Ipv4 {
+        dst_mac: frame[0..6].try_into().ok()?,
+        src_mac: frame[6..12].try_into().ok()?,
+        id: u16::from_be_bytes(ip.get(4..6)?.try_into().ok()?),
+        ttl: *ip.get(8)?,
+        protocol: *ip.get(9)?,
+        src: ip.get(12..16)?.try_into().ok()?,
+        dst: ip.get(16..20)?.try_into().ok()?,
+        l4: ip.get(header_len..total_len)?,
+    })
+}
+
+/// TCP or UDP: ports and payload (and for TCP, seq and flags).
+#[derive(Clone, Copy, Debug)]
+struct Transport<'a> {
+    src_port: u16,
+    dst_port: u16,
+    seq: u32,
+    flags: u8,
+    payload: &'a [u8],
+}
+
+fn transport<'a>(ip: &Ipv4<'a>, protocol: u8) -> Option<Transport<'a>> {
+    if ip.protocol != protocol {
+        return None;
+    }
+    let l4 = ip.l4;
+    let port = |at: usize| Some(u16::from_be_bytes(l4.get(at..at + 2)?.try_into().ok()?));
+    let (seq, flags, header_len) = match protocol {
+        6 => (
+            u32::from_be_bytes(l4.get(4..8)?.try_into().ok()?),
+            *l4.get(13)?,
+            usize::from(l4.get(12)? >> 4) * 4,
+        ),
+        17 => (0, 0, 8),
+        _ => return None,
+    };
+    Some(Transport {
+        src_port: port(0)?,
+        dst_port: port(2)?,
+        seq,
+        flags,
+        payload: l4.get(header_len..)?,
+    })
+}
+
+fn tcp<'a>(ip: &Ipv4<'a>) -> Option<Transport<'a>> {
+    transport(ip, 6)
+}
+
+fn udp<'a>(ip: &Ipv4<'a>) -> Option<Transport<'a>> {
+    transport(ip, 17)
+}
+
+/// The sequence number of a marked application payload (`RSv1` + u32).
+fn marker(payload: &[u8]) -> Option<u32> {
+    (payload.get(..4)? == MAGIC).then(|| u32::from_be_bytes(payload[4..8].try_into().unwrap()))
+}
+
+/// The copies of each packet that `key` recognises, grouped by key.
+fn group_by<K: Ord>(copies: &[PacketCopy], key: impl Fn(&Ipv4<'_>) -> Option<K>) -> Groups<'_, K> {
+    let mut groups: Groups<'_, K> = BTreeMap::new();
+    for copy in copies {
+        if let Some(k) = ipv4(&copy.data).and_then(|ip| key(&ip)) {
+            groups.entry(k).or_default().push(copy);
+        }
+    }
+    groups
+}
+
+/// Asserts `packets` distinct packets, each seen exactly once at every place
+/// of `places` and nowhere else; returns each packet's copies by place.
+fn assert_places<'c, K: Ord + std::fmt::Debug>(
+    what: &str,
+    groups: &Groups<'c, K>,
+    packets: usize,
+    places: &[&str],
+) -> Vec<BTreeMap<String, &'c PacketCopy>> {
+    assert_eq!(
+        groups.len(),
+        packets,
+        "{what}: distinct packets seen: {:?}",
+        groups.keys().collect::<Vec<_>>()
+    );
+    let mut expected: Vec<&str> = places.to_vec();
+    expected.sort_unstable();
+    groups
+        .iter()
+        .map(|(key, copies)| {
+            let mut seen: Vec<String> = copies.iter().map(|c| c.place()).collect();
+            seen.sort_unstable();
+            assert_eq!(seen, expected, "{what}: copies of packet {key:?}");
+            for copy in copies {
+                assert_eq!(
+                    copy.original_len as usize,
+                    copy.data.len(),
+                    "{what}: copy at {} truncated",
+                    copy.place()
+                );
+            }
+            copies.iter().map(|c| (c.place(), *c)).collect()
+        })
+        .collect()
+}
+
+/// Asserts that every copy of every packet is the same bytes.
+fn assert_identical(what: &str, packets: &[BTreeMap<String, &PacketCopy>]) {
+    for copies in packets {
+        let mut iter = copies.iter();
+        let (first_place, first) = iter.next().unwrap();
+        for (place, copy) in iter {
+            assert!(
+                copy.data == first.data,
+                "{what}: copy at {place} differs from the one at {first_place}"
+            );
+        }
+    }
+}
+
+/// Echo messages of a TCP flow, by direction and marker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Leg {
+    Request,
+    Response,
+}
+
+/// Groups the marked TCP payloads: requests go to a port in `server_ports`,
+/// responses come from one.
+fn echo_groups<'c>(copies: &'c [PacketCopy], server_ports: &[u16]) -> Groups<'c, (Leg, u32)> {
+    group_by(copies, |ip| {
+        let tcp = tcp(ip)?;
+        let sequence = marker(tcp.payload)?;
+        if server_ports.contains(&tcp.dst_port) {
+            Some((Leg::Request, sequence))
+        } else if server_ports.contains(&tcp.src_port) {
+            Some((Leg::Response, sequence))
+        } else {
+            None
+        }
+    })
+}
+
+/// Splits echo groups into (requests, responses).
+fn legs(groups: Groups<'_, (Leg, u32)>) -> (Groups<'_, u32>, Groups<'_, u32>) {
+    let mut requests = BTreeMap::new();
+    let mut responses = BTreeMap::new();
+    for ((leg, sequence), copies) in groups {
+        match leg {
+            Leg::Request => requests.insert(sequence, copies),
+            Leg::Response => responses.insert(sequence, copies),
+        };
+    }
+    (requests, responses)
+}
+
+fn at<'c>(copies: &BTreeMap<String, &'c PacketCopy>, place: &str) -> Ipv4<'c> {
+    let copy = copies.get(place).unwrap_or_else(|| panic!("no copy at {place}"));
+    ipv4(&copy.data).expect("an IPv4 copy")
+}
+
+/// Runs one case on a fresh bed and returns every copy the host captured.
+fn capture_case(test: &str, case: &str) -> Option<Vec<PacketCopy>> {
+    if !privileged(test) {
+        return None;
+    }
+    let _serial = one_at_a_time();
+    let bed = Bed::up();
+    let capture = Capture::start(&bed);
+    let summary = bed.traffic(case);
+    println!("{summary}");
+    let copies = capture.finish();
+    drop(bed);
+    Some(copies)
+}
+
+#[test]
+fn bed_up_is_idempotent_and_down_removes_every_namespace() {
+    if !privileged("bed_up_is_idempotent_and_down_removes_every_namespace") {
+        return;
+    }
+    let _serial = one_at_a_time();
+    let bed = Bed::up();
+    let mut expected: Vec<String> = ["host", "out", "c1", "c2", "c3"]
+        .iter()
+        .map(|r| bed.namespace(r))
+        .collect();
+    expected.sort();
+    let ours = || {
+        let mut names: Vec<String> = namespaces()
+            .into_iter()
+            .filter(|n| n.starts_with(&format!("{}-", bed.prefix)))
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(ours(), expected);
+    let first = bed.script("docker-host.sh", &["status"]);
+    bed.script("docker-host.sh", &["up", &CONTAINERS.to_string()]);
+    assert_eq!(ours(), expected, "a second `up` gives the same bed");
+    let second = bed.script("docker-host.sh", &["status"]);
+    let links = |out: &Output| {
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let mut lines: Vec<String> = text.lines().map(|l| l.split('@').next().unwrap().to_owned()).collect();
+        lines.sort();
+        lines
+    };
+    assert_eq!(links(&first), links(&second));
+    let host_nat = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &bed.namespace("host"),
+            "iptables",
+            "-w",
+            "5",
+            "-t",
+            "nat",
+            "-S",
+        ])
+        .output()
+        .unwrap();
+    let rules = String::from_utf8_lossy(&host_nat.stdout);
+    assert_eq!(
+        rules
+            .matches("-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE")
+            .count(),
+        1,
+        "{rules}"
+    );
+    assert_eq!(rules.matches("--to-destination 172.17.0.2:80").count(), 1, "{rules}");
+    bed.script("docker-host.sh", &["down"]);
+    assert!(ours().is_empty());
+    bed.script("docker-host.sh", &["down"]);
+}
+
+#[test]
+fn container_to_container_udp_is_seen_on_both_veths_only() {
+    let Some(copies) = capture_case("container_to_container_udp_is_seen_on_both_veths_only", "c2c-udp") else {
+        return;
+    };
+    let groups = group_by(&copies, |ip| {
+        let udp = udp(ip)?;
+        (udp.dst_port == 5001).then(|| marker(udp.payload)).flatten()
+    });
+    let packets = assert_places("c1 -> c2 UDP", &groups, COUNT, &["vethc1 in/OtherHost", "vethc2 OUT"]);
+    assert_identical("c1 -> c2 UDP", &packets);
+    for p in &packets {
+        let ip = at(p, "vethc1 in/OtherHost");
+        assert_eq!((ip.src, ip.dst, ip.ttl), (C1, C2, 64));
+        assert_eq!((ip.src_mac, ip.dst_mac), (C1_MAC, C2_MAC));
+        assert_eq!(udp(&ip).unwrap().payload.len(), 100);
+    }
+}
+
+#[test]
+fn container_to_container_tcp_is_seen_on_both_veths_only() {
+    let Some(copies) = capture_case("container_to_container_tcp_is_seen_on_both_veths_only", "c2c-tcp") else {
+        return;
+    };
+    let (requests, responses) = legs(echo_groups(&copies, &[5000]));
+    let requests = assert_places("c1 -> c2 TCP", &requests, COUNT, &["vethc1 in/OtherHost", "vethc2 OUT"]);
+    let responses = assert_places(
+        "c2 -> c1 TCP",
+        &responses,
+        COUNT,
+        &["vethc2 in/OtherHost", "vethc1 OUT"],
+    );
+    assert_identical("c1 -> c2 TCP", &requests);
+    assert_identical("c2 -> c1 TCP", &responses);
+    // The handshake is bridged the same way.
+    let syns = group_by(&copies, |ip| {
+        let tcp = tcp(ip)?;
+        (tcp.dst_port == 5000 && tcp.flags & 0x12 == 0x02).then_some(tcp.seq)
+    });
+    let syns = assert_places("SYN", &syns, 1, &["vethc1 in/OtherHost", "vethc2 OUT"]);
+    assert_identical("SYN", &syns);
+}
+
+#[test]
+fn container_to_container_icmp_is_seen_on_both_veths_only() {
+    let Some(copies) = capture_case("container_to_container_icmp_is_seen_on_both_veths_only", "c2c-icmp") else {
+        return;
+    };
+    // (ICMP type, echo sequence) of echo requests and replies between c1 and c2.
+    let groups = group_by(&copies, |ip| {
+        let between = (ip.src, ip.dst) == (C1, C2) || (ip.src, ip.dst) == (C2, C1);
+        let icmp = ip.l4;
+        (ip.protocol == 1 && between && matches!(icmp.first(), Some(0 | 8)))
+            .then(|| (icmp[0], u16::from_be_bytes([icmp[6], icmp[7]])))
+    });
+    let (requests, replies): (BTreeMap<_, _>, BTreeMap<_, _>) = groups.into_iter().partition(|((t, _), _)| *t == 8);
+    let requests = assert_places(
+        "ping c1 -> c2",
+        &requests,
+        COUNT,
+        &["vethc1 in/OtherHost", "vethc2 OUT"],
+    );
+    let replies = assert_places(
+        "reply c2 -> c1",
+        &replies,
+        COUNT,
+        &["vethc2 in/OtherHost", "vethc1 OUT"],
+    );
+    assert_identical("ping c1 -> c2", &requests);
+    assert_identical("reply c2 -> c1", &replies);
+}
+
+#[test]
+fn container_to_host_is_seen_on_its_veth_and_docker0() {
+    let Some(copies) = capture_case("container_to_host_is_seen_on_its_veth_and_docker0", "c2h-tcp") else {
+        return;
+    };
+    let (requests, responses) = legs(echo_groups(&copies, &[5002]));
+    let requests = assert_places(
+        "c1 -> host TCP",
+        &requests,
+        COUNT,
+        &["vethc1 in/OtherHost", "docker0 in/Host"],
+    );
+    let responses = assert_places("host -> c1 TCP", &responses, COUNT, &["docker0 OUT", "vethc1 OUT"]);
+    assert_identical("c1 -> host TCP", &requests);
+    assert_identical("host -> c1 TCP", &responses);
+    for p in &requests {
+        let ip = at(p, "docker0 in/Host");
+        assert_eq!((ip.src, ip.dst, ip.dst_mac), (C1, DOCKER0, DOCKER0_MAC));
+    }
+}
+
+#[test]
+fn container_to_outside_is_masqueraded_on_eth0_only() {
+    let Some(copies) = capture_case("container_to_outside_is_masqueraded_on_eth0_only", "c2out-tcp") else {
+        return;
+    };
+    let (requests, responses) = legs(echo_groups(&copies, &[5003]));
+    let requests = assert_places(
+        "c1 -> outside",
+        &requests,
+        COUNT,
+        &["vethc1 in/OtherHost", "docker0 in/Host", "eth0 OUT"],
+    );
+    for p in &requests {
+        let (veth, bridge, uplink) = (p["vethc1 in/OtherHost"], at(p, "docker0 in/Host"), at(p, "eth0 OUT"));
+        assert_eq!(
+            veth.data, p["docker0 in/Host"].data,
+            "veth and docker0 copies identical"
+        );
+        assert_eq!((bridge.src, bridge.dst, bridge.ttl), (C1, OUTSIDE, 64));
+        assert_eq!(
+            (uplink.src, uplink.dst, uplink.ttl),
+            (UPLINK, OUTSIDE, 63),
+            "SNAT, TTL one lower"
+        );
+        assert_eq!((uplink.src_mac, uplink.dst_mac), (UPLINK_MAC, OUTSIDE_MAC));
+        assert_eq!(uplink.id, bridge.id, "IP ID unchanged by MASQUERADE");
+        let (before, after) = (tcp(&bridge).unwrap(), tcp(&uplink).unwrap());
+        assert_eq!(
+            (after.src_port, after.dst_port, after.seq, after.payload),
+            (before.src_port, before.dst_port, before.seq, before.payload),
+            "ports, seq and payload unchanged"
+        );
+        assert_eq!(p["eth0 OUT"].data.len(), p["docker0 in/Host"].data.len());
+    }
+    let responses = assert_places(
+        "outside -> c1",
+        &responses,
+        COUNT,
+        &["eth0 in/Host", "docker0 OUT", "vethc1 OUT"],
+    );
+    for p in &responses {
+        let (uplink, bridge) = (at(p, "eth0 in/Host"), at(p, "docker0 OUT"));
+        assert_eq!(p["docker0 OUT"].data, p["vethc1 OUT"].data);
+        assert_eq!(
+            (uplink.src, uplink.dst, uplink.ttl),
+            (OUTSIDE, UPLINK, 64),
+            "seen before de-NAT"
+        );
+        assert_eq!((bridge.src, bridge.dst, bridge.ttl), (OUTSIDE, C1, 63));
+        assert_eq!((bridge.src_mac, bridge.dst_mac), (DOCKER0_MAC, C1_MAC));
+        assert_eq!(uplink.id, bridge.id);
+    }
+}
+
+#[test]
+fn published_port_is_dnatted_to_the_container() {
+    let Some(copies) = capture_case("published_port_is_dnatted_to_the_container", "published-tcp") else {
+        return;
+    };
+    let (requests, responses) = legs(echo_groups(&copies, &[8080, 80]));
+    let requests = assert_places(
+        "outside -> 198.18.0.2:8080",
+        &requests,
+        COUNT,
+        &["eth0 in/Host", "docker0 OUT", "vethc1 OUT"],
+    );
+    for p in &requests {
+        let (uplink, bridge) = (at(p, "eth0 in/Host"), at(p, "docker0 OUT"));
+        assert_eq!(p["docker0 OUT"].data, p["vethc1 OUT"].data);
+        assert_eq!((uplink.src, uplink.dst, uplink.ttl), (OUTSIDE, UPLINK, 64));
+        assert_eq!(tcp(&uplink).unwrap().dst_port, 8080);
+        assert_eq!(
+            (bridge.src, bridge.dst, bridge.ttl),
+            (OUTSIDE, C1, 63),
+            "DNAT, TTL one lower"
+        );
+        assert_eq!(tcp(&bridge).unwrap().dst_port, 80);
+        assert_eq!(tcp(&bridge).unwrap().seq, tcp(&uplink).unwrap().seq);
+        assert_eq!(bridge.id, uplink.id);
+    }
+    let responses = assert_places(
+        "c1:80 -> outside",
+        &responses,
+        COUNT,
+        &["vethc1 in/OtherHost", "docker0 in/Host", "eth0 OUT"],
+    );
+    for p in &responses {
+        let (bridge, uplink) = (at(p, "docker0 in/Host"), at(p, "eth0 OUT"));
+        assert_eq!(p["vethc1 in/OtherHost"].data, p["docker0 in/Host"].data);
+        assert_eq!((bridge.src, bridge.dst, bridge.ttl), (C1, OUTSIDE, 64));
+        assert_eq!(tcp(&bridge).unwrap().src_port, 80);
+        assert_eq!((uplink.src, uplink.dst, uplink.ttl), (UPLINK, OUTSIDE, 63));
+        assert_eq!(tcp(&uplink).unwrap().src_port, 8080);
+    }
+}
+
+#[test]
+fn arp_broadcast_reaches_every_other_container_and_the_reply_is_unicast() {
+    let test = "arp_broadcast_reaches_every_other_container_and_the_reply_is_unicast";
+    let Some(copies) = capture_case(test, "arp") else {
+        return;
+    };
+    let arp = |copy: &PacketCopy| -> Option<(u8, [u8; 4], [u8; 4])> {
+        let d = &copy.data;
+        (d.get(12..14)? == [0x08, 0x06]).then_some(())?;
+        Some((
+            *d.get(21)?,
+            d.get(28..32)?.try_into().ok()?,
+            d.get(38..42)?.try_into().ok()?,
+        ))
+    };
+    let mut requests: Groups<'_, u32> = BTreeMap::new();
+    let mut replies: BTreeMap<String, usize> = BTreeMap::new();
+    for copy in &copies {
+        match arp(copy) {
+            Some((1, C1, C2)) => {
+                let sequence = marker(&copy.data[42..]).expect("our request, marked in its padding");
+                requests.entry(sequence).or_default().push(copy);
+            }
+            Some((2, C2, C1)) => *replies.entry(copy.place()).or_default() += 1,
+            _ => {}
+        }
+    }
+    // N + 1 copies of each request with N containers: c1's veth and docker0
+    // inbound, every other container's veth outbound.
+    let requests = assert_places(
+        "ARP request",
+        &requests,
+        COUNT,
+        &[
+            "vethc1 in/Broadcast",
+            "docker0 in/Broadcast",
+            "vethc2 OUT",
+            "vethc3 OUT",
+        ],
+    );
+    assert_identical("ARP request", &requests);
+    let expected: BTreeMap<String, usize> = [
+        ("vethc2 in/OtherHost".to_owned(), COUNT),
+        ("vethc1 OUT".to_owned(), COUNT),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(replies, expected, "each unicast reply: 2 copies");
+}
+
+/// The data segments of an upload to `port`, keyed by (seq, length).
+fn upload_groups(copies: &[PacketCopy], port: u16) -> Groups<'_, (u32, usize)> {
+    group_by(copies, |ip| {
+        let tcp = tcp(ip)?;
+        (tcp.dst_port == port && !tcp.payload.is_empty()).then_some((tcp.seq, tcp.payload.len()))
+    })
+}
+
+/// Asserts the segments carry `BULK` bytes in all and returns how many there are.
+fn assert_bulk_bytes(what: &str, groups: &Groups<'_, (u32, usize)>) -> usize {
+    let bytes: usize = groups.keys().map(|(_, len)| len).sum();
+    assert_eq!(bytes, BULK, "{what}: payload bytes over distinct segments");
+    let largest = groups.values().flatten().map(|c| c.data.len()).max().unwrap();
+    assert!(
+        largest > 1514,
+        "{what}: GSO super-frames expected, largest copy {largest}"
+    );
+    groups.len()
+}
+
+#[test]
+fn bulk_upload_between_containers_is_the_same_frames_on_both_veths() {
+    let test = "bulk_upload_between_containers_is_the_same_frames_on_both_veths";
+    let Some(copies) = capture_case(test, "bulk-c2c") else {
+        return;
+    };
+    let groups = upload_groups(&copies, 5004);
+    let segments = assert_bulk_bytes("bulk c1 -> c2", &groups);
+    let packets = assert_places(
+        "bulk c1 -> c2",
+        &groups,
+        segments,
+        &["vethc1 in/OtherHost", "vethc2 OUT"],
+    );
+    assert_identical("bulk c1 -> c2", &packets);
+}
+
+#[test]
+fn bulk_upload_to_outside_keeps_frame_sizes_through_masquerade() {
+    let test = "bulk_upload_to_outside_keeps_frame_sizes_through_masquerade";
+    let Some(copies) = capture_case(test, "bulk-out") else {
+        return;
+    };
+    let groups = upload_groups(&copies, 5005);
+    let segments = assert_bulk_bytes("bulk c1 -> outside", &groups);
+    let packets = assert_places(
+        "bulk c1 -> outside",
+        &groups,
+        segments,
+        &["vethc1 in/OtherHost", "docker0 in/Host", "eth0 OUT"],
+    );
+    for p in &packets {
+        assert_eq!(p["vethc1 in/OtherHost"].data, p["docker0 in/Host"].data);
+        assert_eq!(
+            p["eth0 OUT"].data.len(),
+            p["docker0 in/Host"].data.len(),
+            "same size after NAT"
+        );
+        let (bridge, uplink) = (at(p, "docker0 in/Host"), at(p, "eth0 OUT"));
+        assert_eq!((uplink.src, uplink.ttl, uplink.id), (UPLINK, bridge.ttl - 1, bridge.id));
+    }
+}

@@ -220,6 +220,12 @@ impl CaptureRing {
         self.promiscuous
     }
 
+    /// Blocks whose packet headers did not fit the block (see
+    /// [`BlockRing::malformed_blocks`]).
+    pub fn malformed_blocks(&self) -> u64 {
+        self.ring.malformed_blocks()
+    }
+
     /// The blocks of the ring, to read packets.
     pub fn ring(&mut self) -> &mut BlockRing {
         &mut self.ring
@@ -265,12 +271,34 @@ impl CaptureRing {
         (errno != 0).then_some(errno)
     }
 
+    /// Whether the interface this ring was bound to is gone: deleted, or
+    /// moved to another namespace. Asks the socket, not the namespace, so the
+    /// answer holds whichever namespace the calling thread is in: the kernel
+    /// sets the socket's bound index to -1 when it unregisters the device
+    /// (`packet_notifier`, NETDEV_UNREGISTER).
+    pub fn interface_gone(&self) -> bool {
+        let mut ifindex = 0;
+        match syscall(Syscall::BoundIfindex {
+            fd: self.fd.as_raw_fd(),
+            ifindex: &mut ifindex,
+        }) {
+            Ok(_) => ifindex != self.interface.ifindex(),
+            Err(_) => false,
+        }
+    }
+
     /// Decides what a pending socket error means: `None` when the ring can go
-    /// on (the link only went down, and the kernel resumes delivery when it
-    /// comes back up), otherwise why it must close.
+    /// on, otherwise why it must close.
+    ///
+    /// The kernel reports ENETDOWN once, when the link goes down, whether or
+    /// not the interface is then being deleted; deletion itself reports
+    /// nothing, and a link that comes back up resumes delivery silently. So an
+    /// ENETDOWN ring whose interface is still registered is kept, and the
+    /// caller must keep asking [`CaptureRing::interface_gone`] (as
+    /// [`crate::RingSet`] does) to notice a deletion that follows.
     pub fn check_error(&self) -> Option<CloseReason> {
         match self.take_error()? {
-            libc::ENETDOWN if self.interface.still_exists() => None,
+            libc::ENETDOWN if !self.interface_gone() => None,
             libc::ENETDOWN | libc::ENODEV | libc::ENXIO => Some(CloseReason::InterfaceGone),
             errno => Some(CloseReason::SocketError(errno)),
         }

@@ -173,7 +173,7 @@ impl<'block> Packet<'block> {
     /// The VLAN tag the kernel moved out of the frame, if any
     /// (`TP_STATUS_VLAN_VALID`).
     pub fn vlan(&self) -> Option<VlanTag> {
-        (self.status & status::VLAN_VALID != 0).then(|| VlanTag {
+        (self.status & status::VLAN_VALID != 0).then_some(VlanTag {
             tci: self.vlan_tci,
             tpid: if self.status & status::VLAN_TPID_VALID != 0 {
                 self.vlan_tpid

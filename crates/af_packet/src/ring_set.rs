@@ -4,9 +4,14 @@
 //!
 //! A ring whose socket reports an error is checked: an interface that went
 //! down keeps its ring (the kernel resumes delivery when it comes back up);
-//! one that disappeared (ENETDOWN and gone) has its ring closed, its final
-//! counters kept in a [`ClosedRing`], and no other ring of the set is
-//! disturbed.
+//! one that disappeared has its ring closed, its final counters kept in a
+//! [`ClosedRing`], and no other ring of the set is disturbed.
+//!
+//! The kernel reports ENETDOWN when a link goes down, before it unregisters a
+//! deleted device, and reports nothing when it unregisters it. So a ring that
+//! saw ENETDOWN is marked and re-checked after every poll until it delivers
+//! again, and every ring is re-checked whenever the counters are read: a
+//! deletion is noticed whichever order the kernel and the thread ran in.
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
@@ -46,6 +51,9 @@ pub struct ClosedRing {
 pub struct RingSet {
     epoll: OwnedFd,
     rings: Vec<Option<CaptureRing>>,
+    /// Per slot: the ring saw ENETDOWN and has not delivered since, so its
+    /// interface may be in the middle of being deleted.
+    link_down: Vec<bool>,
     closed: Vec<ClosedRing>,
     events: Vec<libc::epoll_event>,
 }
@@ -65,6 +73,7 @@ impl RingSet {
         Ok(Self {
             epoll,
             rings: Vec::new(),
+            link_down: Vec::new(),
             closed: Vec::new(),
             events: vec![libc::epoll_event { events: 0, u64: 0 }; 64],
         })
@@ -82,8 +91,10 @@ impl RingSet {
         })?;
         if slot == self.rings.len() {
             self.rings.push(Some(ring));
+            self.link_down.push(false);
         } else {
             self.rings[slot] = Some(ring);
+            self.link_down[slot] = false;
         }
         Ok(RingId(slot))
     }
@@ -91,6 +102,7 @@ impl RingSet {
     /// Takes ring `id` out of the set.
     pub fn remove(&mut self, id: RingId) -> Option<CaptureRing> {
         let ring = self.rings.get_mut(id.0)?.take()?;
+        self.link_down[id.0] = false;
         // Closing the socket would remove it too; removing explicitly keeps
         // the set right even if the caller keeps the ring open.
         let _ = syscall(Syscall::EpollCtl {
@@ -173,16 +185,32 @@ impl RingSet {
             };
             // Read what the ring holds first: blocks filled before an error
             // are still good packets.
-            packets += ring.drain(blocks_per_turn, |interface, packet| {
+            let read = ring.drain(blocks_per_turn, |interface, packet| {
                 on_packet(RingId(slot), interface, packet)
             });
+            packets += read;
+            if read > 0 {
+                self.link_down[slot] = false;
+            }
             if event.events & (libc::EPOLLERR as u32) != 0 {
-                if let Some(reason) = ring.check_error() {
-                    self.close(RingId(slot), reason);
+                match ring.check_error() {
+                    Some(reason) => self.close(RingId(slot), reason),
+                    None => self.link_down[slot] = true,
                 }
             }
         }
+        for slot in 0..self.rings.len() {
+            if self.link_down[slot] {
+                self.close_if_gone(slot);
+            }
+        }
         Ok(packets)
+    }
+
+    fn close_if_gone(&mut self, slot: usize) {
+        if self.rings[slot].as_ref().is_some_and(CaptureRing::interface_gone) {
+            self.close(RingId(slot), CloseReason::InterfaceGone);
+        }
     }
 
     /// Closes ring `id` for `reason`, keeping its final counters.
@@ -199,12 +227,17 @@ impl RingSet {
         }
     }
 
-    /// Reads the kernel statistics of every open ring into its totals.
+    /// Reads the kernel statistics of every open ring into its totals, and
+    /// closes the rings whose interface is gone (a deletion the kernel did
+    /// not report, such as that of a link that was already down).
     pub fn update_counters(&mut self) {
         for ring in self.rings.iter_mut().flatten() {
             if let Err(e) = ring.update_counters() {
                 tracing::debug!(interface = ring.interface().name(), error = %e, "statistics not read");
             }
+        }
+        for slot in 0..self.rings.len() {
+            self.close_if_gone(slot);
         }
     }
 

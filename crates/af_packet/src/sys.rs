@@ -158,6 +158,9 @@ pub(crate) enum Syscall<'a> {
     },
     /// `bind(fd, sockaddr_ll { ifindex, protocol })`.
     BindPacket { fd: RawFd, ifindex: i32, protocol_be: u16 },
+    /// `getsockname(fd)` of a packet socket: writes the `sll_ifindex` it is
+    /// bound to, -1 once the kernel unregistered that interface.
+    BoundIfindex { fd: RawFd, ifindex: &'a mut i32 },
     /// `sendto(fd, frame, sockaddr_ll { ifindex })` for each frame, batched
     /// with `sendmmsg`; returns the number of frames sent.
     SendFrames {
@@ -283,6 +286,16 @@ fn real_syscall(call: Syscall<'_>) -> Result<i64, SyscallError> {
                 )
             };
             check("bind(AF_PACKET)", ret.into())
+        }
+        Syscall::BoundIfindex { fd, ifindex } => {
+            let mut addr = sockaddr_ll(0, 0);
+            let mut len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+            // SAFETY: `addr` is a writable sockaddr_ll and `len` its exact
+            // size; the kernel writes at most `len` bytes and updates `len`.
+            let ret = unsafe { libc::getsockname(fd, std::ptr::from_mut(&mut addr).cast(), &mut len) };
+            let ret = check("getsockname(AF_PACKET)", ret.into())?;
+            *ifindex = addr.sll_ifindex;
+            Ok(ret)
         }
         Syscall::SendFrames { fd, ifindex, frames } => send_frames(fd, ifindex, frames),
         Syscall::EpollCreate => {

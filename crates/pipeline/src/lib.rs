@@ -1,1 +1,11 @@
-//! placeholder
+//! The packet pipeline of ringsieve: capture threads that read rings and hand
+//! every packet to a sink, with per-interface accounting.
+//!
+//! Today a capture thread serves a [`RingSet`](af_packet::RingSet) (one or
+//! many rings, through epoll), pinned to a CPU when asked, and delivers to a
+//! [`PacketSink`] it owns. Dedup and the fan-out to IDS worker threads come
+//! between the two in later steps; the sink contract stays.
+
+pub mod capture_thread;
+
+pub use capture_thread::{CaptureReport, CaptureThreadConfig, InterfaceReport, PacketSink};

@@ -1,0 +1,221 @@
+#!/usr/bin/env bash
+# The Docker-host test bed, built from network namespaces only: no Docker
+# daemon, nothing changed in the root namespace. `up N` builds a "host"
+# namespace with a docker0 bridge (172.17.0.1/16), N "container" namespaces
+# joined to it by veth pairs (host end vethcK on docker0, container end eth0
+# with 172.17.0.(K+1)/16 and MAC 02:42:ac:11:00:(K+1)), an uplink eth0
+# (198.18.0.2/24) that is a veth to an "outside" namespace (198.18.0.1/24),
+# Docker's iptables rules (MASQUERADE of 172.17/16, tcp 8080 published as
+# 172.17.0.2:80, the FORWARD chains), ip_forward=1 and, when br_netfilter is
+# there, bridge-nf-call-iptables=1. This is the bed the ground truth in
+# docs/docker-host-ground-truth.md was measured on; scripts/traffic.sh drives
+# traffic through it and tests/kernel/testbed.rs checks what it shows.
+# IPv6 is disabled in every namespace of the bed so captures hold only the
+# traffic a test sends (plus ARP).
+#
+# Usage: scripts/docker-host.sh up N | down | status
+# Namespaces are named from $RINGSIEVE_BED (default rsbed): PREFIX-host,
+# PREFIX-c1..PREFIX-cN, PREFIX-out. `up` tears down any previous bed of that
+# prefix first and removes what it built when a step fails; `down` kills the
+# processes inside the bed's namespaces and deletes them, and succeeds when
+# there is nothing to delete. Needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN),
+# iproute2 and iptables (nft or legacy backend).
+
+set -euo pipefail
+
+PREFIX="${RINGSIEVE_BED:-rsbed}"
+HOST="$PREFIX-host"
+OUT="$PREFIX-out"
+# 172.17.0.(K+1) and the MAC's last byte must stay below 255.
+MAX_CONTAINERS=253
+# Set once `up` finished; until then its exit trap removes the partial bed.
+BUILT=0
+
+die() {
+    echo "docker-host.sh: $*" >&2
+    exit 1
+}
+
+usage() {
+    echo "usage: $0 up N | down | status   (namespace prefix: \$RINGSIEVE_BED, now '$PREFIX')" >&2
+    exit 2
+}
+
+# Every command that changes the network runs through one of these two, so
+# nothing reaches the root namespace.
+in_ns() {
+    local ns=$1
+    shift
+    ip netns exec "$ns" "$@"
+}
+
+ipn() {
+    local ns=$1
+    shift
+    ip -n "$ns" "$@"
+}
+
+# The namespaces of this bed that exist now, one a line.
+bed_namespaces() {
+    local name
+    ip netns list | while read -r name _; do
+        case "$name" in
+        "$HOST" | "$OUT") echo "$name" ;;
+        "$PREFIX"-c*)
+            if [[ "${name#"$PREFIX"-c}" =~ ^[0-9]+$ ]]; then
+                echo "$name"
+            fi
+            ;;
+        esac
+    done
+}
+
+cmd_down() {
+    local ns pid
+    for ns in $(bed_namespaces); do
+        for pid in $(ip netns pids "$ns" 2>/dev/null); do
+            kill -9 "$pid" 2>/dev/null || true
+        done
+        ip netns del "$ns"
+        echo "deleted $ns"
+    done
+}
+
+# Docker's rules (docker 20-24, iptables backend), in the host namespace.
+docker_iptables() {
+    local ipt=(in_ns "$HOST" iptables -w 5)
+    # nat: published ports through the DOCKER chain for local destinations,
+    # containers masqueraded out of every interface but the bridge.
+    "${ipt[@]}" -t nat -N DOCKER
+    "${ipt[@]}" -t nat -A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER
+    "${ipt[@]}" -t nat -A OUTPUT ! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKER
+    "${ipt[@]}" -t nat -A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE
+    "${ipt[@]}" -t nat -A POSTROUTING -s 172.17.0.2/32 -d 172.17.0.2/32 -p tcp -m tcp --dport 80 -j MASQUERADE
+    "${ipt[@]}" -t nat -A DOCKER -i docker0 -j RETURN
+    "${ipt[@]}" -t nat -A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 172.17.0.2:80
+    # filter: FORWARD policy DROP, user chain, isolation, replies and
+    # container-originated traffic accepted, the published port let in.
+    "${ipt[@]}" -N DOCKER
+    "${ipt[@]}" -N DOCKER-ISOLATION-STAGE-1
+    "${ipt[@]}" -N DOCKER-ISOLATION-STAGE-2
+    "${ipt[@]}" -N DOCKER-USER
+    "${ipt[@]}" -P FORWARD DROP
+    "${ipt[@]}" -A FORWARD -j DOCKER-USER
+    "${ipt[@]}" -A FORWARD -j DOCKER-ISOLATION-STAGE-1
+    "${ipt[@]}" -A FORWARD -o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+    "${ipt[@]}" -A FORWARD -o docker0 -j DOCKER
+    "${ipt[@]}" -A FORWARD -i docker0 ! -o docker0 -j ACCEPT
+    "${ipt[@]}" -A FORWARD -i docker0 -o docker0 -j ACCEPT
+    "${ipt[@]}" -A DOCKER -d 172.17.0.2/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT
+    "${ipt[@]}" -A DOCKER-ISOLATION-STAGE-1 -i docker0 ! -o docker0 -j DOCKER-ISOLATION-STAGE-2
+    "${ipt[@]}" -A DOCKER-ISOLATION-STAGE-1 -j RETURN
+    "${ipt[@]}" -A DOCKER-ISOLATION-STAGE-2 -o docker0 -j DROP
+    "${ipt[@]}" -A DOCKER-ISOLATION-STAGE-2 -j RETURN
+    "${ipt[@]}" -A DOCKER-USER -j RETURN
+}
+
+new_namespace() {
+    local ns=$1
+    ip netns add "$ns"
+    ipn "$ns" link set lo up
+    if in_ns "$ns" test -e /proc/sys/net/ipv6/conf/all/disable_ipv6; then
+        in_ns "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+    fi
+}
+
+cmd_up() {
+    local n=$1 k ns mac
+    if ! [[ "$n" =~ ^[0-9]+$ ]] || ((n < 1 || n > MAX_CONTAINERS)); then
+        die "N must be 1..$MAX_CONTAINERS, got '$n'"
+    fi
+    [[ "$PREFIX" =~ ^[A-Za-z0-9_.-]+$ ]] || die "RINGSIEVE_BED '$PREFIX' must be letters, digits, '.', '_' or '-'"
+
+    # Idempotent: whatever an earlier run left is removed first.
+    cmd_down >/dev/null
+
+    BUILT=0
+    # shellcheck disable=SC2317  # invoked by the trap
+    on_exit() {
+        local rc=$?
+        if ((BUILT == 0)); then
+            echo "docker-host.sh: up failed; removing the partial bed" >&2
+            cmd_down >/dev/null 2>&1 || true
+            ((rc != 0)) || rc=1
+        fi
+        exit "$rc"
+    }
+    trap on_exit EXIT
+    trap 'exit 130' INT TERM
+
+    # The host: docker0 with Docker's gateway address and a Docker-style MAC.
+    new_namespace "$HOST"
+    in_ns "$HOST" sysctl -qw net.ipv4.ip_forward=1
+    ipn "$HOST" link add docker0 address 02:42:ac:11:00:01 type bridge
+    ipn "$HOST" addr add 172.17.0.1/16 dev docker0
+    ipn "$HOST" link set docker0 up
+    if in_ns "$HOST" test -e /proc/sys/net/bridge/bridge-nf-call-iptables; then
+        in_ns "$HOST" sysctl -qw net.bridge.bridge-nf-call-iptables=1
+        echo "bridge-nf-call-iptables=1 in $HOST"
+    else
+        echo "br_netfilter not available: bridged traffic bypasses iptables (as on a host without it)"
+    fi
+
+    # Containers, started the way Docker does: the veth is created with its
+    # peer already in the container, then enslaved to docker0, then set up.
+    for ((k = 1; k <= n; k++)); do
+        ns="$PREFIX-c$k"
+        mac=$(printf '02:42:ac:11:00:%02x' $((k + 1)))
+        new_namespace "$ns"
+        ipn "$HOST" link add "vethc$k" type veth peer name eth0 address "$mac" netns "$ns"
+        ipn "$HOST" link set "vethc$k" master docker0
+        ipn "$HOST" link set "vethc$k" up
+        ipn "$ns" addr add "172.17.0.$((k + 1))/16" dev eth0
+        ipn "$ns" link set eth0 up
+        ipn "$ns" route add default via 172.17.0.1
+    done
+
+    # The uplink: eth0 in the host, a veth to the outside router.
+    new_namespace "$OUT"
+    ipn "$OUT" link add eth0 address 02:00:c6:12:00:01 type veth peer name eth0 address 02:00:c6:12:00:02 netns "$HOST"
+    ipn "$OUT" addr add 198.18.0.1/24 dev eth0
+    ipn "$OUT" link set eth0 up
+    ipn "$HOST" addr add 198.18.0.2/24 dev eth0
+    ipn "$HOST" link set eth0 up
+    ipn "$HOST" route add default via 198.18.0.1
+
+    docker_iptables
+
+    BUILT=1
+    trap - EXIT INT TERM
+    echo "host namespace:       $HOST (docker0 172.17.0.1/16, eth0 198.18.0.2/24, vethc1..vethc$n)"
+    for ((k = 1; k <= n; k++)); do
+        echo "container namespace:  $PREFIX-c$k (eth0 172.17.0.$((k + 1))/16 $(printf '02:42:ac:11:00:%02x' $((k + 1))))"
+    done
+    echo "outside namespace:    $OUT (eth0 198.18.0.1/24)"
+}
+
+cmd_status() {
+    local ns found=0
+    for ns in $(bed_namespaces); do
+        found=1
+        echo "== $ns"
+        ipn "$ns" -br addr show
+    done
+    ((found)) || echo "no bed with prefix '$PREFIX'"
+}
+
+case "${1:-}" in
+up)
+    [[ $# -eq 2 ]] || usage
+    cmd_up "$2"
+    ;;
+down)
+    [[ $# -eq 1 ]] || usage
+    cmd_down
+    ;;
+status)
+    [[ $# -eq 1 ]] || usage
+    cmd_status
+    ;;
+*) usage ;;
+esac

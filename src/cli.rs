@@ -1,0 +1,85 @@
+//! The command line: every subcommand and option, defined once. Each option
+//! also reads a `RINGSIEVE_<OPTION>` environment variable (the flag wins), and
+//! its help text names that variable, so `--help` is the reference.
+//!
+//! Parsing happens in two stages, as ripgrep does: clap collects raw strings
+//! here, then [`crate::settings`] validates them into typed values without any
+//! system call, naming the flag or variable a bad value came from.
+
+use clap::{Args, Parser, Subcommand};
+
+/// ringsieve: every packet crossing a Docker host, once.
+#[derive(Debug, Parser)]
+#[command(name = "ringsieve", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Capture on interfaces until SIGINT or SIGTERM, writing every packet to
+    /// pcapng and the counters as JSON on the last line of stderr.
+    Run(RunArgs),
+}
+
+/// Options of `ringsieve run`. Sizes accept a K, M or G suffix (powers of 1024).
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Interface to capture on; repeat for several. The variable takes a
+    /// comma-separated list.
+    #[arg(
+        short = 'i',
+        long = "interface",
+        env = "RINGSIEVE_INTERFACE",
+        value_name = "IF",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub interfaces: Vec<String>,
+
+    /// Write every captured packet to this pcapng file (`-` for stdout).
+    /// Without it, packets are only counted.
+    #[arg(short = 'w', long, env = "RINGSIEVE_PCAP_OUT", value_name = "FILE")]
+    pub pcap_out: Option<String>,
+
+    /// Ring block size in bytes, for every interface: a power of two from 4K
+    /// to 64M. Default by interface role: 1M (uplink, bridge, other), 512K
+    /// (container veth).
+    #[arg(long, env = "RINGSIEVE_BLOCK_SIZE", value_name = "BYTES")]
+    pub block_size: Option<String>,
+
+    /// Ring blocks per interface, 2 to 65536. Default by role: 64 (uplink),
+    /// 32 (bridge), 16 (container veth, other).
+    #[arg(long, env = "RINGSIEVE_BLOCK_COUNT", value_name = "N")]
+    pub block_count: Option<String>,
+
+    /// Milliseconds after which the kernel hands over a block that is not
+    /// full, 0 to 60000 (0: the kernel picks from the link speed).
+    #[arg(long, env = "RINGSIEVE_RETIRE_TIMEOUT", value_name = "MS", default_value = "8")]
+    pub retire_timeout: String,
+
+    /// Also capture frames addressed to other hosts, through a socket
+    /// membership that ends with the capture (the interface's flags are never
+    /// changed). On a Docker bridge this only adds copies: the veths already
+    /// show bridged traffic. true or false.
+    #[arg(long, env = "RINGSIEVE_PROMISC", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", default_value = "false")]
+    pub promisc: String,
+
+    /// Capture threads. With more than one, each interface gets one ring per
+    /// thread, joined in a PACKET_FANOUT group.
+    #[arg(long, env = "RINGSIEVE_CAPTURE_THREADS", value_name = "N", default_value = "1")]
+    pub capture_threads: String,
+
+    /// CPUs to pin capture threads to, in thread order (`0,1` or `0-3`).
+    #[arg(long, env = "RINGSIEVE_CAPTURE_CPUS", value_name = "LIST")]
+    pub capture_cpus: Option<String>,
+
+    /// How the kernel spreads an interface over the capture threads: hash
+    /// (by flow, both directions together), cpu, lb (round robin) or qm (by
+    /// NIC queue).
+    #[arg(long, env = "RINGSIEVE_FANOUT", value_name = "MODE", default_value = "hash")]
+    pub fanout: String,
+}

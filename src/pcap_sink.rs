@@ -1,0 +1,127 @@
+//! The pcapng output of `ringsieve run`: one file shared by every capture
+//! thread. Each thread gets a [`PcapSink`] that writes straight from the ring
+//! (no copy) under a short lock per packet; the interface blocks are written
+//! at creation, in the order the interfaces were given.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use af_packet::{Interface, Packet};
+use output::pcapng::{InterfaceId, PacketRecord, PcapngWriter};
+use pipeline::PacketSink;
+
+/// Snap length written in every Interface Description Block: more than the
+/// largest GSO super-frame plus a VLAN tag, as tcpdump uses.
+const SNAPLEN: u32 = 262_144;
+/// Output buffer: large writes, few system calls.
+const BUFFER_BYTES: usize = 1 << 20;
+
+type Writer = PcapngWriter<BufWriter<Box<dyn Write + Send>>>;
+
+/// The shared pcapng file.
+pub struct PcapOutput {
+    path: String,
+    writer: Arc<Mutex<Writer>>,
+    interfaces: Arc<HashMap<String, InterfaceId>>,
+}
+
+/// What was written, for the exit summary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PcapSummary {
+    /// The file (`-` for stdout).
+    pub path: String,
+    /// Enhanced Packet Blocks written.
+    pub packets_written: u64,
+}
+
+impl PcapOutput {
+    /// Creates `path` (`-` for stdout) and describes `interfaces` in it.
+    pub fn create<'a>(path: &str, interfaces: impl Iterator<Item = &'a str>) -> io::Result<Self> {
+        let out: Box<dyn Write + Send> = if path == "-" {
+            Box::new(io::stdout())
+        } else {
+            Box::new(File::create(path)?)
+        };
+        let application = concat!("ringsieve ", env!("CARGO_PKG_VERSION"));
+        let mut writer = PcapngWriter::new(BufWriter::with_capacity(BUFFER_BYTES, out), application)?;
+        let mut ids = HashMap::new();
+        for name in interfaces {
+            let id = writer.add_interface(name, SNAPLEN)?;
+            ids.insert(name.to_owned(), id);
+        }
+        Ok(Self {
+            path: path.to_owned(),
+            writer: Arc::new(Mutex::new(writer)),
+            interfaces: Arc::new(ids),
+        })
+    }
+
+    /// A sink for one capture thread.
+    pub fn sink(&self) -> PcapSink {
+        PcapSink {
+            writer: Arc::clone(&self.writer),
+            interfaces: Arc::clone(&self.interfaces),
+            by_ifindex: Vec::new(),
+            failed: false,
+        }
+    }
+
+    /// Flushes the file once every sink is gone.
+    pub fn finish(self) -> io::Result<PcapSummary> {
+        let writer = Arc::try_unwrap(self.writer)
+            .map_err(|_| io::Error::other("a capture thread still holds the pcapng file"))?
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner);
+        let packets_written = writer.packets_written();
+        writer.finish()?.flush()?;
+        Ok(PcapSummary {
+            path: self.path,
+            packets_written,
+        })
+    }
+}
+
+/// One capture thread's handle on the shared file.
+pub struct PcapSink {
+    writer: Arc<Mutex<Writer>>,
+    interfaces: Arc<HashMap<String, InterfaceId>>,
+    /// ifindex to interface id, filled on first sight of each interface so
+    /// the per-packet lookup is a short scan, not a string hash.
+    by_ifindex: Vec<(i32, InterfaceId)>,
+    /// Set after the first write error, reported once.
+    failed: bool,
+}
+
+impl PcapSink {
+    fn interface_id(&mut self, interface: &Interface) -> Option<InterfaceId> {
+        if let Some(&(_, id)) = self
+            .by_ifindex
+            .iter()
+            .find(|(ifindex, _)| *ifindex == interface.ifindex())
+        {
+            return Some(id);
+        }
+        let id = *self.interfaces.get(interface.name())?;
+        self.by_ifindex.push((interface.ifindex(), id));
+        Some(id)
+    }
+}
+
+impl PacketSink for PcapSink {
+    fn packet(&mut self, interface: &Interface, packet: &Packet<'_>) {
+        if self.failed {
+            return;
+        }
+        let Some(id) = self.interface_id(interface) else {
+            return;
+        };
+        let record = PacketRecord::from_packet(packet, id);
+        let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Err(e) = writer.write_packet(&record) {
+            self.failed = true;
+            tracing::error!(error = %e, "writing the pcapng file failed; packets are still counted");
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! `ringsieve run`: open a ring on every requested interface (one per capture
+//! thread, in a fanout group when there are several threads), capture until
+//! SIGINT or SIGTERM, write packets to pcapng, and print the counters as one
+//! JSON object on the last line of stderr.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use af_packet::{CaptureRing, FanoutGroup, Interface, InterfaceRole, Packet, RingConfig, RingSet};
+use anyhow::Context;
+use pipeline::{CaptureReport, CaptureThreadConfig, PacketSink};
+use serde_json::json;
+
+use crate::interface_roles::role_of;
+use crate::pcap_sink::{PcapOutput, PcapSink};
+use crate::settings::{RunSettings, SettingError};
+
+/// The sink of a capture thread: pcapng when asked, otherwise counting only
+/// (the capture thread counts every packet it delivers).
+enum Sink {
+    Pcap(PcapSink),
+    Discard,
+}
+
+impl PacketSink for Sink {
+    fn packet(&mut self, interface: &Interface, packet: &Packet<'_>) {
+        if let Self::Pcap(sink) = self {
+            sink.packet(interface, packet);
+        }
+    }
+
+    fn end_of_turn(&mut self) {
+        if let Self::Pcap(sink) = self {
+            sink.end_of_turn();
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Self::Pcap(sink) = self {
+            sink.finish();
+        }
+    }
+}
+
+/// One interface to capture, with its role and ring configuration.
+struct Target {
+    interface: Interface,
+    role: InterfaceRole,
+    config: RingConfig,
+}
+
+/// Runs the capture described by `settings` until a stop signal.
+pub fn run(settings: &RunSettings, origin: &crate::settings::Origin<'_>) -> anyhow::Result<ExitCode> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&stop)).context("installing signal handlers")?;
+    }
+
+    let mut targets = Vec::new();
+    for name in &settings.interfaces {
+        let interface = Interface::by_name(name).map_err(|e| SettingError {
+            source: origin.of("interfaces"),
+            value: name.clone(),
+            expected: format!("an existing interface ({e})"),
+        })?;
+        let role = role_of(name);
+        let mut config = RingConfig::for_role(role);
+        config.geometry = settings.geometry.apply(config.geometry);
+        config.promiscuous = settings.promiscuous;
+        targets.push(Target {
+            interface,
+            role,
+            config,
+        });
+    }
+
+    let output = match &settings.pcap_out {
+        Some(path) => Some(
+            PcapOutput::create(path, targets.iter().map(|t| t.interface.name())).map_err(|e| SettingError {
+                source: origin.of("pcap_out"),
+                value: path.clone(),
+                expected: format!("a file that can be created ({e})"),
+            })?,
+        ),
+        None => None,
+    };
+
+    // Every ring exists before any thread starts reading, so the first
+    // packets of every interface are captured.
+    let groups: Vec<FanoutGroup> = targets.iter().map(|_| FanoutGroup::new(settings.fanout)).collect();
+    let mut ring_sets = Vec::new();
+    for _ in 0..settings.capture_threads {
+        let mut set = RingSet::new().context("creating the epoll set of a capture thread")?;
+        for (target, group) in targets.iter().zip(&groups) {
+            let ring = CaptureRing::open(&target.interface, &target.config)?;
+            if settings.capture_threads > 1 {
+                ring.join_fanout(group)
+                    .with_context(|| format!("joining the fanout group of {}", target.interface))?;
+            }
+            set.add(ring)?;
+        }
+        ring_sets.push(set);
+    }
+    for target in &targets {
+        tracing::info!(
+            interface = target.interface.name(),
+            role = %target.role,
+            ring = %target.config.geometry,
+            rings = settings.capture_threads,
+            promiscuous = target.config.promiscuous,
+            "capturing"
+        );
+    }
+
+    let mut threads = Vec::new();
+    for (index, set) in ring_sets.into_iter().enumerate() {
+        let sink = match &output {
+            Some(output) => Sink::Pcap(output.sink()),
+            None => Sink::Discard,
+        };
+        let config = CaptureThreadConfig {
+            cpu: settings.capture_cpus.as_ref().map(|cpus| cpus[index]),
+            ..CaptureThreadConfig::default()
+        };
+        threads.push(pipeline::capture_thread::spawn(
+            format!("capture-{index}"),
+            set,
+            config,
+            Arc::clone(&stop),
+            sink,
+        )?);
+    }
+
+    while !stop.load(Ordering::Relaxed) && !threads.iter().all(|t| t.is_finished()) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut reports = Vec::new();
+    for thread in threads {
+        reports.push(
+            thread
+                .join()
+                .map_err(|_| anyhow::anyhow!("a capture thread panicked"))?,
+        );
+    }
+    let pcap_summary = match output {
+        Some(output) => Some(output.finish().context("finishing the pcapng file")?),
+        None => None,
+    };
+
+    let summary = summarize(&targets, &reports, pcap_summary);
+    eprintln!("{summary}");
+    let failed = reports.iter().any(|r| r.error.is_some());
+    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// The exit summary: per-interface counters summed over the rings of every
+/// capture thread.
+fn summarize(
+    targets: &[Target],
+    reports: &[CaptureReport],
+    pcap: Option<crate::pcap_sink::PcapSummary>,
+) -> serde_json::Value {
+    let mut interfaces = BTreeMap::new();
+    for target in targets {
+        let name = target.interface.name();
+        let rings: Vec<_> = reports
+            .iter()
+            .flat_map(|r| &r.interfaces)
+            .filter(|r| r.interface.name() == name)
+            .collect();
+        let sum = |f: &dyn Fn(&pipeline::InterfaceReport) -> u64| rings.iter().map(|r| f(r)).sum::<u64>();
+        let closed = rings.iter().find_map(|r| r.closed).map(|reason| reason.to_string());
+        interfaces.insert(
+            name.to_owned(),
+            json!({
+                "received": sum(&|r| r.counters.received()),
+                "kernel_drops": sum(&|r| r.counters.drops),
+                "freezes": sum(&|r| r.counters.freezes),
+                "captured": sum(&|r| r.captured),
+                "malformed_blocks": sum(&|r| r.malformed_blocks),
+                "role": target.role.as_str(),
+                "rings": rings.len(),
+                "ring_bytes": rings.iter().map(|r| r.geometry.memory_bytes()).sum::<u64>(),
+                "closed": closed,
+            }),
+        );
+    }
+    let mut summary = json!({ "interfaces": interfaces });
+    if let Some(pcap) = pcap {
+        summary["pcap"] = json!({ "file": pcap.path, "packets_written": pcap.packets_written });
+    }
+    summary
+}

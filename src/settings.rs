@@ -1,0 +1,285 @@
+//! Validated settings: the raw strings of [`crate::cli`] turned into typed
+//! values, with no system call. A bad value becomes a [`SettingError`] that
+//! names where it came from (the flag or the environment variable), the value,
+//! and what is accepted; the binary exits with code 2 on it.
+
+use std::fmt;
+
+use af_packet::{FanoutMode, RingGeometry};
+use clap::parser::ValueSource;
+use clap::ArgMatches;
+
+/// A setting whose value is not accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingError {
+    /// `--flag` or `RINGSIEVE_VARIABLE`, whichever supplied the value.
+    pub source: String,
+    /// The value given.
+    pub value: String,
+    /// What would have been accepted.
+    pub expected: String,
+}
+
+impl fmt::Display for SettingError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid value {:?} for {}: {}",
+            self.value, self.source, self.expected
+        )
+    }
+}
+
+impl std::error::Error for SettingError {}
+
+/// Where the value of one option came from, for error messages.
+pub struct Origin<'a> {
+    matches: &'a ArgMatches,
+}
+
+impl<'a> Origin<'a> {
+    /// Origins of the options in `matches` (a subcommand's matches).
+    pub fn new(matches: &'a ArgMatches) -> Self {
+        Self { matches }
+    }
+
+    /// `--flag` when given on the command line, the variable when it came
+    /// from the environment, the flag (default) otherwise.
+    pub fn of(&self, id: &str) -> String {
+        let arg = self.arg(id);
+        let flag = arg
+            .as_ref()
+            .and_then(|a| a.get_long())
+            .map(|l| format!("--{l}"))
+            .unwrap_or_else(|| id.to_owned());
+        match self.matches.value_source(id) {
+            Some(ValueSource::EnvVariable) => arg
+                .as_ref()
+                .and_then(|a| a.get_env())
+                .map(|e| e.to_string_lossy().into_owned())
+                .unwrap_or(flag),
+            Some(ValueSource::DefaultValue) => format!("{flag} (default)"),
+            _ => flag,
+        }
+    }
+
+    fn arg(&self, id: &str) -> Option<clap::Arg> {
+        use clap::CommandFactory;
+        let command = crate::cli::Cli::command();
+        let found = command
+            .get_subcommands()
+            .flat_map(|sub| sub.get_arguments())
+            .find(|a| a.get_id() == id)
+            .cloned();
+        found
+    }
+
+    /// A [`SettingError`] for option `id` with `value`.
+    pub fn error(&self, id: &str, value: &str, expected: impl Into<String>) -> SettingError {
+        SettingError {
+            source: self.of(id),
+            value: value.to_owned(),
+            expected: expected.into(),
+        }
+    }
+}
+
+/// Parses a byte size: a number with an optional K, M or G suffix (powers of
+/// 1024, `KiB`/`k`/`KB` spellings accepted).
+pub fn parse_bytes(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, suffix) = t.split_at(split);
+    let number: u64 = digits.parse().ok()?;
+    let shift = match suffix.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        _ => return None,
+    };
+    number.checked_mul(1 << shift)
+}
+
+/// Parses a boolean the way environment variables usually spell one.
+pub fn parse_bool(text: &str) -> Option<bool> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+/// Ring geometry overrides given on the command line; `None` keeps the
+/// role's default.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GeometryOverrides {
+    /// `--block-size`.
+    pub block_size: Option<u32>,
+    /// `--block-count`.
+    pub block_count: Option<u32>,
+    /// `--retire-timeout`.
+    pub retire_timeout_ms: u32,
+}
+
+impl GeometryOverrides {
+    /// The geometry for an interface whose role default is `base`.
+    pub fn apply(&self, base: RingGeometry) -> RingGeometry {
+        RingGeometry {
+            block_size: self.block_size.unwrap_or(base.block_size),
+            block_count: self.block_count.unwrap_or(base.block_count),
+            retire_timeout_ms: self.retire_timeout_ms,
+        }
+    }
+}
+
+/// The validated settings of `ringsieve run`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunSettings {
+    /// Interface names, in order, without duplicates.
+    pub interfaces: Vec<String>,
+    /// The pcapng output, if any (`-` is stdout).
+    pub pcap_out: Option<String>,
+    /// Ring geometry overrides.
+    pub geometry: GeometryOverrides,
+    /// Promiscuous membership on every ring.
+    pub promiscuous: bool,
+    /// Number of capture threads (>= 1).
+    pub capture_threads: usize,
+    /// CPU per capture thread, when pinned.
+    pub capture_cpus: Option<Vec<usize>>,
+    /// Fanout mode when there is more than one capture thread.
+    pub fanout: FanoutMode,
+}
+
+impl RunSettings {
+    /// Validates the raw options of `ringsieve run`.
+    pub fn from_args(args: &crate::cli::RunArgs, origin: &Origin<'_>) -> Result<Self, SettingError> {
+        let mut interfaces: Vec<String> = Vec::new();
+        for name in &args.interfaces {
+            let name = name.trim();
+            if name.is_empty() || name.len() > 15 || name.contains(['/', ' ', '\0']) {
+                return Err(origin.error(
+                    "interfaces",
+                    name,
+                    "an interface name of 1 to 15 characters without '/' or spaces",
+                ));
+            }
+            if !interfaces.iter().any(|n| n == name) {
+                interfaces.push(name.to_owned());
+            }
+        }
+        if interfaces.is_empty() {
+            return Err(origin.error("interfaces", "", "at least one interface name"));
+        }
+
+        let block_size = match &args.block_size {
+            None => None,
+            Some(text) => {
+                let expected = "a power of two from 4K to 64M bytes (e.g. 4096, 512K, 1M)";
+                let bytes = parse_bytes(text).ok_or_else(|| origin.error("block_size", text, expected))?;
+                let valid = bytes.is_power_of_two()
+                    && (u64::from(af_packet::config::MIN_BLOCK_SIZE)..=u64::from(af_packet::config::MAX_BLOCK_SIZE))
+                        .contains(&bytes);
+                if !valid {
+                    return Err(origin.error("block_size", text, expected));
+                }
+                Some(bytes as u32)
+            }
+        };
+        let block_count = match &args.block_count {
+            None => None,
+            Some(text) => {
+                let expected = "a whole number from 2 to 65536";
+                let n: u32 = text
+                    .trim()
+                    .parse()
+                    .map_err(|_| origin.error("block_count", text, expected))?;
+                if !(af_packet::config::MIN_BLOCK_COUNT..=af_packet::config::MAX_BLOCK_COUNT).contains(&n) {
+                    return Err(origin.error("block_count", text, expected));
+                }
+                Some(n)
+            }
+        };
+        let retire_expected = "a whole number of milliseconds from 0 to 60000";
+        let retire_timeout_ms: u32 = args
+            .retire_timeout
+            .trim()
+            .parse()
+            .ok()
+            .filter(|&ms| ms <= af_packet::config::MAX_RETIRE_TIMEOUT_MS)
+            .ok_or_else(|| origin.error("retire_timeout", &args.retire_timeout, retire_expected))?;
+
+        let promiscuous = parse_bool(&args.promisc)
+            .ok_or_else(|| origin.error("promisc", &args.promisc, "true or false (also 1/0, yes/no, on/off)"))?;
+
+        let threads_expected = "a whole number from 1 to 64";
+        let capture_threads: usize = args
+            .capture_threads
+            .trim()
+            .parse()
+            .ok()
+            .filter(|n| (1..=64).contains(n))
+            .ok_or_else(|| origin.error("capture_threads", &args.capture_threads, threads_expected))?;
+
+        let capture_cpus = match &args.capture_cpus {
+            None => None,
+            Some(text) => {
+                let cpus = af_packet::cpu::parse_cpu_list(text).map_err(|why| {
+                    origin.error("capture_cpus", text, format!("a CPU list such as 0,1 or 0-3 ({why})"))
+                })?;
+                if cpus.len() < capture_threads {
+                    return Err(origin.error(
+                        "capture_cpus",
+                        text,
+                        format!("one CPU per capture thread ({capture_threads} threads)"),
+                    ));
+                }
+                Some(cpus)
+            }
+        };
+
+        let fanout = args
+            .fanout
+            .trim()
+            .parse::<FanoutMode>()
+            .map_err(|expected| origin.error("fanout", &args.fanout, expected))?;
+
+        Ok(Self {
+            interfaces,
+            pcap_out: args.pcap_out.clone().filter(|p| !p.is_empty()),
+            geometry: GeometryOverrides {
+                block_size,
+                block_count,
+                retire_timeout_ms,
+            },
+            promiscuous,
+            capture_threads,
+            capture_cpus,
+            fanout,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_sizes_take_binary_suffixes() {
+        assert_eq!(parse_bytes("4096"), Some(4096));
+        assert_eq!(parse_bytes("512K"), Some(512 << 10));
+        assert_eq!(parse_bytes("1MiB"), Some(1 << 20));
+        assert_eq!(parse_bytes("2g"), Some(2 << 30));
+        for bad in ["", "K", "1.5M", "12X", "-1"] {
+            assert_eq!(parse_bytes(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn booleans_accept_the_usual_spellings() {
+        assert_eq!(parse_bool("ON"), Some(true));
+        assert_eq!(parse_bool("0"), Some(false));
+        assert_eq!(parse_bool("maybe"), None);
+    }
+}
