@@ -1,7 +1,9 @@
 //! The pcapng output of `ringsieve run`: one file shared by every capture
-//! thread. Each thread gets a [`PcapSink`] that writes straight from the ring
-//! (no copy) under a short lock per packet; the interface blocks are written
-//! at creation, in the order the interfaces were given.
+//! thread. Each thread gets a [`PcapSink`] that encodes packets straight from
+//! the ring into its own buffer, without a lock, and appends the buffer to the
+//! file once per turn of its capture loop (or when the buffer is full); the
+//! interface blocks are written at creation, in the order the interfaces were
+//! given.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -9,7 +11,7 @@ use std::io::{self, BufWriter, Write};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use af_packet::{Interface, Packet};
-use output::pcapng::{InterfaceId, PacketRecord, PcapngWriter};
+use output::pcapng::{InterfaceId, PacketEncoder, PacketRecord, PcapngWriter};
 use pipeline::PacketSink;
 
 /// Snap length written in every Interface Description Block: more than the
@@ -17,6 +19,9 @@ use pipeline::PacketSink;
 const SNAPLEN: u32 = 262_144;
 /// Output buffer: large writes, few system calls.
 const BUFFER_BYTES: usize = 1 << 20;
+/// A capture thread hands its encoded packets to the file at least this
+/// often, in bytes.
+const BATCH_BYTES: usize = 1 << 20;
 
 type Writer = PcapngWriter<BufWriter<Box<dyn Write + Send>>>;
 
@@ -60,7 +65,9 @@ impl PcapOutput {
 
     /// A sink for one capture thread.
     pub fn sink(&self) -> PcapSink {
+        let encoder = self.writer.lock().unwrap_or_else(PoisonError::into_inner).encoder();
         PcapSink {
+            encoder,
             writer: Arc::clone(&self.writer),
             interfaces: Arc::clone(&self.interfaces),
             by_ifindex: Vec::new(),
@@ -85,6 +92,7 @@ impl PcapOutput {
 
 /// One capture thread's handle on the shared file.
 pub struct PcapSink {
+    encoder: PacketEncoder,
     writer: Arc<Mutex<Writer>>,
     interfaces: Arc<HashMap<String, InterfaceId>>,
     /// ifindex to interface id, filled on first sight of each interface so
@@ -95,6 +103,26 @@ pub struct PcapSink {
 }
 
 impl PcapSink {
+    fn hand_over(&mut self) {
+        if self.encoder.encoded_len() == 0 {
+            return;
+        }
+        let result = {
+            let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+            self.encoder.drain_into(&mut writer)
+        };
+        if let Err(e) = result {
+            self.fail(&e);
+        }
+    }
+
+    fn fail(&mut self, error: &io::Error) {
+        if !self.failed {
+            self.failed = true;
+            tracing::error!(%error, "writing the pcapng file failed; packets are still counted");
+        }
+    }
+
     fn interface_id(&mut self, interface: &Interface) -> Option<InterfaceId> {
         if let Some(&(_, id)) = self
             .by_ifindex
@@ -118,10 +146,19 @@ impl PacketSink for PcapSink {
             return;
         };
         let record = PacketRecord::from_packet(packet, id);
-        let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Err(e) = writer.write_packet(&record) {
-            self.failed = true;
-            tracing::error!(error = %e, "writing the pcapng file failed; packets are still counted");
+        if let Err(e) = self.encoder.encode(&record) {
+            self.fail(&e);
         }
+        if self.encoder.encoded_len() >= BATCH_BYTES {
+            self.hand_over();
+        }
+    }
+
+    fn end_of_turn(&mut self) {
+        self.hand_over();
+    }
+
+    fn finish(&mut self) {
+        self.hand_over();
     }
 }

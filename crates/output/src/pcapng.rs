@@ -197,82 +197,41 @@ impl<W: Write> PcapngWriter<W> {
     /// Writes one Enhanced Packet Block. An interface id this writer did not
     /// make is an `InvalidInput` error and writes nothing.
     pub fn write_packet(&mut self, packet: &PacketRecord<'_>) -> io::Result<()> {
-        let snaplen = *self.snaplens.get(packet.interface.0 as usize).ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("pcapng interface {} was never added", packet.interface.0),
-            )
-        })?;
-
-        // The frame is head, tag, tail: the tag goes back after the MAC
-        // addresses, as libpcap does; a frame too short to hold them is
-        // written as it is.
-        let data = packet.data;
-        let (head, tag, tail) = match packet.vlan {
-            Some(vlan) if data.len() >= MAC_ADDRESSES_LEN => {
-                let [tpid_hi, tpid_lo] = vlan.tpid.to_be_bytes();
-                let [tci_hi, tci_lo] = vlan.tci.to_be_bytes();
-                let (head, tail) = data.split_at(MAC_ADDRESSES_LEN);
-                (head, Some([tpid_hi, tpid_lo, tci_hi, tci_lo]), tail)
-            }
-            _ => (data, None, &[][..]),
-        };
-        let tag: &[u8] = match &tag {
-            Some(tag) => tag,
-            None => &[],
-        };
-        let tag_len = tag.len();
-        let frame_len = data.len() + tag_len;
-        let captured_len = if snaplen == 0 {
-            frame_len
-        } else {
-            frame_len.min(snaplen as usize)
-        };
-        if captured_len > MAX_CAPTURED_LEN {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("packet of {captured_len} bytes does not fit a pcapng block"),
-            ));
-        }
-        let padding = captured_len.next_multiple_of(4) - captured_len;
-        // Fits: captured_len <= MAX_CAPTURED_LEN leaves room for the rest.
-        let block_len = (EPB_HEADER_LEN + captured_len + padding + EPB_TRAILER_LEN) as u32;
-        let original_len = packet.original_len.saturating_add(tag_len as u32);
-
-        let mut header = [0u8; EPB_HEADER_LEN];
-        put_u32(&mut header, 0, ENHANCED_PACKET_BLOCK);
-        put_u32(&mut header, 4, block_len);
-        put_u32(&mut header, 8, packet.interface.0);
-        // With if_tsresol = 9 the 64-bit timestamp counts nanoseconds, high
-        // word first.
-        put_u32(&mut header, 12, (packet.timestamp_ns >> 32) as u32);
-        put_u32(&mut header, 16, packet.timestamp_ns as u32);
-        put_u32(&mut header, 20, captured_len as u32);
-        put_u32(&mut header, 24, original_len);
-
-        // Leading zeros are the data's padding: the trailer is written from
-        // offset 3 - padding.
-        let mut trailer = [0u8; 3 + EPB_TRAILER_LEN];
-        trailer[3..5].copy_from_slice(&OPT_EPB_FLAGS.to_le_bytes());
-        trailer[5..7].copy_from_slice(&4u16.to_le_bytes());
-        put_u32(&mut trailer, 7, epb_flags(packet.packet_type));
-        // 11..15: opt_endofopt, code 0 and length 0.
-        put_u32(&mut trailer, 15, block_len);
-
-        let out = self.blocks.get_mut();
-        out.write_all(&header)?;
-        let mut remaining = captured_len;
-        for piece in [head, tag, tail] {
-            let take = piece.len().min(remaining);
-            // Untagged frames are one piece: skip the empty calls.
-            if take > 0 {
-                out.write_all(&piece[..take])?;
-                remaining -= take;
-            }
-        }
-        out.write_all(&trailer[3 - padding..])?;
+        let snaplen = self.snaplen(packet.interface)?;
+        write_enhanced_packet(self.blocks.get_mut(), packet, snaplen)?;
         self.packets_written += 1;
         Ok(())
+    }
+
+    /// The snap length of `interface`, or `InvalidInput` if this writer did
+    /// not make that id.
+    pub fn snaplen(&self, interface: InterfaceId) -> io::Result<u32> {
+        self.snaplens.get(interface.0 as usize).copied().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("pcapng interface {} was never added", interface.0),
+            )
+        })
+    }
+
+    /// Appends `packets` Enhanced Packet Blocks already encoded by a
+    /// [`PacketEncoder`] of this writer, in one write. This is how several
+    /// capture threads share one file: each encodes into its own buffer
+    /// without a lock and hands the buffer over once per batch.
+    pub fn write_encoded(&mut self, blocks: &[u8], packets: u64) -> io::Result<()> {
+        self.blocks.get_mut().write_all(blocks)?;
+        self.packets_written += packets;
+        Ok(())
+    }
+
+    /// An encoder for this writer's interfaces, for a thread that batches
+    /// packets before [`PcapngWriter::write_encoded`].
+    pub fn encoder(&self) -> PacketEncoder {
+        PacketEncoder {
+            snaplens: self.snaplens.clone(),
+            buffer: Vec::new(),
+            packets: 0,
+        }
     }
 
     /// Enhanced Packet Blocks written so far.
@@ -291,6 +250,116 @@ impl<W: Write> PcapngWriter<W> {
         out.flush()?;
         Ok(out)
     }
+}
+
+/// Enhanced Packet Blocks encoded into a buffer owned by one thread, for the
+/// interfaces its [`PcapngWriter`] had when the encoder was made.
+#[derive(Debug, Clone)]
+pub struct PacketEncoder {
+    snaplens: Vec<u32>,
+    buffer: Vec<u8>,
+    packets: u64,
+}
+
+impl PacketEncoder {
+    /// Encodes one packet at the end of the buffer. An interface id unknown
+    /// to the encoder is an `InvalidInput` error and encodes nothing.
+    pub fn encode(&mut self, packet: &PacketRecord<'_>) -> io::Result<()> {
+        let snaplen = *self.snaplens.get(packet.interface.0 as usize).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("pcapng interface {} was never added", packet.interface.0),
+            )
+        })?;
+        write_enhanced_packet(&mut self.buffer, packet, snaplen)?;
+        self.packets += 1;
+        Ok(())
+    }
+
+    /// Bytes encoded and not yet taken.
+    pub fn encoded_len(&self) -> usize {
+        self.buffer.len()
+    }
+
+    /// Hands the encoded blocks to `writer` in one write and empties the
+    /// encoder, keeping its buffer's capacity. The blocks are dropped even
+    /// when the write fails, so one bad write does not repeat.
+    pub fn drain_into<W: Write>(&mut self, writer: &mut PcapngWriter<W>) -> io::Result<()> {
+        let result = writer.write_encoded(&self.buffer, self.packets);
+        self.buffer.clear();
+        self.packets = 0;
+        result
+    }
+}
+
+/// Writes one Enhanced Packet Block for `packet` to `out`, cutting the frame
+/// (tag included) to `snaplen` when it is not 0. Allocates nothing: the fixed
+/// parts are built on the stack and the frame goes out in at most three
+/// pieces.
+fn write_enhanced_packet(out: &mut impl Write, packet: &PacketRecord<'_>, snaplen: u32) -> io::Result<()> {
+    // The frame is head, tag, tail: the tag goes back after the MAC
+    // addresses, as libpcap does; a frame too short to hold them is
+    // written as it is.
+    let data = packet.data;
+    let (head, tag, tail) = match packet.vlan {
+        Some(vlan) if data.len() >= MAC_ADDRESSES_LEN => {
+            let [tpid_hi, tpid_lo] = vlan.tpid.to_be_bytes();
+            let [tci_hi, tci_lo] = vlan.tci.to_be_bytes();
+            let (head, tail) = data.split_at(MAC_ADDRESSES_LEN);
+            (head, Some([tpid_hi, tpid_lo, tci_hi, tci_lo]), tail)
+        }
+        _ => (data, None, &[][..]),
+    };
+    let tag: &[u8] = match &tag {
+        Some(tag) => tag,
+        None => &[],
+    };
+    let tag_len = tag.len();
+    let frame_len = data.len() + tag_len;
+    let captured_len = if snaplen == 0 {
+        frame_len
+    } else {
+        frame_len.min(snaplen as usize)
+    };
+    if captured_len > MAX_CAPTURED_LEN {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("packet of {captured_len} bytes does not fit a pcapng block"),
+        ));
+    }
+    let padding = captured_len.next_multiple_of(4) - captured_len;
+    // Fits: captured_len <= MAX_CAPTURED_LEN leaves room for the rest.
+    let block_len = (EPB_HEADER_LEN + captured_len + padding + EPB_TRAILER_LEN) as u32;
+    let original_len = packet.original_len.saturating_add(tag_len as u32);
+
+    let mut header = [0u8; EPB_HEADER_LEN];
+    put_u32(&mut header, 0, ENHANCED_PACKET_BLOCK);
+    put_u32(&mut header, 4, block_len);
+    put_u32(&mut header, 8, packet.interface.0);
+    // With if_tsresol = 9 the 64-bit timestamp counts nanoseconds, high
+    // word first.
+    put_u32(&mut header, 12, (packet.timestamp_ns >> 32) as u32);
+    put_u32(&mut header, 16, packet.timestamp_ns as u32);
+    put_u32(&mut header, 20, captured_len as u32);
+    put_u32(&mut header, 24, original_len);
+
+    // Leading zeros are the data's padding: the trailer is written from
+    // offset 3 - padding.
+    let mut trailer = [0u8; 3 + EPB_TRAILER_LEN];
+    trailer[3..5].copy_from_slice(&OPT_EPB_FLAGS.to_le_bytes());
+    trailer[5..7].copy_from_slice(&4u16.to_le_bytes());
+    put_u32(&mut trailer, 7, epb_flags(packet.packet_type));
+    // 11..15: opt_endofopt, code 0 and length 0.
+    put_u32(&mut trailer, 15, block_len);
+
+    out.write_all(&header)?;
+    let mut remaining = captured_len;
+    for piece in [head, tag, tail] {
+        let take = piece.len().min(remaining);
+        out.write_all(&piece[..take])?;
+        remaining -= take;
+    }
+    out.write_all(&trailer[3 - padding..])
 }
 
 fn put_u32(bytes: &mut [u8], at: usize, value: u32) {
@@ -725,5 +794,66 @@ mod tests {
         writer.write_packet(&record(eth0, &data)).unwrap();
         let bytes = writer.finish().unwrap().into_inner().unwrap();
         assert_eq!(read_back(&bytes).packets.len(), 1);
+    }
+}
+
+#[cfg(test)]
+mod encoder_tests {
+    use super::*;
+
+    #[test]
+    fn encoded_batches_write_the_same_bytes_as_direct_writes() {
+        let frames: Vec<Vec<u8>> = [60usize, 61, 62, 63, 1514].iter().map(|&n| vec![0xab; n]).collect();
+        let tagged = VlanTag { tci: 7, tpid: 0x8100 };
+        let records = |id| {
+            frames
+                .iter()
+                .enumerate()
+                .map(move |(i, f)| PacketRecord {
+                    interface: id,
+                    timestamp_ns: 1_000 + i as u64,
+                    original_len: f.len() as u32,
+                    data: f,
+                    packet_type: PacketType::OtherHost,
+                    vlan: (i % 2 == 0).then_some(tagged),
+                })
+                .collect::<Vec<_>>()
+        };
+
+        let mut direct = PcapngWriter::new(Vec::new(), "test").unwrap();
+        let id = direct.add_interface("veth0", 100).unwrap();
+        for r in records(id) {
+            direct.write_packet(&r).unwrap();
+        }
+
+        let mut batched = PcapngWriter::new(Vec::new(), "test").unwrap();
+        let id = batched.add_interface("veth0", 100).unwrap();
+        let mut encoder = batched.encoder();
+        for r in records(id) {
+            encoder.encode(&r).unwrap();
+        }
+        assert!(encoder.encoded_len() > 0);
+        encoder.drain_into(&mut batched).unwrap();
+        assert_eq!(encoder.encoded_len(), 0);
+        assert_eq!(batched.packets_written(), direct.packets_written());
+        assert_eq!(batched.finish().unwrap(), direct.finish().unwrap());
+    }
+
+    #[test]
+    fn encoder_rejects_interfaces_added_after_it() {
+        let mut writer = PcapngWriter::new(Vec::new(), "test").unwrap();
+        let mut encoder = writer.encoder();
+        let id = writer.add_interface("late0", 0).unwrap();
+        let data = [0u8; 60];
+        let record = PacketRecord {
+            interface: id,
+            timestamp_ns: 0,
+            original_len: 60,
+            data: &data,
+            packet_type: PacketType::Host,
+            vlan: None,
+        };
+        assert_eq!(encoder.encode(&record).unwrap_err().kind(), io::ErrorKind::InvalidInput);
+        assert_eq!(encoder.encoded_len(), 0);
     }
 }

@@ -282,15 +282,16 @@ fn blast(plan: &Plan, sender: &FrameSender) -> anyhow::Result<Report> {
     })
 }
 
-fn run() -> anyhow::Result<()> {
-    let plan = Plan::from_args(Args::parse())?;
-    let interface =
-        Interface::by_name(&plan.interface).with_context(|| format!("no interface named {}", plan.interface))?;
+/// Exit code of a bad setting (as clap's own usage errors); 1 is a failure while sending.
+const EXIT_BAD_SETTING: u8 = 2;
+
+fn run(plan: &Plan) -> anyhow::Result<()> {
+    let interface = Interface::by_name(&plan.interface)?;
     let sender = FrameSender::open(&interface).context("opening the packet socket")?;
     if plan.qdisc_bypass {
         sender.bypass_qdisc().context("bypassing the qdisc")?;
     }
-    let report = blast(&plan, &sender)?;
+    let report = blast(plan, &sender)?;
     let pps = if report.seconds > 0.0 {
         report.sent as f64 / report.seconds
     } else {
@@ -304,7 +305,14 @@ fn run() -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
-    match run() {
+    let plan = match Plan::from_args(Args::parse()) {
+        Ok(plan) => plan,
+        Err(error) => {
+            eprintln!("ringsieve-blast: {error:#}");
+            return ExitCode::from(EXIT_BAD_SETTING);
+        }
+    };
+    match run(&plan) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("ringsieve-blast: {error:#}");
