@@ -5,14 +5,15 @@
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use af_packet::{CaptureRing, FanoutGroup, Interface, InterfaceRole, Packet, RingConfig, RingSet};
 use anyhow::Context;
 use pipeline::{CaptureReport, CaptureThreadConfig, PacketSink};
 use serde_json::json;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
 
 use crate::interface_roles::role_of;
 use crate::pcap_sink::{PcapOutput, PcapSink};
@@ -54,10 +55,10 @@ struct Target {
 
 /// Runs the capture described by `settings` until a stop signal.
 pub fn run(settings: &RunSettings, origin: &crate::settings::Origin<'_>) -> anyhow::Result<ExitCode> {
+    // Installed first, so a signal that arrives while rings are opening is
+    // kept and ends the capture as soon as it starts.
+    let mut signals = Signals::new([SIGINT, SIGTERM]).context("installing signal handlers")?;
     let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, Arc::clone(&stop)).context("installing signal handlers")?;
-    }
 
     let mut targets = Vec::new();
     for name in &settings.interfaces {
@@ -115,6 +116,10 @@ pub fn run(settings: &RunSettings, origin: &crate::settings::Origin<'_>) -> anyh
         );
     }
 
+    // The main thread sleeps until a signal, or until the last capture thread
+    // ends on its own (every interface gone), which closes `signals`.
+    let signal_handle = signals.handle();
+    let running = Arc::new(AtomicUsize::new(ring_sets.len()));
     let mut threads = Vec::new();
     for (index, set) in ring_sets.into_iter().enumerate() {
         let sink = match &output {
@@ -125,17 +130,22 @@ pub fn run(settings: &RunSettings, origin: &crate::settings::Origin<'_>) -> anyh
             cpu: settings.capture_cpus.as_ref().map(|cpus| cpus[index]),
             ..CaptureThreadConfig::default()
         };
-        threads.push(pipeline::capture_thread::spawn(
-            format!("capture-{index}"),
-            set,
-            config,
-            Arc::clone(&stop),
-            sink,
-        )?);
+        let (stop, running, signal_handle) = (Arc::clone(&stop), Arc::clone(&running), signal_handle.clone());
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("capture-{index}"))
+                .spawn(move || {
+                    let report = pipeline::capture_thread::run(set, config, &stop, sink);
+                    if running.fetch_sub(1, Ordering::AcqRel) == 1 {
+                        signal_handle.close();
+                    }
+                    report
+                })?,
+        );
     }
 
-    while !stop.load(Ordering::Relaxed) && !threads.iter().all(|t| t.is_finished()) {
-        std::thread::sleep(Duration::from_millis(20));
+    if let Some(signal) = signals.forever().next() {
+        tracing::info!(signal, "stopping: draining the rings");
     }
     stop.store(true, Ordering::Relaxed);
     let mut reports = Vec::new();

@@ -447,36 +447,41 @@ impl<'block> Packets<'block> {
     }
 
     fn parse(&self, at: usize) -> Option<(Packet<'block>, u32)> {
-        let header = self.block.get(at..at.checked_add(packet_hdr::HDRLEN)?)?;
-        let next_offset = read_u32(header, packet_hdr::NEXT_OFFSET)?;
-        let sec = read_u32(header, packet_hdr::SEC)?;
-        let nsec = read_u32(header, packet_hdr::NSEC)?;
-        let snaplen = read_u32(header, packet_hdr::SNAPLEN)? as usize;
-        let original_len = read_u32(header, packet_hdr::LEN)?;
-        let packet_status = read_u32(header, packet_hdr::STATUS)?;
-        let mac = read_u16(header, packet_hdr::MAC)? as usize;
-        let rx_hash = read_u32(header, packet_hdr::RXHASH)?;
-        let vlan_tci = read_u32(header, packet_hdr::VLAN_TCI)? as u16;
-        let vlan_tpid = read_u16(header, packet_hdr::VLAN_TPID)?;
-        let ifindex = read_u32(header, packet_hdr::SLL_IFINDEX)? as i32;
-        let pkttype = *header.get(packet_hdr::SLL_PKTTYPE)?;
-        let start = at.checked_add(mac)?;
-        let data = self.block.get(start..start.checked_add(snaplen)?)?;
+        // One bounds check for the whole header; the field reads below index
+        // a fixed-size array and compile to plain loads.
+        let header: &[u8; packet_hdr::HDRLEN] = self
+            .block
+            .get(at..at.checked_add(packet_hdr::HDRLEN)?)?
+            .try_into()
+            .ok()?;
+        let u32_at = |offset: usize| {
+            u32::from_ne_bytes([
+                header[offset],
+                header[offset + 1],
+                header[offset + 2],
+                header[offset + 3],
+            ])
+        };
+        let u16_at = |offset: usize| u16::from_ne_bytes([header[offset], header[offset + 1]]);
+        let nsec = u32_at(packet_hdr::NSEC);
         if nsec >= 1_000_000_000 {
             return None;
         }
+        let start = at + usize::from(u16_at(packet_hdr::MAC));
+        let snaplen = u32_at(packet_hdr::SNAPLEN) as usize;
+        let data = self.block.get(start..start.checked_add(snaplen)?)?;
         let packet = Packet {
             data,
-            original_len,
-            timestamp_ns: u64::from(sec) * 1_000_000_000 + u64::from(nsec),
-            ifindex,
-            packet_type: PacketType::from_raw(pkttype),
-            status: packet_status,
-            vlan_tci,
-            vlan_tpid,
-            rx_hash,
+            original_len: u32_at(packet_hdr::LEN),
+            timestamp_ns: u64::from(u32_at(packet_hdr::SEC)) * 1_000_000_000 + u64::from(nsec),
+            ifindex: u32_at(packet_hdr::SLL_IFINDEX) as i32,
+            packet_type: PacketType::from_raw(header[packet_hdr::SLL_PKTTYPE]),
+            status: u32_at(packet_hdr::STATUS),
+            vlan_tci: u32_at(packet_hdr::VLAN_TCI) as u16,
+            vlan_tpid: u16_at(packet_hdr::VLAN_TPID),
+            rx_hash: u32_at(packet_hdr::RXHASH),
         };
-        Some((packet, next_offset))
+        Some((packet, u32_at(packet_hdr::NEXT_OFFSET)))
     }
 }
 

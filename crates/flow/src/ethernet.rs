@@ -1,7 +1,8 @@
 //! Ethernet II frames with up to two VLAN tags (802.1Q inside 802.1ad), as
 //! they appear in captured bytes.
 
-use std::fmt;
+use crate::error::{Layer, ParseError};
+use crate::read::{array_at, u16_at};
 
 /// Field offsets of the Ethernet header.
 mod field {
@@ -12,27 +13,6 @@ mod field {
     pub const HEADER_LEN: usize = 14;
     pub const TAG_LEN: usize = 4;
 }
-
-/// Why bytes could not be viewed as a packet.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum ParseError {
-    /// Fewer bytes than the header needs.
-    Truncated,
-    /// More VLAN tags than the two a frame may carry (802.1ad + 802.1Q).
-    TooManyTags,
-}
-
-impl fmt::Display for ParseError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Truncated => f.write_str("truncated header"),
-            Self::TooManyTags => f.write_str("more than two VLAN tags"),
-        }
-    }
-}
-
-impl std::error::Error for ParseError {}
 
 /// The protocol an Ethernet frame (or VLAN tag) carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -52,6 +32,7 @@ pub enum EtherType {
 }
 
 impl From<u16> for EtherType {
+    #[inline]
     fn from(value: u16) -> Self {
         match value {
             0x0800 => Self::Ipv4,
@@ -79,6 +60,7 @@ impl From<EtherType> for u16 {
 
 impl EtherType {
     /// Whether this value introduces a VLAN tag.
+    #[inline]
     pub fn is_vlan_tag(self) -> bool {
         matches!(self, Self::Vlan | Self::QinQ)
     }
@@ -95,66 +77,65 @@ pub struct EthernetFrame<T: AsRef<[u8]>> {
 impl<T: AsRef<[u8]>> EthernetFrame<T> {
     /// Views `buffer` as a frame, checking that the header and every VLAN tag
     /// it announces are present. After this no accessor panics.
+    #[inline]
     pub fn new_checked(buffer: T) -> Result<Self, ParseError> {
         let bytes = buffer.as_ref();
         if bytes.len() < field::HEADER_LEN {
-            return Err(ParseError::Truncated);
+            return Err(ParseError::truncated(Layer::Ethernet));
         }
         let mut ethertype_at = field::ETHERTYPE.start;
         let mut tags = 0;
-        while EtherType::from(read_u16(bytes, ethertype_at)).is_vlan_tag() {
+        while EtherType::from(u16_at(bytes, ethertype_at)).is_vlan_tag() {
             tags += 1;
             if tags > 2 {
                 return Err(ParseError::TooManyTags);
             }
             ethertype_at += field::TAG_LEN;
             if bytes.len() < ethertype_at + 2 {
-                return Err(ParseError::Truncated);
+                return Err(ParseError::truncated(Layer::Vlan));
             }
         }
         Ok(Self { buffer, ethertype_at })
     }
 
     /// Destination MAC address.
+    #[inline]
     pub fn destination(&self) -> [u8; 6] {
-        let mut mac = [0; 6];
-        mac.copy_from_slice(&self.buffer.as_ref()[field::DESTINATION]);
-        mac
+        array_at(self.buffer.as_ref(), field::DESTINATION.start)
     }
 
     /// Source MAC address.
+    #[inline]
     pub fn source(&self) -> [u8; 6] {
-        let mut mac = [0; 6];
-        mac.copy_from_slice(&self.buffer.as_ref()[field::SOURCE]);
-        mac
+        array_at(self.buffer.as_ref(), field::SOURCE.start)
     }
 
     /// The VLAN tags in the frame, outermost first: (TPID, TCI).
+    #[inline]
     pub fn vlan_tags(&self) -> impl Iterator<Item = (EtherType, u16)> + '_ {
         let bytes = self.buffer.as_ref();
         (field::ETHERTYPE.start..self.ethertype_at)
             .step_by(field::TAG_LEN)
-            .map(move |at| (EtherType::from(read_u16(bytes, at)), read_u16(bytes, at + 2)))
+            .map(move |at| (EtherType::from(u16_at(bytes, at)), u16_at(bytes, at + 2)))
     }
 
     /// The protocol of the payload, after any VLAN tags.
+    #[inline]
     pub fn ethertype(&self) -> EtherType {
-        EtherType::from(read_u16(self.buffer.as_ref(), self.ethertype_at))
+        EtherType::from(u16_at(self.buffer.as_ref(), self.ethertype_at))
     }
 
     /// Length of the header, tags included.
+    #[inline]
     pub fn header_len(&self) -> usize {
         self.ethertype_at + 2
     }
 
     /// The bytes after the header.
+    #[inline]
     pub fn payload(&self) -> &[u8] {
         &self.buffer.as_ref()[self.header_len()..]
     }
-}
-
-fn read_u16(bytes: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([bytes[at], bytes[at + 1]])
 }
 
 #[cfg(test)]
@@ -189,10 +170,16 @@ mod tests {
 
     #[test]
     fn short_and_over_tagged_frames_are_errors() {
-        assert_eq!(EthernetFrame::new_checked(&UNTAGGED[..13]), Err(ParseError::Truncated));
+        assert_eq!(
+            EthernetFrame::new_checked(&UNTAGGED[..13]),
+            Err(ParseError::truncated(Layer::Ethernet))
+        );
         let mut bytes = UNTAGGED[..12].to_vec();
         bytes.extend_from_slice(&[0x81, 0x00, 0x00]);
-        assert_eq!(EthernetFrame::new_checked(&bytes[..]), Err(ParseError::Truncated));
+        assert_eq!(
+            EthernetFrame::new_checked(&bytes[..]),
+            Err(ParseError::truncated(Layer::Vlan))
+        );
         let mut bytes = UNTAGGED[..12].to_vec();
         for _ in 0..3 {
             bytes.extend_from_slice(&[0x81, 0x00, 0x00, 0x01]);

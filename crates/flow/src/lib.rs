@@ -5,10 +5,44 @@
 //! a view is built with `new_checked` from untrusted bytes, which verifies the
 //! length its accessors rely on; after that no accessor panics, whatever the
 //! bytes. Wire codes are open enums (`Unknown(u16)`), so no value is rejected
-//! for being unexpected. Errors are small `Copy` enums.
+//! for being unexpected. Errors are small `Copy` enums: one [`ParseError`]
+//! for every layer, naming the [`Layer`] that failed so that captures can
+//! count malformed packets by protocol.
+//!
+//! The views, one module per protocol: [`ethernet`] (with 802.1Q and
+//! 802.1ad tags), [`arp`], [`ipv4`], [`ipv6`] (extension headers), [`tcp`],
+//! [`udp`], [`icmpv4`], [`icmpv6`], [`vxlan`]. The hot path calls
+//! [`parse_frame`] or [`parse_network`] once per packet and gets a
+//! [`ParsedPacket`] of values and borrowed slices, without allocating.
+//! Checksums are never verified: captured TCP and UDP checksums are often
+//! partial (TP_STATUS_CSUMNOTREADY).
+//!
+//! [`fuzzing`] holds the entry point of the fuzz target, which checks the
+//! invariants of the parse, and the seed frames that the tests, the bench and
+//! the fuzz corpus share.
 
 #![forbid(unsafe_code)]
 
+pub mod arp;
+pub mod error;
 pub mod ethernet;
+pub mod fuzzing;
+pub mod icmpv4;
+pub mod icmpv6;
+pub mod ip;
+pub mod ipv4;
+pub mod ipv6;
+pub mod parse;
+mod read;
+pub mod tcp;
+pub mod udp;
+pub mod vxlan;
 
-pub use ethernet::{EtherType, EthernetFrame, ParseError};
+pub use error::{Layer, ParseError};
+pub use ethernet::{EtherType, EthernetFrame};
+pub use ip::{Fragment, IpProtocol};
+pub use parse::{
+    parse_frame, parse_network, Icmpv4Summary, Icmpv6Summary, LinkKind, NetworkSummary, ParsedPacket, TcpSummary,
+    Transport, UdpSummary, VlanTag, VlanTags, VxlanInner,
+};
+pub use tcp::{SeqNumber, TcpFlags};

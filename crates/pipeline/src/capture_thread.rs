@@ -3,8 +3,6 @@
 //! drains what the rings still hold before reporting.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use af_packet::{CloseReason, Interface, KernelCounters, Packet, RingGeometry, RingSet};
@@ -73,20 +71,6 @@ pub struct CaptureReport {
     pub interfaces: Vec<InterfaceReport>,
     /// Set when the thread stopped on an error rather than on request.
     pub error: Option<String>,
-}
-
-/// Starts a capture thread named `name` over `rings`, delivering to `sink`,
-/// until `stop` is set. The thread returns its report.
-pub fn spawn<S: PacketSink + 'static>(
-    name: String,
-    rings: RingSet,
-    config: CaptureThreadConfig,
-    stop: Arc<AtomicBool>,
-    sink: S,
-) -> std::io::Result<JoinHandle<CaptureReport>> {
-    std::thread::Builder::new()
-        .name(name)
-        .spawn(move || run(rings, config, &stop, sink))
 }
 
 /// Runs a capture loop on the calling thread until `stop` is set.
