@@ -17,8 +17,9 @@ use pipeline::PacketSink;
 /// Snap length written in every Interface Description Block: more than the
 /// largest GSO super-frame plus a VLAN tag, as tcpdump uses.
 const SNAPLEN: u32 = 262_144;
-/// Output buffer: large writes, few system calls.
-const BUFFER_BYTES: usize = 1 << 20;
+/// Output buffer for small batches (quiet interfaces). Batches at least this
+/// large go to the file directly, without a second copy.
+const BUFFER_BYTES: usize = 64 << 10;
 /// A capture thread hands its encoded packets to the file at least this
 /// often, in bytes.
 const BATCH_BYTES: usize = 1 << 20;
