@@ -29,6 +29,7 @@ pub mod ethernet;
 pub mod fuzzing;
 pub mod icmpv4;
 pub mod icmpv6;
+pub mod identity;
 pub mod ip;
 pub mod ipv4;
 pub mod ipv6;
@@ -40,6 +41,7 @@ pub mod vxlan;
 
 pub use error::{Layer, ParseError};
 pub use ethernet::{EtherType, EthernetFrame};
+pub use identity::{IdentityHasher, PacketIdentity};
 pub use ip::{Fragment, IpProtocol};
 pub use parse::{
     parse_frame, parse_network, Icmpv4Summary, Icmpv6Summary, LinkKind, NetworkSummary, ParsedPacket, TcpSummary,

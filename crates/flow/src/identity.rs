@@ -1,0 +1,403 @@
+//! NAT-invariant packet identity: what makes two captured copies "the same
+//! packet" although NAT and forwarding rewrote some of their bytes.
+//!
+//! On a Docker host one packet is seen on the container's veth, on docker0
+//! and on the uplink, and MASQUERADE or DNAT rewrite the uplink copy's
+//! addresses, ports, TTL and checksums (ground truth: shared/docs). The
+//! identity therefore covers only fields that MASQUERADE, DNAT and forwarding
+//! leave alone:
+//!
+//! | packet | in the identity |
+//! |---|---|
+//! | IPv4 | IP ID, total length, protocol (and the fragment offset and flag) |
+//! | IPv6 | payload length, upper-layer protocol (and the fragment id and offset) |
+//! | TCP | sequence, acknowledgement, flags, window, options, payload |
+//! | UDP | length, payload |
+//! | ICMP / ICMPv6 echo | type, code, sequence, payload (not the identifier, which NAT rewrites like a port) |
+//! | ICMP error | type, code, the 4 header bytes after the checksum, the quoted packet's IP ID and protocol, the quoted length (NAT rewrites the quoted addresses and ports) |
+//! | other ICMP, other IP protocols, non-first fragments | their payload |
+//! | ARP and other non-IP frames | the whole frame from the MACs on, VLAN tags aside |
+//!
+//! Never the MACs of an IP packet, TTL or hop limit, checksums, addresses or
+//! ports. VLAN tags are left out everywhere: a bridge may tag or untag a frame
+//! between two tap points.
+//!
+//! An identity is 128 bits: a 64-bit keyed hash of all those fields
+//! ([`ahash`] with random keys chosen at start-up, so crafted traffic cannot
+//! aim at collisions) and 64 bits of the fields themselves, compared exactly.
+//! Two copies are merged only if both halves match; packets with the same
+//! headers and different payloads never are.
+
+use std::hash::{BuildHasher, Hasher};
+
+use crate::parse::{LinkKind, NetworkSummary, ParsedPacket, Transport};
+
+/// The identity of one packet: equal for every copy of it on the host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PacketIdentity {
+    /// Keyed hash of every invariant field, payload included.
+    pub hash: u64,
+    /// Invariant header fields kept as they are (e.g. IP ID, length and TCP
+    /// sequence), a second, exact check beside the hash.
+    pub fields: u64,
+}
+
+/// Computes packet identities with one set of random hash keys. Every thread
+/// that compares identities must use the same hasher (clone it).
+#[derive(Clone, Debug)]
+pub struct IdentityHasher {
+    state: ahash::RandomState,
+}
+
+impl Default for IdentityHasher {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Distinguishes the kinds of packet inside the hash, so a UDP payload can
+/// never hash like a TCP one.
+mod kind {
+    pub const NON_IP: u8 = 1;
+    pub const TCP: u8 = 2;
+    pub const UDP: u8 = 3;
+    pub const ICMP_ECHO: u8 = 4;
+    pub const ICMP_ERROR: u8 = 5;
+    pub const ICMP_OTHER: u8 = 6;
+    pub const FRAGMENT: u8 = 7;
+    pub const OTHER_IP: u8 = 8;
+}
+
+impl IdentityHasher {
+    /// A hasher with random keys.
+    pub fn new() -> Self {
+        Self {
+            state: ahash::RandomState::new(),
+        }
+    }
+
+    /// A hasher with fixed keys, for tests and for reproducing a run.
+    pub fn with_seeds(seeds: [u64; 4]) -> Self {
+        Self {
+            state: ahash::RandomState::with_seeds(seeds[0], seeds[1], seeds[2], seeds[3]),
+        }
+    }
+
+    /// The identity of `packet`, parsed from `frame` (the bytes
+    /// [`crate::parse_frame`] was given).
+    pub fn identity(&self, frame: &[u8], packet: &ParsedPacket<'_>) -> PacketIdentity {
+        let mut h = self.state.build_hasher();
+        let fields = match (&packet.network, &packet.transport) {
+            (Some(network), Some(transport)) => {
+                let header = ip_fields(&mut h, network);
+                header | transport_fields(&mut h, network, transport)
+            }
+            _ => non_ip_fields(&mut h, frame, packet),
+        };
+        PacketIdentity {
+            hash: h.finish(),
+            fields,
+        }
+    }
+}
+
+/// Hashes the network-layer invariants and returns them packed in the upper
+/// 32 bits of the exact check.
+fn ip_fields(h: &mut impl Hasher, network: &NetworkSummary) -> u64 {
+    let protocol = u8::from(network.protocol);
+    h.write_u8(protocol);
+    h.write_u32(network.total_len);
+    let ip_id = network.ip_id.map_or(0xffff_ffff, u32::from);
+    h.write_u32(ip_id);
+    if let Some(fragment) = network.fragment {
+        // The IPv4 fragment ident is the IP ID again; IPv6 has only this one.
+        h.write_u32(fragment.ident);
+        h.write_u16(fragment.offset);
+        h.write_u8(u8::from(fragment.more));
+    }
+    (u64::from(ip_id as u16) << 48) | (u64::from(network.total_len as u16) << 32)
+}
+
+/// Hashes the transport-layer invariants and returns 32 bits of them for the
+/// exact check.
+fn transport_fields(h: &mut impl Hasher, network: &NetworkSummary, transport: &Transport<'_>) -> u64 {
+    match transport {
+        Transport::Tcp(tcp) => {
+            h.write_u8(kind::TCP);
+            h.write_u32(tcp.seq.0);
+            h.write_u32(tcp.ack.0);
+            h.write_u16(tcp.flags.bits());
+            h.write_u16(tcp.window);
+            h.write_usize(tcp.options.len());
+            h.write(tcp.options);
+            h.write(tcp.payload);
+            u64::from(tcp.seq.0)
+        }
+        Transport::Udp(udp) => {
+            h.write_u8(kind::UDP);
+            h.write_u16(udp.length);
+            h.write(udp.payload);
+            (u64::from(udp.length) << 16) | u64::from(first_u16(udp.payload))
+        }
+        Transport::Icmpv4(icmp) => {
+            let msg_type = u8::from(icmp.msg_type);
+            icmp_fields(
+                h,
+                msg_type,
+                icmp.code,
+                icmp.echo.map(|e| e.seq_no),
+                is_icmpv4_error(msg_type),
+                icmp.rest_of_header,
+                icmp.payload,
+            )
+        }
+        Transport::Icmpv6(icmp) => {
+            let msg_type = u8::from(icmp.msg_type);
+            // ICMPv6 errors are the types below 128 (RFC 4443).
+            icmp_fields(
+                h,
+                msg_type,
+                icmp.code,
+                icmp.echo.map(|e| e.seq_no),
+                msg_type < 128,
+                icmp.message_head,
+                icmp.payload,
+            )
+        }
+        Transport::NonFirstFragment { payload, .. } => {
+            h.write_u8(kind::FRAGMENT);
+            h.write(payload);
+            u64::from(network.fragment.map_or(0, |f| f.offset))
+        }
+        Transport::Other { payload, .. } => {
+            h.write_u8(kind::OTHER_IP);
+            h.write(payload);
+            u64::from(first_u16(payload))
+        }
+    }
+}
+
+fn icmp_fields(
+    h: &mut impl Hasher,
+    msg_type: u8,
+    code: u8,
+    echo_sequence: Option<u16>,
+    is_error: bool,
+    head: [u8; 4],
+    payload: &[u8],
+) -> u64 {
+    let check = (u64::from(msg_type) << 24) | (u64::from(code) << 16);
+    if let Some(sequence) = echo_sequence {
+        h.write_u8(kind::ICMP_ECHO);
+        h.write_u8(msg_type);
+        h.write_u8(code);
+        h.write_u16(sequence);
+        h.write(payload);
+        check | u64::from(sequence)
+    } else if is_error {
+        // The quoted packet's addresses, ports and checksums are rewritten
+        // by NAT along with the outer ones; its IP ID and protocol are not.
+        h.write_u8(kind::ICMP_ERROR);
+        h.write_u8(msg_type);
+        h.write_u8(code);
+        h.write(&head);
+        h.write_usize(payload.len());
+        if let Some(quoted) = payload.get(..20).filter(|q| q[0] >> 4 == 4) {
+            h.write(&quoted[4..6]);
+            h.write_u8(quoted[9]);
+        }
+        check | u64::from(payload.len() as u16)
+    } else {
+        h.write_u8(kind::ICMP_OTHER);
+        h.write_u8(msg_type);
+        h.write_u8(code);
+        h.write(&head);
+        h.write(payload);
+        check | u64::from(first_u16(payload))
+    }
+}
+
+/// ICMPv4 error messages (RFC 792 and later): destination unreachable,
+/// source quench, redirect, time exceeded, parameter problem.
+fn is_icmpv4_error(msg_type: u8) -> bool {
+    matches!(msg_type, 3 | 4 | 5 | 11 | 12)
+}
+
+/// ARP and other non-IP frames: the MAC addresses, the EtherType after any
+/// VLAN tags, and everything from the network layer on.
+fn non_ip_fields(h: &mut impl Hasher, frame: &[u8], packet: &ParsedPacket<'_>) -> u64 {
+    h.write_u8(kind::NON_IP);
+    let macs = frame.get(..12).unwrap_or(frame);
+    h.write(macs);
+    let ethertype = match packet.link {
+        LinkKind::Arp => 0x0806,
+        LinkKind::Ipv4 => 0x0800,
+        LinkKind::Ipv6 => 0x86dd,
+        LinkKind::Other(ethertype) => u16::from(ethertype),
+    };
+    h.write_u16(ethertype);
+    h.write(packet.network_bytes);
+    (u64::from(ethertype) << 48)
+        | ((packet.network_bytes.len() as u64 & 0xffff) << 32)
+        | u64::from(first_u32(packet.network_bytes))
+}
+
+fn first_u16(bytes: &[u8]) -> u16 {
+    match bytes {
+        [a, b, ..] => u16::from_be_bytes([*a, *b]),
+        [a] => u16::from(*a) << 8,
+        [] => 0,
+    }
+}
+
+fn first_u32(bytes: &[u8]) -> u32 {
+    let mut word = [0u8; 4];
+    let n = bytes.len().min(4);
+    word[..n].copy_from_slice(&bytes[..n]);
+    u32::from_be_bytes(word)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fuzzing::seeds;
+    use crate::parse_frame;
+
+    fn hasher() -> IdentityHasher {
+        IdentityHasher::with_seeds([1, 2, 3, 4])
+    }
+
+    fn identity(frame: &[u8]) -> PacketIdentity {
+        let packet = parse_frame(frame, None).expect("fixture parses");
+        hasher().identity(frame, &packet)
+    }
+
+    /// What MASQUERADE does to the uplink copy of an IPv4 packet from a
+    /// container: new MACs, source address, TTL - 1, new checksums (and, for
+    /// a port clash or ICMP, a new source port or echo identifier).
+    fn masquerade(frame: &[u8], new_source_port: Option<u16>) -> Vec<u8> {
+        let mut f = frame.to_vec();
+        f[..12].copy_from_slice(&[0x02, 0, 0xc6, 0x12, 0, 1, 0x02, 0, 0xc6, 0x12, 0, 2]);
+        f[26..30].copy_from_slice(&[198, 18, 0, 2]);
+        f[22] -= 1;
+        f[24] ^= 0x5a;
+        f[25] ^= 0xa5;
+        if let Some(port) = new_source_port {
+            f[34..36].copy_from_slice(&port.to_be_bytes());
+        }
+        f
+    }
+
+    /// What DNAT does to the container-side copy of a packet to a published
+    /// port: destination address and port rewritten, TTL - 1, checksums.
+    fn dnat(frame: &[u8]) -> Vec<u8> {
+        let mut f = frame.to_vec();
+        f[30..34].copy_from_slice(&[172, 17, 0, 9]);
+        f[36..38].copy_from_slice(&8080u16.to_be_bytes());
+        f[22] -= 1;
+        f[24] = 0;
+        f
+    }
+
+    #[test]
+    fn nat_and_forwarding_keep_the_identity() {
+        for (name, frame) in [
+            ("tcp syn", seeds::TCP_SYN),
+            ("tcp ack", seeds::TCP_ACK_64),
+            ("udp", seeds::UDP_DNS),
+        ] {
+            let original = identity(frame);
+            assert_eq!(identity(&masquerade(frame, None)), original, "{name}: MASQUERADE");
+            assert_eq!(
+                identity(&masquerade(frame, Some(61_000))),
+                original,
+                "{name}: MASQUERADE, new port"
+            );
+            assert_eq!(identity(&dnat(frame)), original, "{name}: DNAT");
+        }
+    }
+
+    #[test]
+    fn icmp_echo_identity_ignores_the_identifier_nat_rewrites() {
+        let original = identity(seeds::ICMP_ECHO);
+        // MASQUERADE gives the echo a new identifier, as it would a new port.
+        let mut rewritten = masquerade(seeds::ICMP_ECHO, None);
+        rewritten[38..40].copy_from_slice(&0x9999u16.to_be_bytes());
+        assert_eq!(identity(&rewritten), original);
+        let mut other_sequence = seeds::ICMP_ECHO.to_vec();
+        other_sequence[41] = 8;
+        assert_ne!(identity(&other_sequence), original);
+    }
+
+    #[test]
+    fn any_change_of_an_invariant_field_or_the_payload_changes_the_identity() {
+        let original = identity(seeds::TCP_ACK_64);
+        // IP ID, sequence, acknowledgement, flags, window.
+        for byte in [18, 19, 38, 41, 42, 45, 47, 48, 49] {
+            let mut changed = seeds::TCP_ACK_64.to_vec();
+            changed[byte] ^= 0x01;
+            assert_ne!(identity(&changed), original, "byte {byte}");
+        }
+        let payload = seeds::tcp_segment(100);
+        let mut other_payload = payload.clone();
+        *other_payload.last_mut().unwrap() ^= 0xff;
+        assert_ne!(
+            identity(&payload),
+            identity(&other_payload),
+            "same headers, other payload"
+        );
+        assert_eq!(identity(&payload).fields, identity(&other_payload).fields);
+    }
+
+    #[test]
+    fn udp_payloads_never_merge() {
+        let mut a = seeds::UDP_DNS.to_vec();
+        let original = identity(&a);
+        let last = a.len() - 1;
+        a[last] ^= 1;
+        assert_ne!(identity(&a), original);
+    }
+
+    #[test]
+    fn arp_identity_is_the_whole_frame_without_padding() {
+        let original = identity(seeds::ARP_REQUEST);
+        assert_eq!(identity(seeds::ARP_REQUEST), original);
+        let mut padded = seeds::ARP_REQUEST.to_vec();
+        padded.extend_from_slice(&[0xee; 8]);
+        assert_eq!(
+            identity(&padded),
+            original,
+            "Ethernet padding is not part of the packet"
+        );
+        let mut other_mac = seeds::ARP_REQUEST.to_vec();
+        other_mac[6] ^= 1;
+        assert_ne!(identity(&other_mac), original);
+    }
+
+    #[test]
+    fn an_out_of_band_vlan_tag_does_not_change_the_identity() {
+        let frame = seeds::TCP_SYN;
+        let untagged = identity(frame);
+        let packet = parse_frame(frame, Some((0x8100, 100))).unwrap();
+        assert_eq!(hasher().identity(frame, &packet), untagged);
+    }
+
+    #[test]
+    fn keys_differ_between_hashers_so_hashes_cannot_be_precomputed() {
+        let packet = parse_frame(seeds::TCP_SYN, None).unwrap();
+        let a = IdentityHasher::new().identity(seeds::TCP_SYN, &packet);
+        let b = IdentityHasher::new().identity(seeds::TCP_SYN, &packet);
+        assert_ne!(a.hash, b.hash);
+        assert_eq!(a.fields, b.fields);
+    }
+
+    #[test]
+    fn every_seed_has_an_identity_and_fragments_keep_theirs_apart() {
+        let ids: Vec<_> = seeds::ALL.iter().map(|(_, f)| identity(f)).collect();
+        for (i, a) in ids.iter().enumerate() {
+            for b in &ids[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+    }
+}
