@@ -24,6 +24,7 @@
 #![forbid(unsafe_code)]
 
 pub mod arp;
+pub mod dedup_table;
 pub mod error;
 pub mod ethernet;
 pub mod fuzzing;
@@ -39,6 +40,7 @@ pub mod tcp;
 pub mod udp;
 pub mod vxlan;
 
+pub use dedup_table::{DedupCounters, DedupTable, HoldTicket, TapId, Verdict};
 pub use error::{Layer, ParseError};
 pub use ethernet::{EtherType, EthernetFrame};
 pub use identity::{IdentityHasher, PacketIdentity};
