@@ -16,7 +16,7 @@
 //! The cases run one at a time (a lock), since copy timing on two cores is
 //! what the rings must keep up with, and the traffic binary is built once.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -798,16 +798,19 @@ fn arp_broadcast_reaches_every_other_container_and_the_reply_is_unicast() {
 }
 
 /// The data segments of an upload to `port`, keyed by (seq, length).
-fn upload_groups(copies: &[PacketCopy], port: u16) -> Groups<'_, (u32, usize)> {
+/// Upload segments keyed by (seq, length, IP ID): a TCP retransmission gets a
+/// new IP ID on Linux, so it is a packet of its own, as it is for the dedup.
+fn upload_groups(copies: &[PacketCopy], port: u16) -> Groups<'_, (u32, usize, u16)> {
     group_by(copies, |ip| {
         let tcp = tcp(ip)?;
-        (tcp.dst_port == port && !tcp.payload.is_empty()).then_some((tcp.seq, tcp.payload.len()))
+        (tcp.dst_port == port && !tcp.payload.is_empty()).then_some((tcp.seq, tcp.payload.len(), ip.id))
     })
 }
 
 /// Asserts the segments carry `BULK` bytes in all and returns how many there are.
-fn assert_bulk_bytes(what: &str, groups: &Groups<'_, (u32, usize)>) -> usize {
-    let bytes: usize = groups.keys().map(|(_, len)| len).sum();
+fn assert_bulk_bytes(what: &str, groups: &Groups<'_, (u32, usize, u16)>) -> usize {
+    let ranges: BTreeSet<(u32, usize)> = groups.keys().map(|&(seq, len, _)| (seq, len)).collect();
+    let bytes: usize = ranges.iter().map(|(_, len)| len).sum();
     assert_eq!(bytes, BULK, "{what}: payload bytes over distinct segments");
     let largest = groups.values().flatten().map(|c| c.data.len()).max().unwrap();
     assert!(
