@@ -62,7 +62,7 @@
 //! | word | holds |
 //! |---|---|
 //! | `control` | phase (EMPTY, CLAIMED, LIVE), a 30-bit generation, the 32-bit tag (high half of the hash) |
-//! | `hash`, `fields` | the identity |
+//! | `hash`, `fields` | the identity (its 64 exact bits folded to 32), and the first copy's 32-bit flow tag |
 //! | `first_ts` | kernel timestamp of the instance's first copy |
 //! | `best` | best copy: rank, HELD(ticket) or DELIVERED, generation stamp |
 //! | `taps[3]` | up to 3 taps each (tap + 1, 0 = free cell), generation stamp |
@@ -192,6 +192,16 @@ pub enum Verdict {
     TableFull,
 }
 
+/// What [`DedupTable::observe_flow`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Observation {
+    /// What to do with the copy.
+    pub verdict: Verdict,
+    /// For a copy that joined an instance (Duplicate, Better): the flow tag
+    /// of the instance's first copy.
+    pub first_flow_tag: Option<u32>,
+}
+
 /// A snapshot of the table's counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DedupCounters {
@@ -236,7 +246,8 @@ struct Entry {
     control: AtomicU64,
     /// The identity's hash; written only while CLAIMED.
     hash: AtomicU64,
-    /// The identity's exact fields; written only while CLAIMED.
+    /// `fold(identity.fields) << 32 | flow_tag` of the first copy; written
+    /// only while CLAIMED.
     fields: AtomicU64,
     /// Kernel timestamp of the instance's first copy; written only while
     /// CLAIMED.
@@ -364,8 +375,27 @@ mod taps {
 
 /// An instance as read from a LIVE slot and validated.
 struct Snapshot {
-    identity: PacketIdentity,
+    hash: u64,
+    /// `fold(identity.fields) << 32 | flow_tag`.
+    fields: u64,
     first_ts: u64,
+}
+
+impl Snapshot {
+    fn is(&self, identity: PacketIdentity) -> bool {
+        self.hash == identity.hash && self.fields >> 32 == u64::from(fold(identity.fields))
+    }
+
+    fn flow_tag(&self) -> u32 {
+        self.fields as u32
+    }
+}
+
+/// The identity's exact fields folded to the 32 bits an entry keeps beside
+/// the first copy's flow tag (with the 64-bit hash and the 32-bit tag: 96
+/// bits compared).
+fn fold(fields: u64) -> u32 {
+    (fields >> 32) as u32 ^ fields as u32
 }
 
 /// Where a tap stands in an instance.
@@ -391,7 +421,7 @@ enum Recorded {
 /// What a scan of the probe range found.
 enum Scan {
     /// The instance to join: its slot and the control word read.
-    Instance { slot: usize, control: u64 },
+    Instance { slot: usize, control: u64, flow_tag: u32 },
     /// No instance; the slot to insert into and its control word.
     Free { slot: usize, control: u64 },
     /// Neither.
@@ -412,10 +442,7 @@ impl Entry {
         let fields = self.fields.load(Ordering::Relaxed);
         let first_ts = self.first_ts.load(Ordering::Relaxed);
         fence(Ordering::Acquire);
-        (self.control.load(Ordering::Relaxed) == control).then_some(Snapshot {
-            identity: PacketIdentity { hash, fields },
-            first_ts,
-        })
+        (self.control.load(Ordering::Relaxed) == control).then_some(Snapshot { hash, fields, first_ts })
     }
 
     /// Whether the instance of generation stamp `stamp` has seen `tap`.
@@ -534,17 +561,42 @@ impl DedupTable {
         timestamp_ns: u64,
         ticket: HoldTicket,
     ) -> Verdict {
+        self.observe_flow(identity, 0, tap, rank, timestamp_ns, ticket).verdict
+    }
+
+    /// [`Self::observe`] for a copy whose flow tag (32 bits of its observed
+    /// 5-tuple's hash; 0 for none) the instance records when this copy
+    /// starts it, and which a copy that joins it gets back: two copies of one
+    /// packet whose tags differ crossed NAT (see [`crate::nat`]).
+    pub fn observe_flow(
+        &self,
+        identity: PacketIdentity,
+        flow_tag: u32,
+        tap: TapId,
+        rank: u8,
+        timestamp_ns: u64,
+        ticket: HoldTicket,
+    ) -> Observation {
         let home = self.home(identity);
         let counters = self.shard(home);
         let backoff = Backoff::new();
         loop {
+            let mut first_flow_tag = None;
             let verdict = match self.scan(identity, home, tap, timestamp_ns) {
-                Scan::Instance { slot, control } => self.join(slot, control, tap, rank, ticket),
+                Scan::Instance {
+                    slot,
+                    control,
+                    flow_tag,
+                } => {
+                    first_flow_tag = Some(flow_tag);
+                    self.join(slot, control, tap, rank, ticket)
+                }
                 Scan::Free { slot, control } => {
                     // Lets a test run another copy here, between scan and claim.
                     #[cfg(test)]
                     tests::between_scan_and_claim();
-                    self.insert(slot, control, identity, tap, rank, timestamp_ns, ticket)
+                    let copy = (identity, flow_tag, tap, rank, timestamp_ns, ticket);
+                    self.insert(slot, control, copy)
                 }
                 Scan::Full => Some(Verdict::TableFull),
                 Scan::Retry => {
@@ -560,7 +612,10 @@ impl DedupTable {
                 Verdict::TableFull => &counters.table_full,
             };
             counter.fetch_add(1, Ordering::Relaxed);
-            return verdict;
+            return Observation {
+                verdict,
+                first_flow_tag: first_flow_tag.filter(|_| !matches!(verdict, Verdict::New | Verdict::TableFull)),
+            };
         }
     }
 
@@ -585,7 +640,7 @@ impl DedupTable {
                 // Reused since: not an instance of this identity any more.
                 continue;
             };
-            if snapshot.identity != identity {
+            if !snapshot.is(identity) {
                 continue;
             }
             instance_seen |= self.within_window(timestamp_ns, snapshot.first_ts);
@@ -647,8 +702,8 @@ impl DedupTable {
     /// Step 1: the instance to join, or else the slot to insert into.
     fn scan(&self, identity: PacketIdentity, home: usize, tap: TapId, timestamp_ns: u64) -> Scan {
         let tag = tag(identity);
-        // (slot, control, distance of first_ts from this copy)
-        let mut instance: Option<(usize, u64, u64)> = None;
+        // (slot, control, distance of first_ts from this copy, flow tag)
+        let mut instance: Option<(usize, u64, u64, u32)> = None;
         // (slot, control, (was live, first_ts)): EMPTY first, then the oldest.
         let mut free: Option<(usize, u64, (bool, u64))> = None;
         for slot in self.probe(home) {
@@ -665,12 +720,12 @@ impl DedupTable {
                         let Some(snapshot) = entry.snapshot(control) else {
                             return Scan::Retry;
                         };
-                        if snapshot.identity == identity && self.within_window(timestamp_ns, snapshot.first_ts) {
+                        if snapshot.is(identity) && self.within_window(timestamp_ns, snapshot.first_ts) {
                             match entry.tap_state(stamp(control::generation(control)), tap) {
                                 TapState::Absent => {
                                     let distance = timestamp_ns.abs_diff(snapshot.first_ts);
-                                    if instance.is_none_or(|(_, _, closest)| distance < closest) {
-                                        instance = Some((slot, control, distance));
+                                    if instance.is_none_or(|(_, _, closest, _)| distance < closest) {
+                                        instance = Some((slot, control, distance, snapshot.flow_tag()));
                                     }
                                 }
                                 TapState::Present => {}
@@ -695,7 +750,11 @@ impl DedupTable {
             }
         }
         match (instance, free) {
-            (Some((slot, control, _)), _) => Scan::Instance { slot, control },
+            (Some((slot, control, _, flow_tag)), _) => Scan::Instance {
+                slot,
+                control,
+                flow_tag,
+            },
             (None, Some((slot, control, _))) => Scan::Free { slot, control },
             (None, None) => Scan::Full,
         }
@@ -743,19 +802,11 @@ impl DedupTable {
     /// Step 3: starts a new instance in `slot`, whose control word was
     /// `control` (EMPTY or expired). `None`: lost the slot or gave way to a
     /// racing insert of the same instance, scan again.
-    #[allow(
-        clippy::too_many_arguments,
-        reason = "the copy's fields, passed through from observe"
-    )]
     fn insert(
         &self,
         slot: usize,
         control: u64,
-        identity: PacketIdentity,
-        tap: TapId,
-        rank: u8,
-        timestamp_ns: u64,
-        ticket: HoldTicket,
+        (identity, flow_tag, tap, rank, timestamp_ns, ticket): (PacketIdentity, u32, TapId, u8, u64, HoldTicket),
     ) -> Option<Verdict> {
         let entry = &self.entries[slot];
         let tag = tag(identity);
@@ -795,7 +846,10 @@ impl DedupTable {
             word.store(stamp, Ordering::Relaxed);
         }
         entry.hash.store(identity.hash, Ordering::Relaxed);
-        entry.fields.store(identity.fields, Ordering::Relaxed);
+        entry.fields.store(
+            u64::from(fold(identity.fields)) << 32 | u64::from(flow_tag),
+            Ordering::Relaxed,
+        );
         entry.first_ts.store(timestamp_ns, Ordering::Relaxed);
         if !self.alone(slot, identity, tap, timestamp_ns) {
             // Give the slot back; Release so the next claimer's Acquire sees
@@ -838,7 +892,7 @@ impl DedupTable {
                         let Some(snapshot) = entry.snapshot(control) else {
                             continue;
                         };
-                        if snapshot.identity != identity || !self.within_window(timestamp_ns, snapshot.first_ts) {
+                        if !snapshot.is(identity) || !self.within_window(timestamp_ns, snapshot.first_ts) {
                             break;
                         }
                         match entry.tap_state(stamp(control::generation(control)), tap) {

@@ -1,0 +1,220 @@
+//! Flow keys: the 5-tuple of a packet as one tap point saw it
+//! ([`FlowTuple`]), and a symmetric hash of it ([`FlowHasher`]) that is equal
+//! for both directions of a connection, so that every packet of a
+//! connection, request and reply, can be sent to the same worker.
+//!
+//! Ports are the TCP and UDP ports; for ICMP and ICMPv6 echo messages the
+//! identifier stands in for both ports (NAT rewrites it as it rewrites a
+//! port, and request and reply carry the same one). Fragments of an IP packet
+//! carry ports only in the first fragment, so every fragmented packet gets
+//! ports 0 and all its fragments fall in one flow: the connection's other
+//! packets may then hash elsewhere, which is what Suricata's defrag-less
+//! flow hashing does as well. Other IP protocols have ports 0.
+
+use std::hash::{BuildHasher, Hasher};
+use std::net::IpAddr;
+
+use crate::parse::{ParsedPacket, Transport};
+
+/// One end of a flow: an address and a port (0 where the protocol has none).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Endpoint {
+    /// The IP address.
+    pub addr: IpAddr,
+    /// The port, or the ICMP echo identifier, or 0.
+    pub port: u16,
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.addr {
+            IpAddr::V4(addr) => write!(f, "{addr}:{}", self.port),
+            IpAddr::V6(addr) => write!(f, "[{addr}]:{}", self.port),
+        }
+    }
+}
+
+/// A packet's 5-tuple in the direction it travelled, as seen at one tap
+/// point (so after NAT on one side of it, before on the other).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FlowTuple {
+    /// The IP protocol number (6 TCP, 17 UDP, 1 ICMP, 58 ICMPv6...).
+    pub protocol: u8,
+    /// Where the packet came from.
+    pub src: Endpoint,
+    /// Where it went.
+    pub dst: Endpoint,
+}
+
+impl FlowTuple {
+    /// The tuple of a parsed IP packet; `None` for ARP and other non-IP
+    /// frames.
+    pub fn of(packet: &ParsedPacket<'_>) -> Option<Self> {
+        let network = packet.network.as_ref()?;
+        let (src_port, dst_port) = if network.fragment.is_some() {
+            (0, 0)
+        } else {
+            match &packet.transport {
+                Some(Transport::Tcp(tcp)) => (tcp.src_port, tcp.dst_port),
+                Some(Transport::Udp(udp)) => (udp.src_port, udp.dst_port),
+                Some(Transport::Icmpv4(icmp)) => icmp.echo.map_or((0, 0), |e| (e.ident, e.ident)),
+                Some(Transport::Icmpv6(icmp)) => icmp.echo.map_or((0, 0), |e| (e.ident, e.ident)),
+                _ => (0, 0),
+            }
+        };
+        Some(Self {
+            protocol: u8::from(network.protocol),
+            src: Endpoint {
+                addr: network.src,
+                port: src_port,
+            },
+            dst: Endpoint {
+                addr: network.dst,
+                port: dst_port,
+            },
+        })
+    }
+
+    /// The same flow in the other direction.
+    pub fn reversed(self) -> Self {
+        Self {
+            protocol: self.protocol,
+            src: self.dst,
+            dst: self.src,
+        }
+    }
+
+    /// The endpoints ordered low, high: the same for both directions.
+    pub fn ordered_endpoints(&self) -> (Endpoint, Endpoint) {
+        if self.src <= self.dst {
+            (self.src, self.dst)
+        } else {
+            (self.dst, self.src)
+        }
+    }
+}
+
+impl std::fmt::Display for FlowTuple {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} -> {} proto {}", self.src, self.dst, self.protocol)
+    }
+}
+
+/// A packet's flow in the container's address space, with its symmetric
+/// hash: what the dedup hands on with every delivered packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    /// The 5-tuple, container side, in the packet's direction.
+    pub tuple: FlowTuple,
+    /// [`FlowHasher::symmetric`] of `tuple`.
+    pub hash: u64,
+}
+
+/// Keyed symmetric flow hashing: random keys at start-up, so crafted traffic
+/// cannot aim many flows at one worker or one table bucket.
+#[derive(Clone, Debug)]
+pub struct FlowHasher {
+    state: ahash::RandomState,
+}
+
+impl Default for FlowHasher {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FlowHasher {
+    /// A hasher with random keys.
+    pub fn new() -> Self {
+        Self {
+            state: ahash::RandomState::new(),
+        }
+    }
+
+    /// A hasher with fixed keys, for tests and for reproducing a run.
+    pub fn with_seeds(seeds: [u64; 4]) -> Self {
+        Self {
+            state: ahash::RandomState::with_seeds(seeds[0], seeds[1], seeds[2], seeds[3]),
+        }
+    }
+
+    /// The hash of a flow, equal for `tuple` and `tuple.reversed()`.
+    pub fn symmetric(&self, tuple: &FlowTuple) -> u64 {
+        let (low, high) = tuple.ordered_endpoints();
+        let mut h = self.state.build_hasher();
+        h.write_u8(tuple.protocol);
+        write_endpoint(&mut h, low);
+        write_endpoint(&mut h, high);
+        h.finish()
+    }
+
+    /// The hash of a non-IP frame's flow: its two MAC addresses, ordered, so
+    /// an ARP request and its reply hash alike. Frames shorter than two MACs
+    /// hash as one flow.
+    pub fn link_symmetric(&self, frame: &[u8]) -> u64 {
+        let mut h = self.state.build_hasher();
+        if let (Some(dst), Some(src)) = (frame.get(0..6), frame.get(6..12)) {
+            let (low, high) = if src <= dst { (src, dst) } else { (dst, src) };
+            h.write(low);
+            h.write(high);
+        }
+        h.finish()
+    }
+}
+
+fn write_endpoint(h: &mut impl Hasher, endpoint: Endpoint) {
+    match endpoint.addr {
+        IpAddr::V4(addr) => h.write_u32(u32::from(addr)),
+        IpAddr::V6(addr) => h.write_u128(u128::from(addr)),
+    }
+    h.write_u16(endpoint.port);
+}
+
+/// The 32-bit flow tag the dedup table keeps per packet: the low half of
+/// the symmetric hash, never 0 (0 means "no flow").
+pub fn flow_tag(symmetric_hash: u64) -> u32 {
+    (symmetric_hash as u32).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fuzzing::seeds;
+    use crate::parse_frame;
+
+    #[test]
+    fn both_directions_hash_alike_and_other_flows_do_not() {
+        let hasher = FlowHasher::with_seeds([1, 2, 3, 4]);
+        let packet = parse_frame(seeds::TCP_SYN, None).unwrap();
+        let tuple = FlowTuple::of(&packet).unwrap();
+        assert_eq!(tuple.protocol, 6);
+        assert_eq!(hasher.symmetric(&tuple), hasher.symmetric(&tuple.reversed()));
+        let mut other = tuple;
+        other.src.port ^= 1;
+        assert_ne!(hasher.symmetric(&tuple), hasher.symmetric(&other));
+        let mut swapped_ports = tuple;
+        std::mem::swap(&mut swapped_ports.src.port, &mut swapped_ports.dst.port);
+        assert_ne!(hasher.symmetric(&tuple), hasher.symmetric(&swapped_ports));
+    }
+
+    #[test]
+    fn icmp_echo_uses_the_identifier_as_both_ports_and_arp_has_no_tuple() {
+        let packet = parse_frame(seeds::ICMP_ECHO, None).unwrap();
+        let tuple = FlowTuple::of(&packet).unwrap();
+        assert_eq!(tuple.src.port, tuple.dst.port);
+        assert_ne!(tuple.src.port, 0);
+        let arp = parse_frame(seeds::ARP_REQUEST, None).unwrap();
+        assert_eq!(FlowTuple::of(&arp), None);
+    }
+
+    #[test]
+    fn link_hash_is_symmetric_in_the_macs() {
+        let hasher = FlowHasher::with_seeds([5, 6, 7, 8]);
+        let mut frame = seeds::ARP_REQUEST.to_vec();
+        let forward = hasher.link_symmetric(&frame);
+        let (dst, src) = frame.split_at_mut(6);
+        dst.swap_with_slice(&mut src[..6]);
+        assert_eq!(hasher.link_symmetric(&frame), forward);
+        assert_eq!(flow_tag(0), 1);
+    }
+}

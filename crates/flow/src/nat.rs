@@ -1,0 +1,378 @@
+//! NAT bindings learned from duplicates: which public 5-tuple (as the
+//! uplink shows it, after MASQUERADE or before DNAT) is which container
+//! 5-tuple (as the container's veth and the bridge show it), so that every
+//! packet gets a flow key in the container's address space and flow records
+//! can name the public tuple.
+//!
+//! # How a binding is learned
+//!
+//! Two copies of one packet match by identity ([`crate::identity`]) although
+//! NAT rewrote one of them. The dedup table keeps, per packet, the 32-bit
+//! flow tag of its first copy ([`crate::flow_key::flow_tag`], from the
+//! symmetric hash of its tuple); a copy that joins with a different tag knows
+//! the packet crossed NAT, and its own tuple, but not the first copy's. It
+//! leaves its half here ([`NatBindings::offer_half`]), keyed by the first
+//! copy's flow tag. The next packet of that flow (either direction, usually
+//! the next copy read) seen on the other side of the NAT has that tag; a
+//! per-packet bit test ([`NatBindings::may_complete`]) finds the waiting half
+//! and [`NatBindings::complete`] joins the two into a binding. The two tuples
+//! are put in the same direction by the endpoint NAT left alone (the
+//! destination for SNAT, the source for DNAT); a packet translated on both
+//! ends (hairpin NAT) shares none and teaches nothing here (conntrack, a
+//! later step, knows it).
+//!
+//! # Memory
+//!
+//! Fixed: [`BINDING_SHARDS`] shards of at most `capacity / BINDING_SHARDS`
+//! bindings each (the oldest learned is evicted when a shard is full) and as
+//! many waiting halves, plus two bit sets of [`FILTER_BITS`] bits that keep
+//! the common case (no NAT on this flow) to one load. Shards are mutexes: a
+//! binding is looked up for delivered uplink copies and learned once per
+//! connection, not touched per packet.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+
+use crate::flow_key::{flow_tag, FlowHasher, FlowTuple};
+
+/// Shards of the binding and half tables.
+pub const BINDING_SHARDS: usize = 64;
+
+/// Bits in each of the two filters (128 KiB each).
+pub const FILTER_BITS: usize = 1 << 20;
+
+/// A binding between the two sides of a NAT, both in the direction of one
+/// packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct NatTranslation {
+    /// The tuple on the uplink (public side).
+    pub public: FlowTuple,
+    /// The tuple on the container side.
+    pub container: FlowTuple,
+}
+
+impl NatTranslation {
+    /// The same binding in the other direction.
+    pub fn reversed(self) -> Self {
+        Self {
+            public: self.public.reversed(),
+            container: self.container.reversed(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Half {
+    tuple: FlowTuple,
+    public_side: bool,
+    timestamp_ns: u64,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Binding {
+    translation: NatTranslation,
+    learned_ns: u64,
+}
+
+/// A lock-free bit set over hashes: "maybe present" filter.
+#[derive(Debug)]
+struct Filter {
+    words: Box<[AtomicU64]>,
+}
+
+impl Filter {
+    fn new(bits: usize) -> Self {
+        Self {
+            words: (0..bits.div_ceil(64)).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    fn position(&self, key: u64) -> (usize, u64) {
+        let bit = (key as usize) % (self.words.len() * 64);
+        (bit / 64, 1 << (bit % 64))
+    }
+
+    fn set(&self, key: u64) {
+        let (word, mask) = self.position(key);
+        self.words[word].fetch_or(mask, Ordering::Relaxed);
+    }
+
+    fn maybe(&self, key: u64) -> bool {
+        let (word, mask) = self.position(key);
+        self.words[word].load(Ordering::Relaxed) & mask != 0
+    }
+}
+
+/// The learned bindings, shared by every capture thread.
+#[derive(Debug)]
+pub struct NatBindings {
+    hasher: FlowHasher,
+    per_shard: usize,
+    /// Waiting halves by the flow tag of the other side.
+    halves: Box<[Mutex<HashMap<u32, Half>>]>,
+    half_filter: Filter,
+    /// Bindings by the symmetric hash of either side's tuple.
+    bindings: Box<[Mutex<HashMap<u64, Binding>>]>,
+    binding_filter: Filter,
+    learned: AtomicU64,
+    evicted: AtomicU64,
+}
+
+impl NatBindings {
+    /// Room for `capacity` bindings (at least one per shard), hashed with
+    /// `hasher` (the one that made the flow tags).
+    pub fn new(capacity: usize, hasher: FlowHasher) -> Self {
+        let per_shard = capacity.div_ceil(BINDING_SHARDS).max(1);
+        Self {
+            hasher,
+            per_shard,
+            halves: (0..BINDING_SHARDS).map(|_| Mutex::default()).collect(),
+            half_filter: Filter::new(FILTER_BITS),
+            bindings: (0..BINDING_SHARDS).map(|_| Mutex::default()).collect(),
+            binding_filter: Filter::new(FILTER_BITS),
+            learned: AtomicU64::new(0),
+            evicted: AtomicU64::new(0),
+        }
+    }
+
+    /// Bindings learned so far (each counted once, when first learned).
+    pub fn learned(&self) -> u64 {
+        self.learned.load(Ordering::Relaxed)
+    }
+
+    /// Bindings evicted to make room.
+    pub fn evicted(&self) -> u64 {
+        self.evicted.load(Ordering::Relaxed)
+    }
+
+    /// A copy with `tuple`, on the public side or not, joined a packet whose
+    /// first copy had flow tag `other_tag` (different from its own): leave
+    /// the half for that flow's next packet on the other side.
+    pub fn offer_half(&self, other_tag: u32, tuple: FlowTuple, public_side: bool, timestamp_ns: u64) {
+        let half = Half {
+            tuple,
+            public_side,
+            timestamp_ns,
+        };
+        let mut shard = self.halves[shard_of(u64::from(other_tag))]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if shard.len() >= self.per_shard && !shard.contains_key(&other_tag) {
+            evict_oldest(&mut shard, |h| h.timestamp_ns);
+        }
+        shard.insert(other_tag, half);
+        drop(shard);
+        self.half_filter.set(u64::from(other_tag));
+    }
+
+    /// Whether a half may wait for the flow with tag `tag`: one relaxed load.
+    pub fn may_complete(&self, tag: u32) -> bool {
+        self.half_filter.maybe(u64::from(tag))
+    }
+
+    /// Joins the half waiting for `tag`, if any and from the other side of
+    /// the NAT, with this packet's `tuple`. Returns the binding when one was
+    /// learned now.
+    pub fn complete(&self, tag: u32, tuple: FlowTuple, public_side: bool, timestamp_ns: u64) -> Option<NatTranslation> {
+        let half = {
+            let mut shard = self.halves[shard_of(u64::from(tag))]
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            match shard.get(&tag) {
+                Some(half) if half.public_side != public_side && half.tuple.protocol == tuple.protocol => {
+                    shard.remove(&tag)?
+                }
+                _ => return None,
+            }
+        };
+        let oriented = orient(half.tuple, tuple)?;
+        let translation = if public_side {
+            NatTranslation {
+                public: tuple,
+                container: oriented,
+            }
+        } else {
+            NatTranslation {
+                public: oriented,
+                container: tuple,
+            }
+        };
+        self.learn(translation, timestamp_ns.max(half.timestamp_ns))
+            .then_some(translation)
+    }
+
+    /// Records a binding (from a duplicate, or from conntrack). `true` if it
+    /// was new.
+    pub fn learn(&self, translation: NatTranslation, timestamp_ns: u64) -> bool {
+        if translation.public == translation.container {
+            return false;
+        }
+        let public_hash = self.hasher.symmetric(&translation.public);
+        let container_hash = self.hasher.symmetric(&translation.container);
+        let binding = Binding {
+            translation,
+            learned_ns: timestamp_ns,
+        };
+        let mut new = false;
+        for key in [public_hash, container_hash] {
+            let mut shard = self.bindings[shard_of(key)]
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let known = shard.get(&key).map(|b| same_binding(&b.translation, &translation));
+            if known != Some(true) {
+                new = true;
+                if shard.len() >= self.per_shard && known.is_none() {
+                    evict_oldest(&mut shard, |b| b.learned_ns);
+                    self.evicted.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            shard.insert(key, binding);
+            drop(shard);
+            self.binding_filter.set(key);
+        }
+        if new {
+            self.learned.fetch_add(1, Ordering::Relaxed);
+        }
+        new
+    }
+
+    /// The binding of a packet whose observed tuple is `tuple` (symmetric
+    /// hash `hash`), in the packet's direction, if one is known.
+    pub fn lookup(&self, tuple: &FlowTuple, hash: u64) -> Option<NatTranslation> {
+        if !self.binding_filter.maybe(hash) {
+            return None;
+        }
+        let binding = *self.bindings[shard_of(hash)]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&hash)?;
+        let t = binding.translation;
+        if t.public == *tuple || t.container == *tuple {
+            Some(t)
+        } else if t.public == tuple.reversed() || t.container == tuple.reversed() {
+            Some(t.reversed())
+        } else {
+            None
+        }
+    }
+
+    /// The hasher the bindings are keyed with.
+    pub fn hasher(&self) -> &FlowHasher {
+        &self.hasher
+    }
+
+    /// The flow tag of `tuple`.
+    pub fn tag_of(&self, tuple: &FlowTuple) -> u32 {
+        flow_tag(self.hasher.symmetric(tuple))
+    }
+}
+
+fn shard_of(key: u64) -> usize {
+    // The high bits: the low ones index the filters.
+    (key >> 58) as usize % BINDING_SHARDS
+}
+
+fn same_binding(a: &NatTranslation, b: &NatTranslation) -> bool {
+    a == b || *a == b.reversed()
+}
+
+fn evict_oldest<K: Copy + Eq + std::hash::Hash, V>(map: &mut HashMap<K, V>, age: impl Fn(&V) -> u64) {
+    if let Some(oldest) = map.iter().min_by_key(|(_, v)| age(v)).map(|(k, _)| *k) {
+        map.remove(&oldest);
+    }
+}
+
+/// `other` turned to the direction of `tuple`, by the endpoint NAT left
+/// alone: the same position when they share one there (SNAT keeps the
+/// destination, DNAT the source), crossed when `other` is the reply. `None`
+/// when they share no endpoint.
+fn orient(other: FlowTuple, tuple: FlowTuple) -> Option<FlowTuple> {
+    if other.src == tuple.src || other.dst == tuple.dst {
+        Some(other)
+    } else if other.src == tuple.dst || other.dst == tuple.src {
+        Some(other.reversed())
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use super::*;
+    use crate::flow_key::Endpoint;
+
+    fn ep(a: [u8; 4], port: u16) -> Endpoint {
+        Endpoint {
+            addr: IpAddr::V4(Ipv4Addr::from(a)),
+            port,
+        }
+    }
+
+    fn tcp(src: Endpoint, dst: Endpoint) -> FlowTuple {
+        FlowTuple { protocol: 6, src, dst }
+    }
+
+    fn bindings() -> NatBindings {
+        NatBindings::new(1024, FlowHasher::with_seeds([9, 8, 7, 6]))
+    }
+
+    #[test]
+    fn masquerade_is_learned_from_a_half_and_the_reply() {
+        let nat = bindings();
+        let container = tcp(ep([172, 17, 0, 2], 40000), ep([198, 18, 0, 1], 80));
+        let public = tcp(ep([198, 18, 0, 2], 40000), ep([198, 18, 0, 1], 80));
+        // The uplink copy of an outbound packet joined the veth copy's
+        // instance: it offers its public half under the container's tag.
+        let container_tag = nat.tag_of(&container);
+        nat.offer_half(container_tag, public, true, 10);
+        // The reply, on the container side, has the container flow's tag.
+        assert!(nat.may_complete(container_tag));
+        assert!(nat.complete(container_tag, public, true, 11).is_none(), "same side");
+        let learned = nat.complete(container_tag, container.reversed(), false, 12).unwrap();
+        assert_eq!(learned.public, public.reversed());
+        assert_eq!(learned.container, container.reversed());
+        assert_eq!(nat.learned(), 1);
+        // Both sides now find the binding, in their own direction.
+        let public_hash = nat.hasher().symmetric(&public);
+        assert_eq!(nat.lookup(&public, public_hash).unwrap().container, container);
+        let reply = public.reversed();
+        assert_eq!(nat.lookup(&reply, public_hash).unwrap().container, container.reversed());
+        let container_hash = nat.hasher().symmetric(&container);
+        assert_eq!(nat.lookup(&container, container_hash).unwrap().public, public);
+        // Learning it again is not new.
+        assert!(!nat.learn(learned, 13));
+        assert_eq!(nat.learned(), 1);
+    }
+
+    #[test]
+    fn dnat_is_oriented_by_the_source_and_hairpins_teach_nothing() {
+        let nat = bindings();
+        let public = tcp(ep([198, 18, 0, 1], 5555), ep([198, 18, 0, 2], 8080));
+        let container = tcp(ep([198, 18, 0, 1], 5555), ep([172, 17, 0, 2], 80));
+        let public_tag = nat.tag_of(&public);
+        nat.offer_half(public_tag, container, false, 1);
+        let learned = nat.complete(public_tag, public, true, 2).unwrap();
+        assert_eq!(learned, NatTranslation { public, container });
+        let hairpin = tcp(ep([10, 0, 0, 1], 1), ep([10, 0, 0, 2], 2));
+        let tag = nat.tag_of(&hairpin);
+        nat.offer_half(tag, tcp(ep([10, 9, 9, 9], 3), ep([10, 8, 8, 8], 4)), false, 3);
+        assert!(nat.complete(tag, hairpin, true, 4).is_none());
+    }
+
+    #[test]
+    fn a_full_shard_evicts_its_oldest_binding() {
+        let nat = NatBindings::new(BINDING_SHARDS, FlowHasher::with_seeds([1, 1, 1, 1]));
+        for port in 0..512u16 {
+            let public = tcp(ep([198, 18, 0, 2], port), ep([198, 18, 0, 1], 80));
+            let container = tcp(ep([172, 17, 0, 2], port), ep([198, 18, 0, 1], 80));
+            nat.learn(NatTranslation { public, container }, u64::from(port));
+        }
+        assert_eq!(nat.learned(), 512);
+        assert!(nat.evicted() > 0);
+        let total: usize = nat.bindings.iter().map(|s| s.lock().unwrap().len()).sum();
+        assert!(total <= BINDING_SHARDS, "{total} bindings kept");
+    }
+}
