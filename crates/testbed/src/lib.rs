@@ -4,8 +4,14 @@
 //!
 //! Used by the kernel integration tests, the packet blaster and the
 //! benchmarks. Not a packet parser: that is the `flow` crate.
+//!
+//! [`fixtures`] reads the dedup fixtures recorded in the test bed
+//! (`tests/fixtures/dedup/`) and derives, from their container-side
+//! captures alone, how many packets a deduplicating capture must deliver.
 
 #![forbid(unsafe_code)]
+
+pub mod fixtures;
 
 /// Smallest frame built: an Ethernet header, IPv4, UDP and the 8-byte marker.
 pub const MIN_FRAME_LEN: usize = ETH_LEN + IPV4_LEN + UDP_LEN + MARKER_LEN;
