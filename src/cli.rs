@@ -6,6 +6,8 @@
 //! here, then [`crate::settings`] validates them into typed values without any
 //! system call, naming the flag or variable a bad value came from.
 
+use std::path::PathBuf;
+
 use clap::{Args, Parser, Subcommand};
 
 /// ringsieve: every packet crossing a Docker host, once.
@@ -23,6 +25,77 @@ pub enum Command {
     /// Capture on interfaces until SIGINT or SIGTERM, writing every packet to
     /// pcapng and the counters as JSON on the last line of stderr.
     Run(RunArgs),
+    /// Run the dedup over capture files (pcap, pcapng, `tcpdump -i any`
+    /// cooked captures), writing the delivered packets to pcapng and the
+    /// counters as JSON on the last line of stderr.
+    Read(ReadArgs),
+}
+
+/// The dedup's options, shared by `run` and `read`.
+#[derive(Debug, Args)]
+pub struct DedupArgs {
+    /// Milliseconds of kernel time within which copies of one packet at
+    /// different tap points are duplicates, 1 to 10000.
+    #[arg(long, env = "RINGSIEVE_DEDUP_WINDOW", value_name = "MS", default_value = "20")]
+    pub dedup_window: String,
+
+    /// Entries of the dedup table (64 bytes each), rounded up to a power of
+    /// two, 1K to 256M. Keep the packets of two windows under a quarter of
+    /// it.
+    #[arg(long, env = "RINGSIEVE_DEDUP_TABLE", value_name = "ENTRIES", default_value = "1M")]
+    pub dedup_table: String,
+
+    /// Bytes of held copies per capture thread (copies waiting a window for
+    /// a better copy) before the oldest are released early, 64K to 16G.
+    #[arg(long, env = "RINGSIEVE_HOLD_BUDGET", value_name = "BYTES", default_value = "64M")]
+    pub hold_budget: String,
+}
+
+/// Options of `ringsieve read`.
+#[derive(Debug, Args)]
+pub struct ReadArgs {
+    /// Capture files to read together, merged by timestamp.
+    #[arg(value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
+
+    /// Write the delivered packets to this pcapng file (`-` for stdout),
+    /// each with its original interface and direction. Without it, packets
+    /// are only counted.
+    #[arg(short = 'w', long, env = "RINGSIEVE_PCAP_OUT", value_name = "FILE")]
+    pub pcap_out: Option<String>,
+
+    /// The role of an interface, IFNAME=ROLE with ROLE one of veth, bridge,
+    /// uplink, other; repeat for several (the variable takes a comma-separated
+    /// list). Without it roles come from names: docker0 and br-* are bridges,
+    /// veth* container veths, the rest uplinks.
+    #[arg(long = "role", env = "RINGSIEVE_ROLE", value_name = "IF=ROLE", value_delimiter = ',')]
+    pub roles: Vec<String>,
+
+    /// The order packets are read in: timestamp (merged across files), or
+    /// ring (each interface cut into blocks closed after --ring-timeout, read
+    /// in the order they close, as live capture reads rings; for testing that
+    /// the output does not depend on it).
+    #[arg(
+        long,
+        env = "RINGSIEVE_READ_ORDER",
+        value_name = "ORDER",
+        default_value = "timestamp"
+    )]
+    pub read_order: String,
+
+    /// With --read-order ring: the block retire timeout in milliseconds, 1 to
+    /// 1000.
+    #[arg(long, env = "RINGSIEVE_RING_TIMEOUT", value_name = "MS", default_value = "8")]
+    pub ring_timeout: String,
+
+    /// With --read-order ring: shuffles interfaces whose blocks close
+    /// together (any whole number).
+    #[arg(long, env = "RINGSIEVE_RING_SEED", value_name = "N", default_value = "0")]
+    pub ring_seed: String,
+
+    /// The dedup's options.
+    #[command(flatten)]
+    pub dedup: DedupArgs,
 }
 
 /// Options of `ringsieve run`. Sizes accept a K, M or G suffix (powers of 1024).

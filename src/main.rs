@@ -5,6 +5,7 @@
 mod cli;
 mod interface_roles;
 mod pcap_sink;
+mod read;
 mod run;
 mod settings;
 
@@ -13,7 +14,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, FromArgMatches};
 
 use crate::cli::{Cli, Command};
-use crate::settings::{Origin, RunSettings, SettingError};
+use crate::settings::{Origin, ReadSettings, RunSettings, SettingError};
 
 /// Exit code for a bad setting or usage error.
 const EXIT_USAGE: u8 = 2;
@@ -53,10 +54,20 @@ fn main() -> ExitCode {
             let sub = matches
                 .subcommand_matches("run")
                 .expect("clap matched the run subcommand");
-            let origin = Origin::new(sub);
+            let origin = Origin::new("run", sub);
             let result = RunSettings::from_args(&args, &origin)
                 .map_err(anyhow::Error::from)
                 .and_then(|settings| run::run(&settings, &origin));
+            finish(result)
+        }
+        Command::Read(args) => {
+            let sub = matches
+                .subcommand_matches("read")
+                .expect("clap matched the read subcommand");
+            let origin = Origin::new("read", sub);
+            let result = ReadSettings::from_args(&args, &origin)
+                .map_err(anyhow::Error::from)
+                .and_then(|settings| read::read(&settings));
             finish(result)
         }
     }

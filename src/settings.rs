@@ -34,13 +34,14 @@ impl std::error::Error for SettingError {}
 
 /// Where the value of one option came from, for error messages.
 pub struct Origin<'a> {
+    subcommand: &'static str,
     matches: &'a ArgMatches,
 }
 
 impl<'a> Origin<'a> {
-    /// Origins of the options in `matches` (a subcommand's matches).
-    pub fn new(matches: &'a ArgMatches) -> Self {
-        Self { matches }
+    /// Origins of the options in `matches`, the matches of `subcommand`.
+    pub fn new(subcommand: &'static str, matches: &'a ArgMatches) -> Self {
+        Self { subcommand, matches }
     }
 
     /// `--flag` when given on the command line, the variable when it came
@@ -67,9 +68,8 @@ impl<'a> Origin<'a> {
         use clap::CommandFactory;
         let command = crate::cli::Cli::command();
         let found = command
-            .get_subcommands()
-            .flat_map(|sub| sub.get_arguments())
-            .find(|a| a.get_id() == id)
+            .find_subcommand(self.subcommand)
+            .and_then(|sub| sub.get_arguments().find(|a| a.get_id() == id))
             .cloned();
         found
     }
@@ -281,5 +281,109 @@ mod tests {
         assert_eq!(parse_bool("ON"), Some(true));
         assert_eq!(parse_bool("0"), Some(false));
         assert_eq!(parse_bool("maybe"), None);
+    }
+}
+
+/// Parses a whole number within `range`.
+fn parse_in_range(
+    origin: &Origin<'_>,
+    id: &str,
+    text: &str,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<u64, SettingError> {
+    let expected = format!("a whole number from {} to {}", range.start(), range.end());
+    match text.trim().parse::<u64>() {
+        Ok(n) if range.contains(&n) => Ok(n),
+        _ => Err(origin.error(id, text, expected)),
+    }
+}
+
+/// Parses a byte size within `range` (bytes), describing it as `expected`.
+fn parse_bytes_in_range(
+    origin: &Origin<'_>,
+    id: &str,
+    text: &str,
+    range: std::ops::RangeInclusive<u64>,
+    expected: &str,
+) -> Result<u64, SettingError> {
+    match parse_bytes(text) {
+        Some(n) if range.contains(&n) => Ok(n),
+        _ => Err(origin.error(id, text, expected)),
+    }
+}
+
+/// The dedup engine's settings from `--dedup-*` and `--hold-budget`.
+pub fn sieve_config(args: &crate::cli::DedupArgs, origin: &Origin<'_>) -> Result<flow::SieveConfig, SettingError> {
+    let window_ms = parse_in_range(origin, "dedup_window", &args.dedup_window, 1..=10_000)?;
+    let table = parse_bytes_in_range(
+        origin,
+        "dedup_table",
+        &args.dedup_table,
+        1 << 10..=1 << 28,
+        "a number of entries from 1K to 256M (K and M suffixes are powers of 1024)",
+    )?;
+    let hold = parse_bytes_in_range(
+        origin,
+        "hold_budget",
+        &args.hold_budget,
+        64 << 10..=16 << 30,
+        "a size from 64K to 16G bytes (e.g. 64M)",
+    )?;
+    Ok(flow::SieveConfig {
+        table_capacity: table as usize,
+        window_ns: window_ms * 1_000_000,
+        hold_budget_bytes: hold as usize,
+        ..flow::SieveConfig::default()
+    })
+}
+
+/// The validated settings of `ringsieve read`.
+#[derive(Clone, Debug)]
+pub struct ReadSettings {
+    /// The input files.
+    pub files: Vec<std::path::PathBuf>,
+    /// The pcapng output, `-` for stdout.
+    pub pcap_out: Option<String>,
+    /// What the offline pipeline needs.
+    pub offline: pipeline::offline::OfflineConfig,
+}
+
+impl ReadSettings {
+    /// Validates the options of `ringsieve read`.
+    pub fn from_args(args: &crate::cli::ReadArgs, origin: &Origin<'_>) -> Result<Self, SettingError> {
+        let mut roles = Vec::new();
+        for text in &args.roles {
+            let expected = format!("IFNAME=ROLE with ROLE one of {}", flow::TapRole::ACCEPTED);
+            let (name, role) = text
+                .split_once('=')
+                .ok_or_else(|| origin.error("roles", text, &expected))?;
+            let role = flow::TapRole::parse(role.trim()).ok_or_else(|| origin.error("roles", text, &expected))?;
+            if name.trim().is_empty() {
+                return Err(origin.error("roles", text, expected));
+            }
+            roles.push((name.trim().to_owned(), role));
+        }
+        let order = match args.read_order.trim() {
+            "timestamp" => pipeline::offline::ReadOrder::Timestamp,
+            "ring" => pipeline::offline::ReadOrder::Ring {
+                retire_timeout_ns: parse_in_range(origin, "ring_timeout", &args.ring_timeout, 1..=1000)? * 1_000_000,
+                seed: parse_in_range(origin, "ring_seed", &args.ring_seed, 0..=u64::MAX)?,
+            },
+            other => return Err(origin.error("read_order", other, "timestamp or ring")),
+        };
+        if let Some(out) = &args.pcap_out {
+            if out.is_empty() {
+                return Err(origin.error("pcap_out", out, "a file path, or - for stdout"));
+            }
+        }
+        Ok(Self {
+            files: args.files.clone(),
+            pcap_out: args.pcap_out.clone(),
+            offline: pipeline::offline::OfflineConfig {
+                sieve: sieve_config(&args.dedup, origin)?,
+                roles,
+                order,
+            },
+        })
     }
 }

@@ -59,11 +59,11 @@ fn write_pcapng(path: &Path) {
             timestamp_ns: 1_700_000_000_000_000_000 + i as u64 * 1_000,
             original_len: data.len() as u32,
             data: &data,
-            packet_type: if i % 2 == 0 {
+            packet_type: Some(if i % 2 == 0 {
                 PacketType::Outgoing
             } else {
                 PacketType::Host
-            },
+            }),
             vlan: None,
         };
         writer.write_packet(&record).expect("epb");

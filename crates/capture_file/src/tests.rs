@@ -531,7 +531,7 @@ fn reads_back_what_the_output_writer_wrote() {
             timestamp_ns: 1_700_000_000 * SECOND + i as u64,
             original_len: 100,
             data: &data,
-            packet_type: *packet_type,
+            packet_type: Some(*packet_type),
             vlan: None,
         };
         writer.write_packet(&record).unwrap();

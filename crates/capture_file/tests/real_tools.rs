@@ -394,7 +394,7 @@ fn written_by_output(path: &Path, packets: usize) {
                 timestamp_ns: 1_700_000_000_123_456_789 + i as u64 * 1_001,
                 original_len: data.len() as u32 + 4,
                 data: &data,
-                packet_type: types[i % types.len()],
+                packet_type: Some(types[i % types.len()]),
                 vlan: None,
             })
             .expect("epb");

@@ -173,6 +173,8 @@ impl SieveShared {
             spare_buffers: Vec::new(),
             held_bytes: 0,
             next_order: 0,
+            // Threads start their sequences apart.
+            next_ticket: (slot as u16).wrapping_mul(4099),
             counters: SieveCounters::default(),
         })
     }
@@ -217,10 +219,13 @@ impl SieveShared {
 pub enum LinkLayer {
     /// An Ethernet header.
     Ethernet,
-    /// The network layer (a Linux cooked capture), of this EtherType.
+    /// A header the parser skips (a Linux cooked header, or none for raw
+    /// IP), then the network layer.
     Network {
-        /// The EtherType of the bytes.
+        /// The EtherType of the network layer.
         ethertype: u16,
+        /// Bytes before the network layer.
+        offset: usize,
     },
 }
 
@@ -375,6 +380,7 @@ struct TcpSegment {
 #[derive(Debug)]
 struct HeldCopy<M> {
     identity: PacketIdentity,
+    ticket: HoldTicket,
     bytes: Vec<u8>,
     link: LinkLayer,
     vlan: Option<(u16, u16)>,
@@ -399,6 +405,7 @@ pub struct Sieve<M> {
     spare_buffers: Vec<Vec<u8>>,
     held_bytes: usize,
     next_order: u64,
+    next_ticket: u16,
     counters: SieveCounters,
 }
 
@@ -429,10 +436,10 @@ impl<M> Sieve<M> {
     /// The earliest timestamp among held copies: no delivery of this thread
     /// can have an earlier one any more, except copies yet to be read.
     pub fn oldest_held_ns(&self) -> Option<u64> {
+        // Held in order of timestamp + window: the first is the oldest.
         self.order
-            .iter()
+            .peek()
             .map(|Reverse((after, _, _))| after.saturating_sub(self.shared.window_ns))
-            .min()
     }
 
     /// Publishes that this thread has read every copy with a kernel
@@ -446,9 +453,14 @@ impl<M> Sieve<M> {
     /// lengths...), handed back or kept with a held copy.
     pub fn process(&mut self, copy: &CapturedCopy<'_>, meta: M) -> Outcome<M> {
         self.counters.copies += 1;
-        let parsed = match copy.link {
-            LinkLayer::Ethernet => parse_frame(copy.bytes, copy.vlan),
-            LinkLayer::Network { ethertype } => parse_network(ethertype, copy.bytes),
+        // The bytes from the link layer on, as the identity of non-IP frames
+        // covers them: a cooked header differs per tap, so it is left out.
+        let (parsed, link_bytes) = match copy.link {
+            LinkLayer::Ethernet => (parse_frame(copy.bytes, copy.vlan), copy.bytes),
+            LinkLayer::Network { ethertype, offset } => {
+                let network = copy.bytes.get(offset..).unwrap_or_default();
+                (parse_network(ethertype, network), network)
+            }
         };
         let packet = match parsed {
             Ok(packet) => packet,
@@ -458,20 +470,19 @@ impl<M> Sieve<M> {
             }
         };
         let shared = &*self.shared;
-        let identity = shared.identities.identity(copy.bytes, &packet);
+        let identity = shared.identities.identity(link_bytes, &packet);
         let tuple = FlowTuple::of(&packet);
         let (flow_hash, tag) = match &tuple {
             Some(tuple) => {
                 let hash = shared.flows.symmetric(tuple);
                 (hash, flow_tag(hash))
             }
-            None => (shared.flows.link_symmetric(copy.bytes), 0),
+            None => (shared.flows.link_symmetric(link_bytes), 0),
         };
         let tap = copy.tap;
         let rank = tap.rank();
-        // Tickets must differ between copies of one packet held at once;
-        // one packet has one copy per tap, so the tap id is the ticket.
-        let ticket = HoldTicket(u32::from(tap.id.0));
+        self.next_ticket = self.next_ticket.wrapping_add(1);
+        let ticket = ticket_for(tap, self.next_ticket);
         let observation = shared
             .table
             .observe_flow(identity, tag, tap.id, rank, copy.timestamp_ns, ticket);
@@ -500,7 +511,7 @@ impl<M> Sieve<M> {
             Verdict::Better {
                 superseded: Some(superseded),
             } => {
-                self.counters.pair(tap.id, TapId(superseded.0 as u16));
+                self.counters.pair(tap.id, ticket_tap(superseded));
                 rank == 0
             }
         };
@@ -520,6 +531,7 @@ impl<M> Sieve<M> {
         self.hold(
             HeldCopy {
                 identity,
+                ticket,
                 bytes: Vec::new(),
                 link: copy.link,
                 vlan: copy.vlan,
@@ -616,7 +628,7 @@ impl<M> Sieve<M> {
         self.held_bytes -= copy.bytes.len();
         let shared = &*self.shared;
         let rank = copy.tap.rank();
-        let ticket = HoldTicket(u32::from(copy.tap.id.0));
+        let ticket = copy.ticket;
         if let Some(tuple) = copy.tuple {
             // A second chance to complete a NAT binding: every copy of this
             // packet has been read by now, and a half offered for this flow
@@ -684,6 +696,20 @@ impl<M> Drop for Sieve<M> {
         self.shared.watermarks[self.slot].store(UNUSED, Ordering::Release);
         self.shared.slots_in_use.lock().unwrap_or_else(PoisonError::into_inner)[self.slot] = false;
     }
+}
+
+/// The ticket of a copy at `tap`: the tap id (so a better copy learns which
+/// tap it superseded) and a sequence number of the thread. Copies of one
+/// packet held at once are at different taps, so their tickets differ; the
+/// sequence keeps apart repeats of one identity at one tap (identical ARP
+/// requests, say) held at once.
+fn ticket_for(tap: TapPoint, sequence: u16) -> HoldTicket {
+    HoldTicket(u32::from(tap.id.0) << 16 | u32::from(sequence))
+}
+
+/// The tap of a copy held under `ticket` ([`ticket_for`]).
+fn ticket_tap(ticket: HoldTicket) -> TapId {
+    TapId((ticket.0 >> 16) as u16)
 }
 
 /// The NAT learning of one copy with observed `tuple` (flow tag `tag`) at
@@ -1156,8 +1182,8 @@ mod tests {
     }
 
     /// One packet of the property test: its copies (tap index into TAPS,
-    /// offset from its base time) and whether it is also retransmitted at
-    /// its first tap 10 ms later.
+    /// offset from its base time) and whether the same bytes cross the host
+    /// again 10 ms later.
     #[derive(Clone, Debug)]
     struct PacketCase {
         taps: Vec<(usize, u64)>,
@@ -1208,9 +1234,13 @@ mod tests {
                     copies.push((packet.frame(), TAPS[t], base + offset, label));
                 }
                 if case.retransmitted {
-                    let (t, offset) = case.taps[0];
-                    copies.push((packet.frame(), TAPS[t], base + offset + 10 * MS, label + 1));
-                    expected.push((label + 1, TAPS[t].id));
+                    // The same bytes cross the host again 10 ms later (an
+                    // ARP request repeated, a retransmission with the same
+                    // IP ID): a packet of its own, with all its copies.
+                    for &(t, offset) in &case.taps {
+                        copies.push((packet.frame(), TAPS[t], base + offset + 10 * MS, label + 1));
+                    }
+                    expected.push((label + 1, TAPS[best.0].id));
                 }
             }
             // A deterministic shuffle from the seed.

@@ -125,7 +125,7 @@ impl Variant {
                         timestamp_ns: EPOCH_NS + i as u64,
                         original_len: data.len() as u32,
                         data,
-                        packet_type: PacketType::Host,
+                        packet_type: Some(PacketType::Host),
                         vlan: *vlan,
                     };
                     writer.write_packet(black_box(&packet)).unwrap();

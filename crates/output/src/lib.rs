@@ -30,4 +30,4 @@
 
 pub mod pcapng;
 
-pub use pcapng::{InterfaceId, PacketEncoder, PacketRecord, PcapngWriter, VLAN_TAG_LEN};
+pub use pcapng::{InterfaceId, PacketEncoder, PacketRecord, PcapngWriter, LINKTYPE_ETHERNET, VLAN_TAG_LEN};

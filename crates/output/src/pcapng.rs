@@ -85,8 +85,10 @@ pub struct PacketRecord<'a> {
     /// The captured bytes from the Ethernet header on, without an
     /// out-of-band VLAN tag.
     pub data: &'a [u8],
-    /// How the packet reached the socket; gives `epb_flags`.
-    pub packet_type: PacketType,
+    /// How the packet reached the socket; gives `epb_flags` (direction
+    /// "not available" when `None`, as for a packet read from a classic pcap
+    /// file).
+    pub packet_type: Option<PacketType>,
     /// The VLAN tag the kernel moved out of the frame, if any; the writer
     /// puts it back.
     pub vlan: Option<VlanTag>,
@@ -100,7 +102,7 @@ impl<'a> PacketRecord<'a> {
             timestamp_ns: packet.timestamp_ns(),
             original_len: packet.original_len(),
             data: packet.data(),
-            packet_type: packet.packet_type(),
+            packet_type: Some(packet.packet_type()),
             vlan: packet.vlan(),
         }
     }
@@ -110,7 +112,10 @@ impl<'a> PacketRecord<'a> {
 /// 10 outbound) and, for inbound packets, the reception type in bits 2-4
 /// (001 unicast, 010 multicast, 011 broadcast, 100 promiscuous; 000 when
 /// the kernel's packet type has no pcapng equivalent).
-fn epb_flags(packet_type: PacketType) -> u32 {
+fn epb_flags(packet_type: Option<PacketType>) -> u32 {
+    let Some(packet_type) = packet_type else {
+        return 0;
+    };
     let direction = match packet_type.direction() {
         Direction::Inbound => 0b01,
         Direction::Outbound => 0b10,
@@ -124,6 +129,9 @@ fn epb_flags(packet_type: PacketType) -> u32 {
     };
     direction | reception << 2
 }
+
+/// `LINKTYPE_ETHERNET`.
+pub const LINKTYPE_ETHERNET: u32 = 1;
 
 /// Writes a pcapng file: a section header at creation, then interfaces and
 /// packets in any order as long as an interface comes before its packets.
@@ -178,11 +186,32 @@ impl<W: Write> PcapngWriter<W> {
     /// to it; 0 means no limit. A capture that cuts frames at N bytes and
     /// wants tagged frames whole passes N + [`VLAN_TAG_LEN`].
     pub fn add_interface(&mut self, name: &str, snaplen: u32) -> io::Result<InterfaceId> {
+        self.add_interface_with_link_type(name, LINKTYPE_ETHERNET, snaplen)
+    }
+
+    /// [`Self::add_interface`] for an interface of another link type (a
+    /// `LINKTYPE_*` number, e.g. 276 for `LINUX_SLL2`), whose packets are
+    /// written as they were read. An out-of-band VLAN tag is put back only
+    /// into Ethernet frames: give other link types none.
+    pub fn add_interface_with_link_type(
+        &mut self,
+        name: &str,
+        link_type: u32,
+        snaplen: u32,
+    ) -> io::Result<InterfaceId> {
         let id = u32::try_from(self.snaplens.len())
             .map(InterfaceId)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "too many pcapng interfaces"))?;
+        let linktype = u16::try_from(link_type)
+            .map(|raw| DataLink::from(u32::from(raw)))
+            .map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("link type {link_type} out of range"),
+                )
+            })?;
         let description = InterfaceDescriptionBlock {
-            linktype: DataLink::ETHERNET,
+            linktype,
             snaplen,
             options: vec![
                 InterfaceDescriptionOption::IfName(Cow::Owned(option_string(name)?.to_owned())),
@@ -425,7 +454,7 @@ mod tests {
             timestamp_ns: TS,
             original_len: data.len() as u32,
             data,
-            packet_type: PacketType::Host,
+            packet_type: Some(PacketType::Host),
             vlan: None,
         }
     }
@@ -525,7 +554,7 @@ mod tests {
             let packet = PacketRecord {
                 timestamp_ns: TS + i as u64,
                 original_len: 1000 + i as u32,
-                packet_type: *packet_type,
+                packet_type: Some(*packet_type),
                 ..record(eth0, &frames[i])
             };
             writer.write_packet(&packet).unwrap();
@@ -712,7 +741,7 @@ mod tests {
             timestamp_ns: 0x0123_4567_89ab_cdef,
             original_len: 9,
             data: &[1, 2, 3, 4, 5],
-            packet_type: PacketType::OtherHost,
+            packet_type: Some(PacketType::OtherHost),
             vlan: None,
         };
         writer.write_packet(&packet).unwrap();
@@ -769,7 +798,7 @@ mod tests {
         assert_eq!(record.timestamp_ns, TS);
         assert_eq!(record.original_len, 1500);
         assert_eq!(record.data, &bytes[..]);
-        assert_eq!(record.packet_type, PacketType::Outgoing);
+        assert_eq!(record.packet_type, Some(PacketType::Outgoing));
         assert_eq!(
             record.vlan,
             Some(VlanTag {
@@ -814,7 +843,7 @@ mod encoder_tests {
                     timestamp_ns: 1_000 + i as u64,
                     original_len: f.len() as u32,
                     data: f,
-                    packet_type: PacketType::OtherHost,
+                    packet_type: Some(PacketType::OtherHost),
                     vlan: (i % 2 == 0).then_some(tagged),
                 })
                 .collect::<Vec<_>>()
@@ -850,7 +879,7 @@ mod encoder_tests {
             timestamp_ns: 0,
             original_len: 60,
             data: &data,
-            packet_type: PacketType::Host,
+            packet_type: Some(PacketType::Host),
             vlan: None,
         };
         assert_eq!(encoder.encode(&record).unwrap_err().kind(), io::ErrorKind::InvalidInput);

@@ -41,7 +41,7 @@ fn packet(interface: InterfaceId, timestamp_ns: u64, data: &[u8], packet_type: P
         timestamp_ns,
         original_len: data.len() as u32,
         data,
-        packet_type,
+        packet_type: Some(packet_type),
         vlan: None,
     }
 }

@@ -1,0 +1,556 @@
+//! Offline dedup: the engine of live capture run over capture files, for
+//! `ringsieve read`. Users check the dedup on their own captures with it, so
+//! it must decide exactly as live capture does: same [`Sieve`], same tap
+//! ranks, same window on the packets' own timestamps.
+//!
+//! Files are read in one of two orders ([`ReadOrder`]):
+//! - [`ReadOrder::Timestamp`]: every file streamed, merged by timestamp, the
+//!   watermark at the last timestamp read. Memory: one packet per file, the
+//!   copies held for a window and the deliveries awaiting their turn.
+//! - [`ReadOrder::Ring`]: the order live capture reads rings in. Each
+//!   interface's packets are cut into blocks that close a retire timeout
+//!   after their first packet, and blocks are read in the order they close
+//!   (interfaces whose blocks close together in a shuffled order), so copies
+//!   of one packet arrive milliseconds apart and in any interface order. The
+//!   watermark after a block that closed at `c` is `c - timeout`. Files are
+//!   loaded whole; this order exists to test that the output does not depend
+//!   on the read order.
+//!
+//! Delivered packets leave in one order whatever the read order: by
+//! (timestamp, interface, position in the file), each once no copy still
+//! to be read or held could come before it. So the same capture always gives
+//! the same output, byte for byte.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::path::PathBuf;
+
+use af_packet::{Direction, PacketType};
+use capture_file::{CaptureFile, FilePacket, LinkKind, ReadError};
+use flow::{
+    CapturedCopy, Delivery, LinkLayer, Outcome, Released, Sieve, SieveConfig, SieveCounters, SieveShared, TapDirection,
+    TapPoint, TapRegistry, TapRole,
+};
+
+/// The order files are read in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadOrder {
+    /// Merged by timestamp (the normal way).
+    Timestamp,
+    /// Per interface in blocks, as rings are read (tests).
+    Ring {
+        /// The block retire timeout, nanoseconds.
+        retire_timeout_ns: u64,
+        /// Shuffles the interfaces whose blocks close at the same time.
+        seed: u64,
+    },
+}
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct OfflineConfig {
+    /// The engine's settings.
+    pub sieve: SieveConfig,
+    /// Roles by interface name, before the name-based default
+    /// ([`TapRole::from_interface_name`]).
+    pub roles: Vec<(String, TapRole)>,
+    /// The read order.
+    pub order: ReadOrder,
+}
+
+/// An interface of an input file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InputInterface {
+    /// Its index among the interfaces of every input (stable for the run).
+    pub id: usize,
+    /// The file it is in (index into the inputs).
+    pub file: usize,
+    /// Its index in that file ([`FilePacket::interface`]).
+    pub index: u32,
+    /// Its name (pcapng `if_name`; `ifindex<N>` for a `LINUX_SLL2` split; the
+    /// file's name for classic pcap).
+    pub name: String,
+    /// Its link type.
+    pub link_type: u32,
+    /// Its snapshot length.
+    pub snaplen: u32,
+    /// The role it was given.
+    pub role: TapRole,
+}
+
+/// One delivered packet, as read from its file.
+#[derive(Debug)]
+pub struct DeliveredPacket<'a> {
+    /// Where it was captured.
+    pub interface: &'a InputInterface,
+    /// Its timestamp, nanoseconds since the epoch.
+    pub timestamp_ns: u64,
+    /// Its length on the wire.
+    pub original_len: u32,
+    /// The record's bytes, link header included (as in the file).
+    pub data: &'a [u8],
+    /// Its direction, when the file records it.
+    pub direction: Option<Direction>,
+    /// Its kernel packet type, when the file records it.
+    pub packet_type: Option<PacketType>,
+    /// Its tap point.
+    pub tap: TapPoint,
+    /// Flow key and flags from the dedup.
+    pub delivery: Delivery,
+}
+
+/// Receives the delivered packets, in output order.
+pub trait DeliverySink {
+    /// The error a sink may fail with (it ends the run).
+    type Error;
+
+    /// One delivered packet.
+    fn deliver(&mut self, packet: &DeliveredPacket<'_>) -> Result<(), Self::Error>;
+}
+
+/// Per interface counts.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InterfaceCounts {
+    /// Packets read.
+    pub captured: u64,
+    /// Packets delivered.
+    pub delivered: u64,
+}
+
+/// What a run read and decided.
+#[derive(Clone, Debug, Default)]
+pub struct OfflineReport {
+    /// Every interface of every input, by id.
+    pub interfaces: Vec<InputInterface>,
+    /// Counts by interface id.
+    pub counts: Vec<InterfaceCounts>,
+    /// The engine's counters.
+    pub dedup: SieveCounters,
+    /// NAT bindings learned.
+    pub nat_bindings: u64,
+    /// Labels of the tap points (`interface/direction`), by tap id.
+    pub taps: Vec<String>,
+}
+
+/// Why a run stopped early. What was delivered before it stays delivered.
+#[derive(Debug)]
+pub enum OfflineError<E> {
+    /// An input could not be read, or was cut mid-packet.
+    Read(ReadError),
+    /// The sink failed.
+    Sink(E),
+}
+
+impl<E: std::fmt::Display> std::fmt::Display for OfflineError<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OfflineError::Read(error) => write!(f, "{error}"),
+            OfflineError::Sink(error) => write!(f, "writing the output: {error}"),
+        }
+    }
+}
+
+impl<E: std::fmt::Debug + std::fmt::Display> std::error::Error for OfflineError<E> {}
+
+/// The metadata of a copy inside the engine: enough to find it again.
+#[derive(Clone, Copy, Debug)]
+struct CopyMeta {
+    interface: usize,
+    position: u64,
+    original_len: u32,
+    direction: Option<Direction>,
+    packet_type: Option<PacketType>,
+}
+
+/// A delivered copy waiting for its turn in the output.
+struct Pending {
+    meta: CopyMeta,
+    timestamp_ns: u64,
+    data: Vec<u8>,
+    tap: TapPoint,
+    delivery: Delivery,
+}
+
+/// One packet read, owned.
+struct OwnedPacket {
+    interface: usize,
+    position: u64,
+    timestamp_ns: u64,
+    original_len: u32,
+    data: Vec<u8>,
+    link: LinkKind,
+    direction: Option<Direction>,
+    packet_type: Option<PacketType>,
+}
+
+/// The run's state: the engine, the interfaces seen, the output queue.
+struct Run<'s, S: DeliverySink> {
+    sieve: Sieve<CopyMeta>,
+    registry: TapRegistry,
+    roles: HashMap<String, TapRole>,
+    interfaces: Vec<InputInterface>,
+    by_file_index: HashMap<(usize, u32), usize>,
+    counts: Vec<InterfaceCounts>,
+    /// Keyed by (timestamp, interface, position), earliest first.
+    output: BinaryHeap<Reverse<(u64, usize, u64, usize)>>,
+    pending: Vec<Option<Pending>>,
+    free_pending: Vec<usize>,
+    sink: &'s mut S,
+}
+
+/// Runs the dedup over `files` and hands the delivered packets to `sink`.
+/// The report is complete even when the run stopped early: the error comes
+/// beside it.
+pub fn run<S: DeliverySink>(
+    files: &[PathBuf],
+    config: &OfflineConfig,
+    sink: &mut S,
+) -> (OfflineReport, Result<(), OfflineError<S::Error>>) {
+    let shared = SieveShared::new(&config.sieve);
+    let sieve = shared.thread().expect("a fresh engine has a free thread slot");
+    let mut run = Run {
+        sieve,
+        registry: TapRegistry::new(),
+        roles: config.roles.iter().cloned().collect(),
+        interfaces: Vec::new(),
+        by_file_index: HashMap::new(),
+        counts: Vec::new(),
+        output: BinaryHeap::new(),
+        pending: Vec::new(),
+        free_pending: Vec::new(),
+        sink,
+    };
+    let result = match config.order {
+        ReadOrder::Timestamp => run.timestamp_order(files),
+        ReadOrder::Ring {
+            retire_timeout_ns,
+            seed,
+        } => run.ring_order(files, retire_timeout_ns, seed),
+    };
+    // Whatever happened, what was decided before is delivered.
+    let finished = run.finish();
+    let report = run.report();
+    (report, result.and(finished))
+}
+
+impl<S: DeliverySink> Run<'_, S> {
+    fn timestamp_order(&mut self, files: &[PathBuf]) -> Result<(), OfflineError<S::Error>> {
+        let mut inputs = Vec::with_capacity(files.len());
+        for path in files {
+            inputs.push(CaptureFile::open(path).map_err(OfflineError::Read)?);
+        }
+        // The next packet of each file, and a heap of (timestamp, file).
+        let mut heads: Vec<Option<OwnedPacket>> = Vec::with_capacity(inputs.len());
+        let mut heap = BinaryHeap::new();
+        for (file, input) in inputs.iter_mut().enumerate() {
+            let head = self.read_owned(file, input, None)?;
+            if let Some(packet) = &head {
+                heap.push(Reverse((packet.timestamp_ns, file)));
+            }
+            heads.push(head);
+        }
+        while let Some(Reverse((_, file))) = heap.pop() {
+            let packet = heads[file].take().expect("a file in the heap has a head");
+            self.process(&packet);
+            self.sieve.advance(packet.timestamp_ns);
+            self.release_and_emit()?;
+            let next = self.read_owned(file, &mut inputs[file], Some(packet.data))?;
+            if let Some(next) = &next {
+                heap.push(Reverse((next.timestamp_ns, file)));
+            }
+            heads[file] = next;
+        }
+        Ok(())
+    }
+
+    fn ring_order(
+        &mut self,
+        files: &[PathBuf],
+        retire_timeout_ns: u64,
+        seed: u64,
+    ) -> Result<(), OfflineError<S::Error>> {
+        let mut by_interface: HashMap<usize, Vec<OwnedPacket>> = HashMap::new();
+        for (file, path) in files.iter().enumerate() {
+            let mut input = CaptureFile::open(path).map_err(OfflineError::Read)?;
+            while let Some(packet) = self.read_owned(file, &mut input, None)? {
+                by_interface.entry(packet.interface).or_default().push(packet);
+            }
+        }
+        // Blocks: (close time, shuffle key, interface, packets).
+        let mut blocks: Vec<(u64, u64, usize, Vec<OwnedPacket>)> = Vec::new();
+        for (interface, mut packets) in by_interface {
+            packets.sort_by_key(|p| (p.timestamp_ns, p.position));
+            let mut block: Vec<OwnedPacket> = Vec::new();
+            let mut opened = 0;
+            for packet in packets {
+                if !block.is_empty() && packet.timestamp_ns >= opened + retire_timeout_ns {
+                    let close = opened + retire_timeout_ns;
+                    blocks.push((
+                        close,
+                        mix(seed ^ interface as u64 ^ close),
+                        interface,
+                        std::mem::take(&mut block),
+                    ));
+                }
+                if block.is_empty() {
+                    opened = packet.timestamp_ns;
+                }
+                block.push(packet);
+            }
+            if !block.is_empty() {
+                let close = opened + retire_timeout_ns;
+                blocks.push((close, mix(seed ^ interface as u64 ^ close), interface, block));
+            }
+        }
+        blocks.sort_by_key(|(close, shuffle, interface, _)| (*close, *shuffle, *interface));
+        for (close, _, _, packets) in blocks {
+            for packet in &packets {
+                self.process(packet);
+            }
+            self.sieve.advance(close.saturating_sub(retire_timeout_ns));
+            self.release_and_emit()?;
+        }
+        Ok(())
+    }
+
+    /// Reads the next packet of `input` into an owned packet (reusing
+    /// `buffer`), registering its interface on first sight.
+    fn read_owned(
+        &mut self,
+        file: usize,
+        input: &mut CaptureFile,
+        buffer: Option<Vec<u8>>,
+    ) -> Result<Option<OwnedPacket>, OfflineError<S::Error>> {
+        let position = input.packets_read();
+        let Some(packet) = input.next_packet().map_err(OfflineError::Read)? else {
+            return Ok(None);
+        };
+        let FilePacket {
+            interface: index,
+            timestamp_ns,
+            original_len,
+            data,
+            link,
+            direction,
+            packet_type,
+        } = packet;
+        let mut owned = buffer.unwrap_or_default();
+        owned.clear();
+        owned.extend_from_slice(data);
+        let interface = match self.by_file_index.get(&(file, index)) {
+            Some(&id) => id,
+            None => {
+                let described = &input.interfaces()[index as usize];
+                let name = described.name.clone();
+                let role = self
+                    .roles
+                    .get(&name)
+                    .copied()
+                    .unwrap_or_else(|| TapRole::from_interface_name(&name));
+                let id = self.interfaces.len();
+                self.interfaces.push(InputInterface {
+                    id,
+                    file,
+                    index,
+                    name,
+                    link_type: described.link_type,
+                    snaplen: described.snaplen,
+                    role,
+                });
+                self.counts.push(InterfaceCounts::default());
+                self.by_file_index.insert((file, index), id);
+                id
+            }
+        };
+        Ok(Some(OwnedPacket {
+            interface,
+            position,
+            timestamp_ns,
+            original_len,
+            data: owned,
+            link,
+            direction,
+            packet_type,
+        }))
+    }
+
+    fn process(&mut self, packet: &OwnedPacket) {
+        let interface = &self.interfaces[packet.interface];
+        self.counts[packet.interface].captured += 1;
+        let direction = match packet.direction {
+            Some(Direction::Inbound) => TapDirection::Incoming,
+            Some(Direction::Outbound) => TapDirection::Outgoing,
+            None => TapDirection::Unknown,
+        };
+        let tap = self
+            .registry
+            .intern(&interface.name, interface.role, direction)
+            .unwrap_or(TapPoint {
+                // Past 65535 taps every further one shares the last id.
+                id: flow::TapId(u16::MAX - 1),
+                role: interface.role,
+                direction,
+            });
+        let meta = CopyMeta {
+            interface: packet.interface,
+            position: packet.position,
+            original_len: packet.original_len,
+            direction: packet.direction,
+            packet_type: packet.packet_type,
+        };
+        let Some(link) = link_layer(packet.link, &packet.data) else {
+            // A link type the parser does not know: counted as malformed.
+            let copy = CapturedCopy {
+                bytes: &[],
+                link: LinkLayer::Ethernet,
+                vlan: None,
+                tap,
+                timestamp_ns: packet.timestamp_ns,
+            };
+            let _ = self.sieve.process(&copy, meta);
+            return;
+        };
+        let copy = CapturedCopy {
+            bytes: &packet.data,
+            link,
+            vlan: None,
+            tap,
+            timestamp_ns: packet.timestamp_ns,
+        };
+        if let Outcome::Deliver { meta, delivery } = self.sieve.process(&copy, meta) {
+            self.queue(meta, packet.timestamp_ns, &packet.data, tap, delivery);
+        }
+    }
+
+    fn queue(&mut self, meta: CopyMeta, timestamp_ns: u64, data: &[u8], tap: TapPoint, delivery: Delivery) {
+        let pending = Pending {
+            meta,
+            timestamp_ns,
+            data: data.to_vec(),
+            tap,
+            delivery,
+        };
+        let slot = match self.free_pending.pop() {
+            Some(slot) => {
+                self.pending[slot] = Some(pending);
+                slot
+            }
+            None => {
+                self.pending.push(Some(pending));
+                self.pending.len() - 1
+            }
+        };
+        self.output
+            .push(Reverse((timestamp_ns, meta.interface, meta.position, slot)));
+    }
+
+    /// Releases the holds the watermark allows, then emits every queued
+    /// delivery that nothing still to come can precede.
+    fn release_and_emit(&mut self) -> Result<(), OfflineError<S::Error>> {
+        let mut released = Vec::new();
+        self.sieve.release(|r: Released<'_, CopyMeta>| {
+            released.push((r.meta, r.timestamp_ns, r.bytes.to_vec(), r.tap, r.delivery));
+        });
+        for (meta, timestamp_ns, data, tap, delivery) in released {
+            self.queue(meta, timestamp_ns, &data, tap, delivery);
+        }
+        let horizon = self
+            .sieve
+            .shared()
+            .low_watermark()
+            .min(self.sieve.oldest_held_ns().unwrap_or(u64::MAX));
+        self.emit_before(horizon)
+    }
+
+    fn emit_before(&mut self, horizon: u64) -> Result<(), OfflineError<S::Error>> {
+        while let Some(&Reverse((timestamp_ns, _, _, slot))) = self.output.peek() {
+            if timestamp_ns >= horizon {
+                break;
+            }
+            self.output.pop();
+            let pending = self.pending[slot].take().expect("a queued delivery is pending");
+            self.free_pending.push(slot);
+            self.counts[pending.meta.interface].delivered += 1;
+            let packet = DeliveredPacket {
+                interface: &self.interfaces[pending.meta.interface],
+                timestamp_ns: pending.timestamp_ns,
+                original_len: pending.meta.original_len,
+                data: &pending.data,
+                direction: pending.meta.direction,
+                packet_type: pending.meta.packet_type,
+                tap: pending.tap,
+                delivery: pending.delivery,
+            };
+            self.sink.deliver(&packet).map_err(OfflineError::Sink)?;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), OfflineError<S::Error>> {
+        let mut released = Vec::new();
+        self.sieve.finish(|r: Released<'_, CopyMeta>| {
+            released.push((r.meta, r.timestamp_ns, r.bytes.to_vec(), r.tap, r.delivery));
+        });
+        for (meta, timestamp_ns, data, tap, delivery) in released {
+            self.queue(meta, timestamp_ns, &data, tap, delivery);
+        }
+        self.emit_all()
+    }
+
+    fn emit_all(&mut self) -> Result<(), OfflineError<S::Error>> {
+        while let Some(Reverse((_, _, _, slot))) = self.output.pop() {
+            let pending = self.pending[slot].take().expect("a queued delivery is pending");
+            self.counts[pending.meta.interface].delivered += 1;
+            let packet = DeliveredPacket {
+                interface: &self.interfaces[pending.meta.interface],
+                timestamp_ns: pending.timestamp_ns,
+                original_len: pending.meta.original_len,
+                data: &pending.data,
+                direction: pending.meta.direction,
+                packet_type: pending.meta.packet_type,
+                tap: pending.tap,
+                delivery: pending.delivery,
+            };
+            self.sink.deliver(&packet).map_err(OfflineError::Sink)?;
+        }
+        Ok(())
+    }
+
+    fn report(&self) -> OfflineReport {
+        OfflineReport {
+            interfaces: self.interfaces.clone(),
+            counts: self.counts.clone(),
+            dedup: self.sieve.counters().clone(),
+            nat_bindings: self.sieve.shared().nat().learned(),
+            taps: self.registry.snapshot().iter().map(flow::TapInfo::label).collect(),
+        }
+    }
+}
+
+/// Where the parser starts in a record of link `link`; `None` for link
+/// types it does not know.
+fn link_layer(link: LinkKind, data: &[u8]) -> Option<LinkLayer> {
+    match link {
+        LinkKind::Ethernet => Some(LinkLayer::Ethernet),
+        LinkKind::LinuxSll(header) | LinkKind::LinuxSll2(header) => Some(LinkLayer::Network {
+            ethertype: header.protocol,
+            offset: header.payload_offset,
+        }),
+        LinkKind::Raw => {
+            let ethertype = match data.first()? >> 4 {
+                4 => 0x0800,
+                6 => 0x86dd,
+                _ => return None,
+            };
+            Some(LinkLayer::Network { ethertype, offset: 0 })
+        }
+        LinkKind::Other(_) => None,
+    }
+}
+
+/// A 64-bit mixer (splitmix64's finalizer), for the shuffle of ring order.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
