@@ -22,8 +22,9 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Capture on interfaces until SIGINT or SIGTERM, writing every packet to
-    /// pcapng and the counters as JSON on the last line of stderr.
+    /// Capture on interfaces until SIGINT or SIGTERM, writing each packet
+    /// once (the copies other interfaces show are suppressed) to pcapng and
+    /// the counters as JSON on the last line of stderr.
     Run(RunArgs),
     /// Run the dedup over capture files (pcap, pcapng, `tcpdump -i any`
     /// cooked captures), writing the delivered packets to pcapng and the
@@ -155,4 +156,14 @@ pub struct RunArgs {
     /// NIC queue).
     #[arg(long, env = "RINGSIEVE_FANOUT", value_name = "MODE", default_value = "hash")]
     pub fanout: String,
+
+    /// Deliver each packet once, by its copy closest to the container,
+    /// although the host's interfaces show it two or three times. false
+    /// writes every copy (what tcpdump on every interface would).
+    #[arg(long = "dedup", env = "RINGSIEVE_DEDUP", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", default_value = "true")]
+    pub dedup_enabled: String,
+
+    /// The dedup's options.
+    #[command(flatten)]
+    pub dedup: DedupArgs,
 }

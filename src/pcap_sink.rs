@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use af_packet::{Interface, Packet};
 use output::pcapng::{InterfaceId, PacketEncoder, PacketRecord, PcapngWriter};
+use pipeline::dedup_stage::{DeliveredSink, LivePacket};
 use pipeline::PacketSink;
 
 /// Snap length written in every Interface Description Block: more than the
@@ -138,21 +139,49 @@ impl PcapSink {
     }
 }
 
-impl PacketSink for PcapSink {
-    fn packet(&mut self, interface: &Interface, packet: &Packet<'_>) {
+impl PcapSink {
+    /// Encodes one packet of `interface`, built by `record` once its
+    /// interface id is known.
+    fn write<'a>(&mut self, interface: &Interface, record: impl FnOnce(InterfaceId) -> PacketRecord<'a>) {
         if self.failed {
             return;
         }
         let Some(id) = self.interface_id(interface) else {
             return;
         };
-        let record = PacketRecord::from_packet(packet, id);
-        if let Err(e) = self.encoder.encode(&record) {
+        if let Err(e) = self.encoder.encode(&record(id)) {
             self.fail(&e);
         }
         if self.encoder.encoded_len() >= BATCH_BYTES {
             self.hand_over();
         }
+    }
+}
+
+impl PacketSink for PcapSink {
+    fn packet(&mut self, interface: &Interface, packet: &Packet<'_>) {
+        self.write(interface, |id| PacketRecord::from_packet(packet, id));
+    }
+
+    fn end_of_turn(&mut self) {
+        self.hand_over();
+    }
+
+    fn finish(&mut self) {
+        self.hand_over();
+    }
+}
+
+impl DeliveredSink for PcapSink {
+    fn delivered(&mut self, packet: &LivePacket<'_>) {
+        self.write(packet.interface, |interface| PacketRecord {
+            interface,
+            timestamp_ns: packet.timestamp_ns,
+            original_len: packet.original_len,
+            data: packet.data,
+            packet_type: Some(packet.packet_type),
+            vlan: packet.vlan,
+        });
     }
 
     fn end_of_turn(&mut self) {

@@ -3,13 +3,15 @@
 //! SIGINT or SIGTERM, write packets to pcapng, and print the counters as one
 //! JSON object on the last line of stderr.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use af_packet::{CaptureRing, FanoutGroup, Interface, InterfaceRole, Packet, RingConfig, RingSet};
 use anyhow::Context;
+use flow::{SieveShared, TapRegistry, TapRole};
+use pipeline::dedup_stage::{tap_role, DedupReport, DedupStage, DeliveredSink, LivePacket};
 use pipeline::{CaptureReport, CaptureThreadConfig, PacketSink};
 use serde_json::json;
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -19,29 +21,79 @@ use crate::interface_roles::role_of;
 use crate::pcap_sink::{PcapOutput, PcapSink};
 use crate::settings::{RunSettings, SettingError};
 
-/// The sink of a capture thread: pcapng when asked, otherwise counting only
-/// (the capture thread counts every packet it delivers).
-enum Sink {
+/// Where a capture thread's packets end: pcapng when asked, otherwise
+/// counted only.
+enum Output {
     Pcap(PcapSink),
     Discard,
 }
 
-impl PacketSink for Sink {
+impl PacketSink for Output {
     fn packet(&mut self, interface: &Interface, packet: &Packet<'_>) {
         if let Self::Pcap(sink) = self {
-            sink.packet(interface, packet);
+            PacketSink::packet(sink, interface, packet);
         }
     }
 
     fn end_of_turn(&mut self) {
         if let Self::Pcap(sink) = self {
-            sink.end_of_turn();
+            PacketSink::end_of_turn(sink);
         }
     }
 
     fn finish(&mut self) {
         if let Self::Pcap(sink) = self {
-            sink.finish();
+            PacketSink::finish(sink);
+        }
+    }
+}
+
+impl DeliveredSink for Output {
+    fn delivered(&mut self, packet: &LivePacket<'_>) {
+        if let Self::Pcap(sink) = self {
+            sink.delivered(packet);
+        }
+    }
+
+    fn end_of_turn(&mut self) {
+        if let Self::Pcap(sink) = self {
+            DeliveredSink::end_of_turn(sink);
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Self::Pcap(sink) = self {
+            DeliveredSink::finish(sink);
+        }
+    }
+}
+
+/// The sink of a capture thread: every copy to the output, or through the
+/// dedup first.
+enum Sink {
+    Every(Output),
+    Dedup(Box<DedupStage<Output>>),
+}
+
+impl PacketSink for Sink {
+    fn packet(&mut self, interface: &Interface, packet: &Packet<'_>) {
+        match self {
+            Self::Every(output) => output.packet(interface, packet),
+            Self::Dedup(stage) => stage.packet(interface, packet),
+        }
+    }
+
+    fn end_of_turn(&mut self) {
+        match self {
+            Self::Every(output) => PacketSink::end_of_turn(output),
+            Self::Dedup(stage) => stage.end_of_turn(),
+        }
+    }
+
+    fn finish(&mut self) {
+        match self {
+            Self::Every(output) => PacketSink::finish(output),
+            Self::Dedup(stage) => stage.finish(),
         }
     }
 }
@@ -120,14 +172,48 @@ pub fn run(settings: &RunSettings, origin: &crate::settings::Origin<'_>) -> anyh
     // ends on its own (every interface gone), which closes `signals`.
     let signal_handle = signals.handle();
     let running = Arc::new(AtomicUsize::new(ring_sets.len()));
+    let dedup = settings.dedup.as_ref().map(|config| {
+        let roles: HashMap<String, TapRole> = targets
+            .iter()
+            .map(|t| (t.interface.name().to_owned(), tap_role(t.role)))
+            .collect();
+        (
+            SieveShared::new(config),
+            Arc::new(TapRegistry::new()),
+            Arc::new(roles),
+            Arc::new(Mutex::new(DedupReport::default())),
+        )
+    });
+    let retire_timeout_ms = targets
+        .iter()
+        .map(|t| t.config.geometry.retire_timeout_ms)
+        .max()
+        .unwrap_or(0);
     let mut threads = Vec::new();
     for (index, set) in ring_sets.into_iter().enumerate() {
-        let sink = match &output {
-            Some(output) => Sink::Pcap(output.sink()),
-            None => Sink::Discard,
+        let output = match &output {
+            Some(output) => Output::Pcap(output.sink()),
+            None => Output::Discard,
+        };
+        let sink = match &dedup {
+            Some((shared, registry, roles, report)) => Sink::Dedup(Box::new(DedupStage::new(
+                shared,
+                Arc::clone(registry),
+                Arc::clone(roles),
+                retire_timeout_ms,
+                Arc::clone(report),
+                output,
+            )?)),
+            None => Sink::Every(output),
         };
         let config = CaptureThreadConfig {
             cpu: settings.capture_cpus.as_ref().map(|cpus| cpus[index]),
+            // Holds end on the turn after their window: turn often.
+            poll_timeout: if dedup.is_some() {
+                std::time::Duration::from_millis(10)
+            } else {
+                CaptureThreadConfig::default().poll_timeout
+            },
             ..CaptureThreadConfig::default()
         };
         let (stop, running, signal_handle) = (Arc::clone(&stop), Arc::clone(&running), signal_handle.clone());
@@ -161,10 +247,50 @@ pub fn run(settings: &RunSettings, origin: &crate::settings::Origin<'_>) -> anyh
         None => None,
     };
 
-    let summary = summarize(&targets, &reports, pcap_summary);
+    let mut summary = summarize(&targets, &reports, pcap_summary);
+    if let Some((shared, registry, _, report)) = &dedup {
+        let report = report.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        add_dedup(&mut summary, &report, shared, registry);
+    }
     eprintln!("{summary}");
     let failed = reports.iter().any(|r| r.error.is_some());
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// Adds the dedup's counters to the summary: per interface (`delivered`,
+/// `duplicates`, `malformed`) and a `dedup` object as `ringsieve read`
+/// prints it.
+fn add_dedup(summary: &mut serde_json::Value, report: &DedupReport, shared: &SieveShared, registry: &TapRegistry) {
+    for (name, counts) in &report.interfaces {
+        if let Some(entry) = summary["interfaces"].get_mut(name) {
+            entry["delivered"] = json!(counts.delivered);
+            entry["duplicates"] = json!(counts.duplicates);
+            entry["malformed"] = json!(counts.malformed);
+        }
+    }
+    let dedup = &report.counters;
+    let mut pairs: BTreeMap<String, u64> = BTreeMap::new();
+    for ((kept, suppressed), count) in &dedup.by_tap_pair {
+        *pairs
+            .entry(format!("{} > {}", registry.label(*kept), registry.label(*suppressed)))
+            .or_default() += count;
+    }
+    summary["dedup"] = json!({
+        "captured": dedup.copies,
+        "delivered": dedup.delivered,
+        "duplicates": dedup.duplicates,
+        "held": dedup.held,
+        "released_after_window": dedup.released_after_window,
+        "table_full_passes": dedup.table_full_passes,
+        "nat_bindings": shared.nat().learned(),
+        "malformed": dedup.malformed,
+        "superseded": dedup.superseded,
+        "tcp_range_duplicates": dedup.tcp_range_duplicates,
+        "overlap_different_data": dedup.overlap_different_data,
+        "late_duplicates": dedup.late_duplicates,
+        "hold_overflow": dedup.hold_overflow,
+        "duplicates_by_tap_pair": pairs,
+    });
 }
 
 /// The exit summary: per-interface counters summed over the rings of every

@@ -150,6 +150,8 @@ pub struct RunSettings {
     pub capture_cpus: Option<Vec<usize>>,
     /// Fanout mode when there is more than one capture thread.
     pub fanout: FanoutMode,
+    /// The dedup engine's settings; `None` delivers every copy.
+    pub dedup: Option<flow::SieveConfig>,
 }
 
 impl RunSettings {
@@ -212,6 +214,14 @@ impl RunSettings {
 
         let promiscuous = parse_bool(&args.promisc)
             .ok_or_else(|| origin.error("promisc", &args.promisc, "true or false (also 1/0, yes/no, on/off)"))?;
+        let dedup_on = parse_bool(&args.dedup_enabled).ok_or_else(|| {
+            origin.error(
+                "dedup_enabled",
+                &args.dedup_enabled,
+                "true or false (also 1/0, yes/no, on/off)",
+            )
+        })?;
+        let mut sieve = sieve_config(&args.dedup, origin)?;
 
         let threads_expected = "a whole number from 1 to 64";
         let capture_threads: usize = args
@@ -245,6 +255,8 @@ impl RunSettings {
             .parse::<FanoutMode>()
             .map_err(|expected| origin.error("fanout", &args.fanout, expected))?;
 
+        sieve.max_threads = capture_threads;
+        let dedup = dedup_on.then_some(sieve);
         Ok(Self {
             interfaces,
             pcap_out: args.pcap_out.clone().filter(|p| !p.is_empty()),
@@ -257,6 +269,7 @@ impl RunSettings {
             capture_threads,
             capture_cpus,
             fanout,
+            dedup,
         })
     }
 }

@@ -6,6 +6,7 @@
 //! lacks CAP_NET_ADMIN and CAP_NET_RAW. CI runs as root, so there they run.
 
 mod capture;
+mod live_dedup;
 mod netns;
 mod run_command;
 mod testbed;

@@ -64,7 +64,7 @@ fn repo() -> &'static Path {
 
 /// Holds the lock that runs one case at a time; a test that panicked while
 /// holding it does not stop the others.
-fn one_at_a_time() -> MutexGuard<'static, ()> {
+pub(crate) fn one_at_a_time() -> MutexGuard<'static, ()> {
     ONE_CASE_AT_A_TIME
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -145,12 +145,12 @@ fn stale_cleanup() {
 }
 
 /// A bed that exists as long as this guard: `up` on creation, `down` on drop.
-struct Bed {
+pub(crate) struct Bed {
     prefix: String,
 }
 
 impl Bed {
-    fn up() -> Self {
+    pub(crate) fn up() -> Self {
         stale_cleanup();
         let n = NEXT_BED.fetch_add(1, Ordering::Relaxed);
         // The guard exists before `up` runs, so even a failed `up` is followed
@@ -166,12 +166,12 @@ impl Bed {
         script(&self.prefix, name, args, &[])
     }
 
-    fn namespace(&self, role: &str) -> String {
+    pub(crate) fn namespace(&self, role: &str) -> String {
         format!("{}-{role}", self.prefix)
     }
 
     /// Runs traffic case `case` through `scripts/traffic.sh`.
-    fn traffic(&self, case: &str) -> String {
+    pub(crate) fn traffic(&self, case: &str) -> String {
         let env = [
             ("TRAFFIC_COUNT", COUNT.to_string()),
             ("TRAFFIC_BULK_BYTES", BULK.to_string()),

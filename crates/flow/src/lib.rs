@@ -65,7 +65,7 @@ pub use parse::{
     Transport, UdpSummary, VlanTag, VlanTags, VxlanInner,
 };
 pub use sieve::{
-    CapturedCopy, Delivery, LinkLayer, Outcome, Released, Sieve, SieveConfig, SieveCounters, SieveShared,
+    CapturedCopy, Delivery, HoldEnd, LinkLayer, Outcome, Released, Sieve, SieveConfig, SieveCounters, SieveShared,
     TooManyThreads,
 };
 pub use tap::{TapDirection, TapInfo, TapPoint, TapRegistry, TapRole};

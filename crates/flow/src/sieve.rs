@@ -299,6 +299,21 @@ pub struct Released<'a, M> {
     pub delivery: Delivery,
 }
 
+/// How a hold ended.
+#[derive(Debug)]
+pub enum HoldEnd<'a, M> {
+    /// The copy is delivered.
+    Delivered(Released<'a, M>),
+    /// The copy was a duplicate after all (a better copy came, or its TCP
+    /// bytes were seen at a better tap).
+    Suppressed {
+        /// Where it was captured.
+        tap: TapPoint,
+        /// The caller's metadata.
+        meta: M,
+    },
+}
+
 /// One thread's counters; sum them with [`SieveCounters::add`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SieveCounters {
@@ -550,6 +565,15 @@ impl<M> Sieve<M> {
     /// Ends the holds that the lowest watermark allows (and, past the hold
     /// budget, the oldest ones early), calling `out` for each copy delivered.
     pub fn release(&mut self, mut out: impl FnMut(Released<'_, M>)) {
+        self.release_each(|end| {
+            if let HoldEnd::Delivered(released) = end {
+                out(released);
+            }
+        });
+    }
+
+    /// [`Self::release`], telling also of the held copies suppressed.
+    pub fn release_each(&mut self, mut out: impl FnMut(HoldEnd<'_, M>)) {
         let low = self.shared.low_watermark();
         while let Some(&Reverse((after, _, index))) = self.order.peek() {
             let due = low > after;
@@ -567,6 +591,15 @@ impl<M> Sieve<M> {
     /// The thread stops reading: its watermark no longer holds others back,
     /// and every copy it holds is released now (as at the end of a file).
     pub fn finish(&mut self, mut out: impl FnMut(Released<'_, M>)) {
+        self.finish_each(|end| {
+            if let HoldEnd::Delivered(released) = end {
+                out(released);
+            }
+        });
+    }
+
+    /// [`Self::finish`], telling also of the held copies suppressed.
+    pub fn finish_each(&mut self, mut out: impl FnMut(HoldEnd<'_, M>)) {
         self.shared.watermarks[self.slot].store(UNUSED, Ordering::Release);
         while let Some(Reverse((_, _, index))) = self.order.pop() {
             self.end_hold(index, &mut out);
@@ -620,7 +653,7 @@ impl<M> Sieve<M> {
         self.next_order += 1;
     }
 
-    fn end_hold(&mut self, index: usize, out: &mut impl FnMut(Released<'_, M>)) {
+    fn end_hold(&mut self, index: usize, out: &mut impl FnMut(HoldEnd<'_, M>)) {
         let Some(copy) = self.held[index].take() else {
             return;
         };
@@ -671,11 +704,15 @@ impl<M> Sieve<M> {
         };
         if suppressed {
             self.counters.duplicates += 1;
+            out(HoldEnd::Suppressed {
+                tap: copy.tap,
+                meta: copy.meta,
+            });
         } else {
             self.counters.delivered += 1;
             self.counters.released_after_window += 1;
             let delivery = self.delivery(copy.tuple, copy.flow_hash, overlap);
-            out(Released {
+            out(HoldEnd::Delivered(Released {
                 bytes: &copy.bytes,
                 link: copy.link,
                 vlan: copy.vlan,
@@ -683,7 +720,7 @@ impl<M> Sieve<M> {
                 timestamp_ns: copy.timestamp_ns,
                 meta: copy.meta,
                 delivery,
-            });
+            }));
         }
         if self.spare_buffers.len() < SPARE_BUFFERS {
             self.spare_buffers.push(copy.bytes);

@@ -1,7 +1,8 @@
 //! The packet pipeline of ringsieve: capture threads that read rings and hand
 //! every packet to a sink, with per-interface accounting.
 //!
-//! [`offline`] runs the dedup engine over capture files (`ringsieve read`),
+//! [`dedup_stage`] runs each capture thread's packets through its dedup
+//! engine before its sink. [`offline`] runs the dedup engine over capture files (`ringsieve read`),
 //! in timestamp order or in the order rings would be read.
 //!
 //! A capture thread serves a [`RingSet`](af_packet::RingSet) (one or
@@ -10,6 +11,7 @@
 //! between the two in later steps; the sink contract stays.
 
 pub mod capture_thread;
+pub mod dedup_stage;
 pub mod offline;
 
 pub use capture_thread::{CaptureReport, CaptureThreadConfig, InterfaceReport, PacketSink};

@@ -1,0 +1,326 @@
+//! The dedup stage of live capture: a [`PacketSink`] that runs every packet a
+//! capture thread reads through its [`Sieve`] and hands the delivered ones,
+//! straight from the ring or out of the hold queue, to a [`DeliveredSink`].
+//!
+//! # The watermark of a capture thread
+//!
+//! A held copy is released once every capture thread has read a window past
+//! it. After each turn of its loop a thread publishes how far it has read:
+//! the kernel hands a block over at the latest a retire timeout after its
+//! first packet, so every packet older than `now - retire timeout` that is
+//! not in a ring that still had blocks to give this turn has been read. A
+//! ring that gave packets this turn may have more queued: it holds the
+//! watermark at the last timestamp read from it. Kernel timestamps are
+//! CLOCK_REALTIME, stamped when the packet reached the device, which can
+//! precede the ring write by queueing: [`WATERMARK_SLACK_NS`] covers it.
+//!
+//! # Stopping
+//!
+//! On stop each thread drains its rings, publishes that it has read
+//! everything, and releases its holds as the other threads do the same
+//! (bounded by [`FINISH_WAIT`]), so a copy held here is not delivered while a
+//! better one is still unread in another thread's ring.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use af_packet::{Direction, Interface, InterfaceRole, Packet, PacketType, VlanTag};
+use flow::{
+    CapturedCopy, Delivery, HoldEnd, LinkLayer, Outcome, Sieve, SieveCounters, SieveShared, TapDirection, TapPoint,
+    TapRegistry, TapRole,
+};
+
+use crate::PacketSink;
+
+/// Margin below `now - retire timeout` for packets stamped before they
+/// reached the ring.
+pub const WATERMARK_SLACK_NS: u64 = 10_000_000;
+
+/// Longest wait at stop for the other capture threads' watermarks.
+pub const FINISH_WAIT: Duration = Duration::from_secs(2);
+
+/// A delivered packet of live capture.
+#[derive(Debug)]
+pub struct LivePacket<'a> {
+    /// The interface it was captured on.
+    pub interface: &'a Interface,
+    /// Kernel timestamp, nanoseconds since the epoch.
+    pub timestamp_ns: u64,
+    /// Length on the wire.
+    pub original_len: u32,
+    /// The captured bytes (the ring's, or the hold queue's copy).
+    pub data: &'a [u8],
+    /// The kernel's packet type.
+    pub packet_type: PacketType,
+    /// The VLAN tag the kernel reported out of band.
+    pub vlan: Option<VlanTag>,
+    /// The tap point.
+    pub tap: TapPoint,
+    /// Flow key and flags from the dedup.
+    pub delivery: Delivery,
+}
+
+/// Where the dedup stage delivers.
+pub trait DeliveredSink: Send {
+    /// One delivered packet, valid only during the call.
+    fn delivered(&mut self, packet: &LivePacket<'_>);
+
+    /// The end of one turn of the capture loop.
+    fn end_of_turn(&mut self) {}
+
+    /// Nothing more will be delivered.
+    fn finish(&mut self) {}
+}
+
+/// Per-interface counts of the dedup stage.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InterfaceDedup {
+    /// Packets delivered from this interface.
+    pub delivered: u64,
+    /// Packets of this interface suppressed as duplicates.
+    pub duplicates: u64,
+    /// Packets of this interface that did not parse.
+    pub malformed: u64,
+}
+
+/// What the dedup stages of every thread did, summed at their finish.
+#[derive(Debug, Default)]
+pub struct DedupReport {
+    /// The engines' counters.
+    pub counters: SieveCounters,
+    /// By interface name.
+    pub interfaces: HashMap<String, InterfaceDedup>,
+}
+
+/// The role the dedup gives an interface of role `role`.
+pub fn tap_role(role: InterfaceRole) -> TapRole {
+    match role {
+        InterfaceRole::Uplink => TapRole::Uplink,
+        InterfaceRole::Bridge => TapRole::Bridge,
+        InterfaceRole::ContainerVeth => TapRole::ContainerVeth,
+        InterfaceRole::Other => TapRole::Other,
+    }
+}
+
+/// A held copy's metadata: enough to deliver it later.
+#[derive(Clone, Copy, Debug)]
+struct HeldMeta {
+    interface: usize,
+    original_len: u32,
+    packet_type: PacketType,
+    vlan: Option<VlanTag>,
+}
+
+/// An interface this stage has seen, with its two tap points.
+struct KnownInterface {
+    interface: Interface,
+    incoming: TapPoint,
+    outgoing: TapPoint,
+    counts: InterfaceDedup,
+    /// Last timestamp read from it in the current turn, if any.
+    last_this_turn: Option<u64>,
+}
+
+/// The dedup stage of one capture thread.
+pub struct DedupStage<D: DeliveredSink> {
+    sieve: Sieve<HeldMeta>,
+    registry: Arc<TapRegistry>,
+    roles: Arc<HashMap<String, TapRole>>,
+    interfaces: Vec<KnownInterface>,
+    /// ifindex to index in `interfaces`, a short scan.
+    by_ifindex: Vec<(i32, usize)>,
+    retire_timeout_ns: u64,
+    report: Arc<Mutex<DedupReport>>,
+    inner: D,
+}
+
+impl<D: DeliveredSink> DedupStage<D> {
+    /// A stage for one capture thread: its engine from `shared`, tap points
+    /// interned in `registry`, interface roles from `roles` (by name; others
+    /// are Other), rings whose longest retire timeout is
+    /// `retire_timeout_ms`, counters summed into `report` at finish.
+    pub fn new(
+        shared: &Arc<SieveShared>,
+        registry: Arc<TapRegistry>,
+        roles: Arc<HashMap<String, TapRole>>,
+        retire_timeout_ms: u32,
+        report: Arc<Mutex<DedupReport>>,
+        inner: D,
+    ) -> Result<Self, flow::TooManyThreads> {
+        Ok(Self {
+            sieve: shared.thread()?,
+            registry,
+            roles,
+            interfaces: Vec::new(),
+            by_ifindex: Vec::new(),
+            retire_timeout_ns: u64::from(retire_timeout_ms) * 1_000_000,
+            report,
+            inner,
+        })
+    }
+
+    fn interface_index(&mut self, interface: &Interface) -> usize {
+        if let Some(&(_, index)) = self.by_ifindex.iter().find(|(i, _)| *i == interface.ifindex()) {
+            return index;
+        }
+        let role = self.roles.get(interface.name()).copied().unwrap_or(TapRole::Other);
+        let intern = |direction| {
+            self.registry
+                .intern(interface.name(), role, direction)
+                .unwrap_or(TapPoint {
+                    id: flow::TapId(u16::MAX - 1),
+                    role,
+                    direction,
+                })
+        };
+        let known = KnownInterface {
+            interface: interface.clone(),
+            incoming: intern(TapDirection::Incoming),
+            outgoing: intern(TapDirection::Outgoing),
+            counts: InterfaceDedup::default(),
+            last_this_turn: None,
+        };
+        self.interfaces.push(known);
+        let index = self.interfaces.len() - 1;
+        self.by_ifindex.push((interface.ifindex(), index));
+        index
+    }
+
+    fn deliver_released(&mut self, ended: Vec<Ended>) {
+        for end in ended {
+            let (meta, timestamp_ns, data, tap, delivery) = match end {
+                Ended::Delivered(meta, timestamp_ns, data, tap, delivery) => (meta, timestamp_ns, data, tap, delivery),
+                Ended::Suppressed(meta) => {
+                    self.interfaces[meta.interface].counts.duplicates += 1;
+                    continue;
+                }
+            };
+            let known = &mut self.interfaces[meta.interface];
+            known.counts.delivered += 1;
+            self.inner.delivered(&LivePacket {
+                interface: &known.interface,
+                timestamp_ns,
+                original_len: meta.original_len,
+                data: &data,
+                packet_type: meta.packet_type,
+                vlan: meta.vlan,
+                tap,
+                delivery,
+            });
+        }
+    }
+
+    /// Releases what the watermark allows and delivers it.
+    fn release(&mut self) {
+        let mut released = Vec::new();
+        self.sieve.release_each(|end| released.push(owned(end)));
+        self.deliver_released(released);
+    }
+
+    /// The counts of copies that were held and then suppressed are known
+    /// only in the sieve's totals; per interface they are derived at finish.
+    fn publish_report(&mut self) {
+        let mut report = self.report.lock().unwrap_or_else(PoisonError::into_inner);
+        report.counters.add(self.sieve.counters());
+        for known in &self.interfaces {
+            let entry = report.interfaces.entry(known.interface.name().to_owned()).or_default();
+            entry.delivered += known.counts.delivered;
+            entry.duplicates += known.counts.duplicates;
+            entry.malformed += known.counts.malformed;
+        }
+    }
+}
+
+/// A hold's end, owned: the sieve lends the bytes only during its call.
+enum Ended {
+    Delivered(HeldMeta, u64, Vec<u8>, TapPoint, Delivery),
+    Suppressed(HeldMeta),
+}
+
+fn owned(end: HoldEnd<'_, HeldMeta>) -> Ended {
+    match end {
+        HoldEnd::Delivered(r) => Ended::Delivered(r.meta, r.timestamp_ns, r.bytes.to_vec(), r.tap, r.delivery),
+        HoldEnd::Suppressed { meta, .. } => Ended::Suppressed(meta),
+    }
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+impl<D: DeliveredSink> PacketSink for DedupStage<D> {
+    fn packet(&mut self, interface: &Interface, packet: &Packet<'_>) {
+        let index = self.interface_index(interface);
+        let known = &mut self.interfaces[index];
+        let tap = match packet.packet_type().direction() {
+            Direction::Inbound => known.incoming,
+            Direction::Outbound => known.outgoing,
+        };
+        let timestamp_ns = packet.timestamp_ns();
+        known.last_this_turn = Some(timestamp_ns);
+        let vlan = packet.vlan();
+        let copy = CapturedCopy {
+            bytes: packet.data(),
+            link: LinkLayer::Ethernet,
+            vlan: vlan.map(|tag| (tag.tpid, tag.tci)),
+            tap,
+            timestamp_ns,
+        };
+        let meta = HeldMeta {
+            interface: index,
+            original_len: packet.original_len(),
+            packet_type: packet.packet_type(),
+            vlan,
+        };
+        match self.sieve.process(&copy, meta) {
+            Outcome::Deliver { delivery, .. } => {
+                known.counts.delivered += 1;
+                self.inner.delivered(&LivePacket {
+                    interface: &known.interface,
+                    timestamp_ns,
+                    original_len: meta.original_len,
+                    data: packet.data(),
+                    packet_type: meta.packet_type,
+                    vlan,
+                    tap,
+                    delivery,
+                });
+            }
+            Outcome::Held => {}
+            Outcome::Duplicate(_) => known.counts.duplicates += 1,
+            Outcome::Malformed(..) => known.counts.malformed += 1,
+        }
+    }
+
+    fn end_of_turn(&mut self) {
+        let mut watermark = now_ns().saturating_sub(self.retire_timeout_ns + WATERMARK_SLACK_NS);
+        for known in &mut self.interfaces {
+            if let Some(last) = known.last_this_turn.take() {
+                watermark = watermark.min(last);
+            }
+        }
+        self.sieve.advance(watermark);
+        self.release();
+        self.inner.end_of_turn();
+    }
+
+    fn finish(&mut self) {
+        // Everything this thread will ever read has been read.
+        self.sieve.advance(u64::MAX - 1);
+        let started = Instant::now();
+        while self.sieve.held_now() > 0 && started.elapsed() < FINISH_WAIT {
+            self.release();
+            if self.sieve.held_now() > 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        let mut released = Vec::new();
+        self.sieve.finish_each(|end| released.push(owned(end)));
+        self.deliver_released(released);
+        self.publish_report();
+        self.inner.finish();
+    }
+}

@@ -1,0 +1,231 @@
+//! Live dedup in the test bed: `ringsieve run` on every interface of the
+//! bed's host namespace (docker0, the container veths, the uplink) while the
+//! traffic cases run, against tcpdump inside each container. The packets it
+//! delivers must be exactly the IPv4 packets the containers sent and
+//! received, each once, byte for byte as the containers saw them (so in the
+//! containers' address space, never the uplink's NAT copy), and its counters
+//! must account for every copy it captured. The same check that the
+//! recorded fixtures pass offline (tests/dedup_fixtures.rs), here live.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use capture_file::{CaptureFile, LinkKind};
+
+use crate::netns::privileged;
+use crate::testbed::{one_at_a_time, Bed};
+
+const RINGSIEVE: &str = env!("CARGO_BIN_EXE_ringsieve");
+
+/// A child process whose stderr lines are collected.
+struct Watched {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Watched {
+    fn spawn(mut command: Command) -> Self {
+        let mut child = command
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the command starts");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for `count` stderr lines containing `needle`.
+    fn wait_for(&mut self, needle: &str, count: usize) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let mut found = 0;
+        while found < count {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    found += usize::from(line.contains(needle));
+                    self.seen.push(line);
+                }
+                Err(_) => panic!("no {count} lines with {needle:?}: {:?}", self.seen),
+            }
+        }
+    }
+
+    /// Sends `signal`, waits, returns the exit code and every stderr line.
+    fn stop(mut self, signal: &str) -> (i32, Vec<String>) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args([signal, &pid]).status();
+        let status = self.child.wait().expect("the child exits");
+        self.seen.extend(self.lines.iter());
+        (status.code().unwrap_or(-1), std::mem::take(&mut self.seen))
+    }
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn in_namespace(namespace: &str, program: &str) -> Command {
+    let mut command = Command::new("ip");
+    command.args(["netns", "exec", namespace, program]);
+    command
+}
+
+/// IPv4 packets (network layer on) of a capture.
+fn ipv4_packets(path: &Path) -> Vec<Vec<u8>> {
+    let mut file = CaptureFile::open(path).expect("the capture opens");
+    let mut packets = Vec::new();
+    while let Some(packet) = file.next_packet().expect("the capture reads") {
+        let (ethertype, offset) = match packet.link {
+            LinkKind::Ethernet if packet.data.len() >= 14 => {
+                (u16::from_be_bytes([packet.data[12], packet.data[13]]), 14)
+            }
+            LinkKind::LinuxSll(h) | LinkKind::LinuxSll2(h) => (h.protocol, h.payload_offset),
+            _ => continue,
+        };
+        if ethertype == 0x0800 {
+            packets.push(packet.data[offset..].to_vec());
+        }
+    }
+    packets
+}
+
+/// Whether an IPv4 packet has a container address (172.17.0.0/16, not the
+/// bridge's own .1) at either end.
+fn touches_a_container(packet: &[u8]) -> bool {
+    let container = |a: &[u8]| a[0] == 172 && a[1] == 17 && a != [172, 17, 0, 1];
+    packet.len() >= 20 && (container(&packet[12..16]) || container(&packet[16..20]))
+}
+
+#[test]
+fn run_delivers_each_packet_once_as_the_containers_saw_it() {
+    let test = "run_delivers_each_packet_once_as_the_containers_saw_it";
+    if !privileged(test) {
+        return;
+    }
+    if Command::new("tcpdump").arg("--version").output().is_err() {
+        panic!("tcpdump is needed (scripts/setup.sh installs it)");
+    }
+    let _serial = one_at_a_time();
+    let bed = Bed::up();
+    let dir = tempfile::tempdir().unwrap();
+    let host_out: PathBuf = dir.path().join("host.pcapng");
+
+    let mut containers = Vec::new();
+    for n in 1..=3 {
+        let file = dir.path().join(format!("c{n}.pcap"));
+        let mut command = in_namespace(&bed.namespace(&format!("c{n}")), "tcpdump");
+        command
+            .args([
+                "-i",
+                "eth0",
+                "-p",
+                "-s",
+                "0",
+                "-B",
+                "65536",
+                "--immediate-mode",
+                "-Z",
+                "root",
+                "-w",
+            ])
+            .arg(&file)
+            .arg("ip");
+        let mut watched = Watched::spawn(command);
+        watched.wait_for("listening on", 1);
+        containers.push((watched, file));
+    }
+    let mut command = in_namespace(&bed.namespace("host"), RINGSIEVE);
+    command
+        .args(["run", "-i", "docker0,vethc1,vethc2,vethc3,eth0", "-w"])
+        .arg(&host_out)
+        .env("RUST_LOG", "info");
+    let mut ringsieve = Watched::spawn(command);
+    ringsieve.wait_for("capturing", 5);
+
+    for case in [
+        "c2c-tcp",
+        "c2c-udp",
+        "c2c-icmp",
+        "c2h-tcp",
+        "c2out-tcp",
+        "published-tcp",
+        "bulk-out",
+    ] {
+        println!("{}", bed.traffic(case));
+    }
+    // Let the last copies reach every ring, then stop in the middle of
+    // nothing: SIGTERM drains the rings and releases the holds.
+    std::thread::sleep(Duration::from_millis(200));
+    let (code, lines) = ringsieve.stop("-TERM");
+    let mut container_files = Vec::new();
+    for (watched, file) in containers {
+        let (_, lines) = watched.stop("-INT");
+        let dropped = lines
+            .iter()
+            .find(|l| l.contains("dropped by kernel"))
+            .cloned()
+            .unwrap_or_default();
+        assert!(
+            dropped.starts_with("0 "),
+            "tcpdump in a container dropped packets: {lines:?}"
+        );
+        container_files.push(file);
+    }
+    drop(bed);
+
+    assert_eq!(code, 0, "ringsieve run exit: {lines:?}");
+    let summary: serde_json::Value =
+        serde_json::from_str(lines.last().expect("a summary line")).expect("the last line is JSON");
+    let dedup = &summary["dedup"];
+    let count = |key: &str| dedup[key].as_u64().unwrap_or_else(|| panic!("{key} in {summary}"));
+    assert_eq!(
+        count("captured"),
+        count("delivered") + count("duplicates") + count("malformed"),
+        "every copy accounted for: {summary}"
+    );
+    assert!(
+        count("nat_bindings") >= 2,
+        "MASQUERADE and DNAT bindings learned: {summary}"
+    );
+    assert_eq!(count("late_duplicates"), 0, "{summary}");
+    assert_eq!(summary["pcap"]["packets_written"], dedup["delivered"], "{summary}");
+
+    // What the containers saw, each packet once (a container-to-container
+    // packet is in two captures, identical), against what ringsieve
+    // delivered that concerns a container.
+    let expected = testbed::fixtures::expected_delivered(&container_files).expect("container captures read");
+    let delivered: Vec<Vec<u8>> = ipv4_packets(&host_out)
+        .into_iter()
+        .filter(|p| touches_a_container(p))
+        .collect();
+    assert_eq!(delivered.len() as u64, expected, "{summary}");
+    let delivered_set: BTreeSet<&Vec<u8>> = delivered.iter().collect();
+    let container: Vec<Vec<u8>> = container_files.iter().flat_map(|f| ipv4_packets(f)).collect();
+    let container_set: BTreeSet<&Vec<u8>> = container.iter().collect();
+    assert!(
+        delivered_set == container_set,
+        "{} delivered packets no container saw (e.g. NAT copies), {} container packets not delivered",
+        delivered_set.difference(&container_set).count(),
+        container_set.difference(&delivered_set).count()
+    );
+}
