@@ -26,7 +26,8 @@
 #
 # Settings (environment): RATES ("100000 300000 max"), DURATION (5), SIZE (64),
 # FLOWS (64), REPEATS (3), CAPTURERS ("tcpdump netsniff-ng ringsieve
-# ringsieve-rt1000"; the last is ringsieve with tcpdump's 1 s block timeout),
+# ringsieve-rt1000"; the last is ringsieve with tcpdump's 1 s block timeout;
+# ringsieve-dedup is ringsieve with its dedup on, not run by default),
 # RING_MIB (64: each capturer's ring/buffer), TX_CPU (0), CAP_CPU (1).
 set -euo pipefail
 
@@ -93,7 +94,7 @@ blast="$repo/target/release/ringsieve-blast"
 capturers=()
 for capturer in $CAPTURERS; do
     case $capturer in
-    ringsieve | ringsieve-rt1000)
+    ringsieve | ringsieve-rt1000 | ringsieve-dedup)
         if cargo build --release --quiet --bin ringsieve &&
             "$repo/target/release/ringsieve" run --help >/dev/null 2>&1; then
             capturers+=("$capturer")
@@ -122,7 +123,12 @@ capture_command() {
     case $1 in
     tcpdump) echo "tcpdump -i vrx -w /dev/null -B $((RING_MIB * 1024)) -n -p" ;;
     netsniff-ng) echo "netsniff-ng --in vrx --out /dev/null --silent --no-promisc --notouch-irq --ring-size ${RING_MIB}MiB" ;;
-    ringsieve) echo "$repo/target/release/ringsieve run --interface vrx --pcap-out /dev/null --block-size 1048576 --block-count $RING_MIB" ;;
+    # Capture alone, as tcpdump and netsniff-ng do: every copy written.
+    ringsieve) echo "$repo/target/release/ringsieve run --interface vrx --pcap-out /dev/null --block-size 1048576 --block-count $RING_MIB --dedup false" ;;
+    # With the dedup (the default of `ringsieve run`): every frame parsed,
+    # identified and looked up; on this lone interface of role "other" each
+    # is held a window (20 ms) before delivery, the worst case of the engine.
+    ringsieve-dedup) echo "$repo/target/release/ringsieve run --interface vrx --pcap-out /dev/null --block-size 1048576 --block-count $RING_MIB" ;;
     # The same with libpcap's default timeout (1000 ms, which tcpdump uses):
     # fewer wake-ups at low rates, more latency.
     ringsieve-rt1000) echo "$(capture_command ringsieve) --retire-timeout 1000" ;;
@@ -182,7 +188,7 @@ capturer_counts() {
             /failed filter \(out of space\)/ { failed = $1 }
             END { printf "{\"received\": %d, \"kernel_drops\": %d, \"freezes\": null, \"extra\": {\"incoming\": %d, \"unread_on_exit\": %d}}\n", passed - unread, failed, incoming, unread }'
         ;;
-    ringsieve | ringsieve-rt1000)
+    ringsieve | ringsieve-rt1000 | ringsieve-dedup)
         tail -n 1 "$err" | jq -c '.interfaces.vrx | {received, kernel_drops, freezes, extra: {captured, malformed_blocks, ring_bytes}}'
         ;;
     esac
@@ -273,7 +279,7 @@ done
             cpu: (map(.cpu_s) | median), cpm: (map(.cpu_s_per_mpkt // empty) | median),
             cpm_min: (map(.cpu_s_per_mpkt // empty) | min), cpm_max: (map(.cpu_s_per_mpkt // empty) | max)}] as $rows
         | ($rows | map(select(.capturer == "tcpdump") | {key: .rate, value: .cpm}) | from_entries) as $base
-        | ["tcpdump", "netsniff-ng", "ringsieve", "ringsieve-rt1000"] as $order
+        | ["tcpdump", "netsniff-ng", "ringsieve", "ringsieve-rt1000", "ringsieve-dedup"] as $order
         | $rows | sort_by((.rate | if . == "max" then 1e12 else tonumber end), (.capturer as $c | $order | index($c)))[]
         | "| \(.capturer) | \(.rate) | \(.pps | i) | \(.sent | i) | \(.delivered | i) | \(.received | i) | \(.drops | i) | \(.lost | r(2)) | \(.cpu | r(2)) | \(.cpm | r(3)) (\(.cpm_min | r(3))-\(.cpm_max | r(3))) | \(if $base[.rate] and .cpm then (.cpm / $base[.rate] | r(2)) else "-" end) |"
     ' "$jsonl"

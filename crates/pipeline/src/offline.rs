@@ -459,12 +459,14 @@ impl<S: DeliverySink> Run<'_, S> {
             .shared()
             .low_watermark()
             .min(self.sieve.oldest_held_ns().unwrap_or(u64::MAX));
-        self.emit_before(horizon)
+        self.emit_before(Some(horizon))
     }
 
-    fn emit_before(&mut self, horizon: u64) -> Result<(), OfflineError<S::Error>> {
+    /// Emits the queued deliveries with a timestamp before `horizon`
+    /// (every one if `None`), in output order.
+    fn emit_before(&mut self, horizon: Option<u64>) -> Result<(), OfflineError<S::Error>> {
         while let Some(&Reverse((timestamp_ns, _, _, slot))) = self.output.peek() {
-            if timestamp_ns >= horizon {
+            if horizon.is_some_and(|horizon| timestamp_ns >= horizon) {
                 break;
             }
             self.output.pop();
@@ -494,26 +496,7 @@ impl<S: DeliverySink> Run<'_, S> {
         for (meta, timestamp_ns, data, tap, delivery) in released {
             self.queue(meta, timestamp_ns, &data, tap, delivery);
         }
-        self.emit_all()
-    }
-
-    fn emit_all(&mut self) -> Result<(), OfflineError<S::Error>> {
-        while let Some(Reverse((_, _, _, slot))) = self.output.pop() {
-            let pending = self.pending[slot].take().expect("a queued delivery is pending");
-            self.counts[pending.meta.interface].delivered += 1;
-            let packet = DeliveredPacket {
-                interface: &self.interfaces[pending.meta.interface],
-                timestamp_ns: pending.timestamp_ns,
-                original_len: pending.meta.original_len,
-                data: &pending.data,
-                direction: pending.meta.direction,
-                packet_type: pending.meta.packet_type,
-                tap: pending.tap,
-                delivery: pending.delivery,
-            };
-            self.sink.deliver(&packet).map_err(OfflineError::Sink)?;
-        }
-        Ok(())
+        self.emit_before(None)
     }
 
     fn report(&self) -> OfflineReport {
