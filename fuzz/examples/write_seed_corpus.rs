@@ -1,6 +1,11 @@
-//! Writes the seed corpus of the `block_walk` fuzz target: a handful of real
-//! TPACKET_V3 blocks (laid out as the kernel fills them) into
-//! `fuzz/corpus/block_walk/seed-*`. Run it again only to change the seeds:
+//! Writes the seed corpus of every fuzz target into `fuzz/corpus/TARGET/seed-*`:
+//! a handful of real TPACKET_V3 blocks (laid out as the kernel fills them) for
+//! `block_walk`, `flow`'s real frames for `parse_frame`, and small valid pcap
+//! and pcapng files (several sections and interfaces, `epb_flags`, Simple and
+//! obsolete Packet Blocks, `LINUX_SLL` and `LINUX_SLL2`) for `capture_file`
+//! and, after their selector byte, `capture_file_records`. The seeds are built
+//! in code, so the output is the same on every run; `scripts/fuzz.sh` runs it
+//! when a target has no seeds. By hand:
 //! `cargo run --manifest-path fuzz/Cargo.toml --example write_seed_corpus`.
 
 use af_packet::ring::synthetic::PacketSpec;
@@ -13,8 +18,49 @@ const VLAN_VALID: u32 = 1 << 4;
 const VLAN_TPID_VALID: u32 = 1 << 6;
 
 fn main() -> std::io::Result<()> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/block_walk");
-    std::fs::create_dir_all(&dir)?;
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
+    write_block_walk(&corpus.join("block_walk"))?;
+    let parse_frame: Vec<(String, Vec<u8>)> = flow::fuzzing::seeds::ALL
+        .iter()
+        .map(|(name, frame)| (format!("seed-{name}"), frame.to_vec()))
+        .collect();
+    write(
+        &corpus.join("parse_frame"),
+        parse_frame,
+        flow::fuzzing::parse_everything,
+    )?;
+    write(
+        &corpus.join("capture_file"),
+        owned(ringsieve_fuzz::capture::seed::raw_seeds()),
+        ringsieve_fuzz::capture::read_capture,
+    )?;
+    write(
+        &corpus.join("capture_file_records"),
+        owned(ringsieve_fuzz::capture::seed::framed_seeds()),
+        ringsieve_fuzz::capture::read_framed_capture,
+    )
+}
+
+fn owned(seeds: Vec<(&str, Vec<u8>)>) -> Vec<(String, Vec<u8>)> {
+    seeds
+        .into_iter()
+        .map(|(name, bytes)| (name.to_owned(), bytes))
+        .collect()
+}
+
+/// Checks each seed with the target's entry point, then writes it.
+fn write(dir: &std::path::Path, seeds: Vec<(String, Vec<u8>)>, check: fn(&[u8])) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    for (name, bytes) in seeds {
+        check(&bytes);
+        std::fs::write(dir.join(&name), &bytes)?;
+        println!("{}/{name}: {} bytes", dir.display(), bytes.len());
+    }
+    Ok(())
+}
+
+fn write_block_walk(dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
     let t = 1_700_000_000_123_456_789u64;
     let mut seeds: Vec<(&str, Vec<u8>)> = vec![];
 
@@ -77,10 +123,5 @@ fn main() -> std::io::Result<()> {
     }];
     seeds.push(("seed-truncated-losing", seed::block(512, 5, STATUS_USER, &specs).0));
 
-    for (name, bytes) in seeds {
-        ringsieve_fuzz::walk_block(&bytes);
-        std::fs::write(dir.join(name), &bytes)?;
-        println!("{name}: {} bytes", bytes.len());
-    }
-    Ok(())
+    write(dir, owned(seeds), ringsieve_fuzz::walk_block)
 }

@@ -1,13 +1,18 @@
-//! Entry points of ringsieve's fuzz targets, and the seed blocks they start
-//! from. Each entry point takes arbitrary bytes and asserts the invariants of
-//! the code under test; the fuzz targets are one line calling them, and the
-//! stable test below calls them over seeded pseudo-random inputs where
-//! `cargo fuzz` (nightly) is not available.
+//! Entry points of ringsieve's fuzz targets, and the seeds they start from.
+//! Each entry point takes arbitrary bytes and asserts the invariants of the
+//! code under test; the fuzz targets are one line calling them, and the
+//! stable tests call them over seeded pseudo-random inputs where `cargo fuzz`
+//! (nightly) is not available.
 //!
-//! It tests the safe API of `af_packet` from outside, as a capture thread uses
-//! it; it adds nothing to that crate.
+//! Here: the TPACKET_V3 block walk ([`walk_block`]), tested through the safe
+//! API of `af_packet` from outside, as a capture thread uses it. In
+//! [`capture`]: the pcap/pcapng reader of `capture_file`. Packet parsing's
+//! entry point lives in `flow::fuzzing`. None of them adds anything to the
+//! crate it tests.
 
 #![forbid(unsafe_code)]
+
+pub mod capture;
 
 use af_packet::ring::synthetic::{PacketSpec, SyntheticRing};
 use af_packet::ring::{Packet, Packets};
@@ -222,17 +227,17 @@ mod tests {
     use super::*;
 
     /// A xorshift64* generator: deterministic, so a failure replays.
-    struct XorShift(u64);
+    pub(crate) struct XorShift(pub(crate) u64);
 
     impl XorShift {
-        fn next(&mut self) -> u64 {
+        pub(crate) fn next(&mut self) -> u64 {
             self.0 ^= self.0 >> 12;
             self.0 ^= self.0 << 25;
             self.0 ^= self.0 >> 27;
             self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
         }
 
-        fn below(&mut self, n: usize) -> usize {
+        pub(crate) fn below(&mut self, n: usize) -> usize {
             (self.next() % n as u64) as usize
         }
     }

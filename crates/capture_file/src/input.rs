@@ -61,17 +61,22 @@ impl Input {
     #[inline(never)]
     fn refill(&mut self, need: usize) -> io::Result<usize> {
         if self.pos + need > self.buf.len() {
-            // Move the partial record to the front, and grow for a record
-            // larger than the buffer (bounded by the callers' length checks).
+            // Move the partial record to the front.
             self.buf.copy_within(self.pos..self.end, 0);
             self.base += self.pos as u64;
             self.end -= self.pos;
             self.pos = 0;
-            if need > self.buf.len() {
-                self.buf.resize(need.next_power_of_two(), 0);
-            }
         }
         while self.end - self.pos < need && !self.eof {
+            if self.end == self.buf.len() {
+                // A record larger than the buffer (bounded by the callers'
+                // length checks): grow by doubling as its bytes arrive, not
+                // to the length the file claims up front, so a short file
+                // with a huge length field costs no more memory than it has
+                // bytes.
+                let grown = (self.buf.len() * 2).min(need.next_power_of_two());
+                self.buf.resize(grown, 0);
+            }
             match self.reader.read(&mut self.buf[self.end..]) {
                 Ok(0) => self.eof = true,
                 Ok(read) => self.end += read,
@@ -149,6 +154,22 @@ mod tests {
             step = step * 7 % 300_001 + 1;
         }
         assert_eq!(input.fill(1).unwrap(), 0);
+    }
+
+    /// Regression (found by the `capture_file` fuzz target): a 28-byte file
+    /// whose block claims 256 MiB made `fill` allocate and zero 256 MiB
+    /// before finding out the file ends, about 0.1 s and 256 MiB per such
+    /// file. The buffer now grows only as bytes arrive.
+    #[test]
+    fn a_length_the_file_does_not_back_allocates_nothing() {
+        let mut input = Input::new(Box::new(io::Cursor::new(vec![1u8; 100])));
+        assert_eq!(input.fill(256 << 20).unwrap(), 100);
+        assert_eq!(input.buf.len(), BUFFER_LEN);
+        // A record a little larger than the buffer, in a file that holds
+        // only part of it more: one doubling, not the claimed size.
+        let mut input = Input::new(Box::new(io::Cursor::new(vec![2u8; BUFFER_LEN + 10])));
+        assert_eq!(input.fill(200 << 20).unwrap(), BUFFER_LEN + 10);
+        assert_eq!(input.buf.len(), 2 * BUFFER_LEN);
     }
 
     #[test]
