@@ -349,7 +349,7 @@ pub struct SieveCounters {
     pub nat_bindings_learned: u64,
     /// Duplicates by (tap of the copy kept or seen first, tap of the copy
     /// suppressed).
-    pub by_tap_pair: HashMap<(TapId, TapId), u64>,
+    pub by_tap_pair: HashMap<(TapId, TapId), u64, ahash::RandomState>,
 }
 
 impl SieveCounters {
