@@ -134,7 +134,7 @@ impl GeometryOverrides {
 }
 
 /// The validated settings of `ringsieve run`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct RunSettings {
     /// Interface names, in order, without duplicates.
     pub interfaces: Vec<String>,
@@ -346,8 +346,17 @@ pub fn sieve_config(args: &crate::cli::DedupArgs, origin: &Origin<'_>) -> Result
         table_capacity: table as usize,
         window_ns: window_ms * 1_000_000,
         hold_budget_bytes: hold as usize,
+        memory_advice: Some(advise_huge_pages),
         ..flow::SieveConfig::default()
     })
+}
+
+/// Asks for huge pages under the dedup table; without them it still works,
+/// a third slower, so a refusal is only logged.
+fn advise_huge_pages(addr: usize, len: usize) {
+    if let Err(error) = af_packet::memory::advise_huge_pages(addr, len) {
+        tracing::debug!(%error, "no huge pages for the dedup table");
+    }
 }
 
 /// The validated settings of `ringsieve read`.

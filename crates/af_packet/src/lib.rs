@@ -25,6 +25,7 @@ pub mod config;
 pub mod cpu;
 pub mod fanout;
 pub mod interface;
+pub mod memory;
 pub mod netns;
 pub mod ring;
 pub mod ring_set;

@@ -140,6 +140,9 @@ impl std::error::Error for SyscallError {
 pub(crate) enum Syscall<'a> {
     /// `socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, protocol)`.
     PacketSocket { protocol_be: u16 },
+    /// `madvise(addr, len, MADV_HUGEPAGE)`: `addr` page-aligned. The advice
+    /// changes how the kernel backs the pages, never their contents.
+    AdviseHugePages { addr: usize, len: usize },
     /// `setsockopt(fd, level, name, value)`.
     SetSockOpt {
         fd: RawFd,
@@ -341,6 +344,14 @@ fn real_syscall(call: Syscall<'_>) -> Result<i64, SyscallError> {
             // calling thread's network namespace.
             let ret = unsafe { libc::setns(fd, libc::CLONE_NEWNET) };
             check("setns(CLONE_NEWNET)", ret.into())
+        }
+        Syscall::AdviseHugePages { addr, len } => {
+            // SAFETY: MADV_HUGEPAGE only lets the kernel back the range with
+            // transparent huge pages: no mapping is created or removed and no
+            // byte changes, whatever memory the range covers (a range that is
+            // not mapped fails with ENOMEM). No Rust reference is involved.
+            let ret = unsafe { libc::madvise(addr as *mut libc::c_void, len, libc::MADV_HUGEPAGE) };
+            check("madvise(MADV_HUGEPAGE)", ret.into())
         }
         Syscall::IfNameToIndex { name } => {
             // SAFETY: `name` is a valid NUL-terminated string.

