@@ -195,7 +195,20 @@ struct Run<'s, S: DeliverySink> {
     output: BinaryHeap<Reverse<(u64, usize, u64, usize)>>,
     pending: Vec<Option<Pending>>,
     free_pending: Vec<usize>,
+    /// Buffers of emitted deliveries, for the next ones.
+    spare: Vec<Vec<u8>>,
     sink: &'s mut S,
+}
+
+/// Spare buffers kept for reuse.
+const SPARE_BUFFERS: usize = 4096;
+
+/// `data` in a buffer from `spare` (or a new one).
+fn copy_into(spare: &mut Vec<Vec<u8>>, data: &[u8]) -> Vec<u8> {
+    let mut buffer = spare.pop().unwrap_or_default();
+    buffer.clear();
+    buffer.extend_from_slice(data);
+    buffer
 }
 
 /// Runs the dedup over `files` and hands the delivered packets to `sink`.
@@ -218,6 +231,7 @@ pub fn run<S: DeliverySink>(
         output: BinaryHeap::new(),
         pending: Vec::new(),
         free_pending: Vec::new(),
+        spare: Vec::new(),
         sink,
     };
     let result = match config.order {
@@ -418,15 +432,16 @@ impl<S: DeliverySink> Run<'_, S> {
             timestamp_ns: packet.timestamp_ns,
         };
         if let Outcome::Deliver { meta, delivery } = self.sieve.process(&copy, meta) {
-            self.queue(meta, packet.timestamp_ns, &packet.data, tap, delivery);
+            let data = copy_into(&mut self.spare, &packet.data);
+            self.queue(meta, packet.timestamp_ns, data, tap, delivery);
         }
     }
 
-    fn queue(&mut self, meta: CopyMeta, timestamp_ns: u64, data: &[u8], tap: TapPoint, delivery: Delivery) {
+    fn queue(&mut self, meta: CopyMeta, timestamp_ns: u64, data: Vec<u8>, tap: TapPoint, delivery: Delivery) {
         let pending = Pending {
             meta,
             timestamp_ns,
-            data: data.to_vec(),
+            data,
             tap,
             delivery,
         };
@@ -448,11 +463,12 @@ impl<S: DeliverySink> Run<'_, S> {
     /// delivery that nothing still to come can precede.
     fn release_and_emit(&mut self) -> Result<(), OfflineError<S::Error>> {
         let mut released = Vec::new();
+        let spare = &mut self.spare;
         self.sieve.release(|r: Released<'_, CopyMeta>| {
-            released.push((r.meta, r.timestamp_ns, r.bytes.to_vec(), r.tap, r.delivery));
+            released.push((r.meta, r.timestamp_ns, copy_into(spare, r.bytes), r.tap, r.delivery));
         });
         for (meta, timestamp_ns, data, tap, delivery) in released {
-            self.queue(meta, timestamp_ns, &data, tap, delivery);
+            self.queue(meta, timestamp_ns, data, tap, delivery);
         }
         let horizon = self
             .sieve
@@ -483,18 +499,23 @@ impl<S: DeliverySink> Run<'_, S> {
                 tap: pending.tap,
                 delivery: pending.delivery,
             };
-            self.sink.deliver(&packet).map_err(OfflineError::Sink)?;
+            let delivered = self.sink.deliver(&packet).map_err(OfflineError::Sink);
+            if self.spare.len() < SPARE_BUFFERS {
+                self.spare.push(pending.data);
+            }
+            delivered?;
         }
         Ok(())
     }
 
     fn finish(&mut self) -> Result<(), OfflineError<S::Error>> {
         let mut released = Vec::new();
+        let spare = &mut self.spare;
         self.sieve.finish(|r: Released<'_, CopyMeta>| {
-            released.push((r.meta, r.timestamp_ns, r.bytes.to_vec(), r.tap, r.delivery));
+            released.push((r.meta, r.timestamp_ns, copy_into(spare, r.bytes), r.tap, r.delivery));
         });
         for (meta, timestamp_ns, data, tap, delivery) in released {
-            self.queue(meta, timestamp_ns, &data, tap, delivery);
+            self.queue(meta, timestamp_ns, data, tap, delivery);
         }
         self.emit_before(None)
     }
