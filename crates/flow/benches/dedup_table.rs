@@ -5,6 +5,10 @@
 //! Duplicates), old entries reused as they expire. It measures the table
 //! only: no parsing, no identity hashing, no hold queue.
 //!
+//! The table is on transparent huge pages (`af_packet::memory`), as
+//! `ringsieve` allocates it; without them each copy costs about half as
+//! much again (TLB misses).
+//!
 //! `cargo bench -p flow --bench dedup_table`. `threads/1`: one thread;
 //! `threads/2`: two threads on the same table, each with its own packets
 //! (contention on the table's cache lines and counters, not races on one
@@ -51,12 +55,17 @@ fn run(table: &DedupTable, first: u64, count: u64, stride: u64, lane: u64) -> u6
     odd
 }
 
+/// The table on transparent huge pages, as `ringsieve` allocates it.
+fn huge_pages(addr: usize, len: usize) {
+    af_packet::memory::advise_huge_pages(addr, len).expect("madvise(MADV_HUGEPAGE)");
+}
+
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("dedup_observe");
     group.throughput(Throughput::Elements(COPIES));
     group.measurement_time(Duration::from_secs(5));
     for threads in [1u64, 2] {
-        let table = DedupTable::new(CAPACITY, WINDOW_NS);
+        let table = DedupTable::with_memory_advice(CAPACITY, WINDOW_NS, Some(huge_pages));
         // Warm up to the steady state: the table full of live and expired instances.
         let next: Vec<AtomicU64> = (0..threads).map(|_| AtomicU64::new(0)).collect();
         let warm = CAPACITY as u64 / threads;

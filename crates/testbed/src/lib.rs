@@ -8,9 +8,14 @@
 //! [`fixtures`] reads the dedup fixtures recorded in the test bed
 //! (`tests/fixtures/dedup/`) and derives, from their container-side
 //! captures alone, how many packets a deduplicating capture must deliver.
+//!
+//! [`docker_mix`] generates a synthetic Docker host's traffic as its
+//! interfaces show it (every copy of every packet, NAT rewrites included),
+//! for the dedup benchmarks and the capture files they time.
 
 #![forbid(unsafe_code)]
 
+pub mod docker_mix;
 pub mod fixtures;
 
 /// Smallest frame built: an Ethernet header, IPv4, UDP and the 8-byte marker.
