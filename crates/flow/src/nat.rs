@@ -24,7 +24,7 @@
 //! # Memory
 //!
 //! Fixed: [`BINDING_SHARDS`] shards of at most `capacity / BINDING_SHARDS`
-//! bindings each (the oldest learned is evicted when a shard is full) and as
+//! bindings each (the oldest quarter is evicted when a shard is full) and as
 //! many waiting halves, plus two bit sets of [`FILTER_BITS`] bits that keep
 //! the common case (no NAT on this flow) to one load. Shards are mutexes: a
 //! binding is looked up for delivered uplink copies and learned once per
@@ -141,7 +141,7 @@ impl NatBindings {
         self.learned.load(Ordering::Relaxed)
     }
 
-    /// Bindings evicted to make room.
+    /// Binding entries (one per side) evicted to make room.
     pub fn evicted(&self) -> u64 {
         self.evicted.load(Ordering::Relaxed)
     }
@@ -164,6 +164,12 @@ impl NatBindings {
         shard.insert(other_tag, half);
         drop(shard);
         self.half_filter.set(u64::from(other_tag));
+    }
+
+    /// Whether the binding of the flow of `tuple` (symmetric hash `hash`)
+    /// is known.
+    pub fn knows(&self, tuple: &FlowTuple, hash: u64) -> bool {
+        self.lookup(tuple, hash).is_some()
     }
 
     /// Whether a half may wait for the flow with tag `tag`: one relaxed load.
@@ -223,8 +229,8 @@ impl NatBindings {
             if known != Some(true) {
                 new = true;
                 if shard.len() >= self.per_shard && known.is_none() {
-                    evict_oldest(&mut shard, |b| b.learned_ns);
-                    self.evicted.fetch_add(1, Ordering::Relaxed);
+                    let evicted = evict_oldest(&mut shard, |b| b.learned_ns);
+                    self.evicted.fetch_add(evicted, Ordering::Relaxed);
                 }
             }
             shard.insert(key, binding);
@@ -277,10 +283,20 @@ fn same_binding(a: &NatTranslation, b: &NatTranslation) -> bool {
     a == b || *a == b.reversed()
 }
 
-fn evict_oldest<K: Copy + Eq + std::hash::Hash, V>(map: &mut HashMap<K, V>, age: impl Fn(&V) -> u64) {
-    if let Some(oldest) = map.iter().min_by_key(|(_, v)| age(v)).map(|(k, _)| *k) {
-        map.remove(&oldest);
+/// Makes room in a full shard: removes its oldest quarter (by `age`, a
+/// timestamp) in one pass, so each insert into a full shard costs O(1)
+/// amortized, not a scan. Returns how many entries went.
+fn evict_oldest<K: Copy + Eq + std::hash::Hash, V>(map: &mut HashMap<K, V>, age: impl Fn(&V) -> u64) -> u64 {
+    let mut ages: Vec<u64> = map.values().map(&age).collect();
+    if ages.is_empty() {
+        return 0;
     }
+    let cut = ages.len() / 4;
+    let (_, threshold, _) = ages.select_nth_unstable(cut);
+    let threshold = *threshold;
+    let before = map.len();
+    map.retain(|_, v| age(v) > threshold);
+    (before - map.len()) as u64
 }
 
 /// `other` turned to the direction of `tuple`, by the endpoint NAT left

@@ -90,7 +90,7 @@ impl Default for SieveConfig {
             window_ns: DEFAULT_WINDOW_NS,
             hold_budget_bytes: 64 << 20,
             range_budget_bytes: 64 << 20,
-            nat_capacity: 1 << 16,
+            nat_capacity: 1 << 18,
             max_threads: 64,
             seeds: None,
             memory_advice: None,
@@ -507,7 +507,7 @@ impl<M> Sieve<M> {
             .observe_flow(identity, tag, tap.id, rank, copy.timestamp_ns, ticket);
         if let Some(tuple) = tuple {
             let first_tag = observation.first_flow_tag;
-            if learn_nat(&shared.nat, tuple, tag, tap, first_tag, copy.timestamp_ns) {
+            if learn_nat(&shared.nat, tuple, flow_hash, tap, first_tag, copy.timestamp_ns) {
                 self.counters.nat_bindings_learned += 1;
             }
         }
@@ -670,14 +670,7 @@ impl<M> Sieve<M> {
             // A second chance to complete a NAT binding: every copy of this
             // packet has been read by now, and a half offered for this flow
             // after this copy was read may be waiting.
-            if learn_nat(
-                &shared.nat,
-                tuple,
-                flow_tag(copy.flow_hash),
-                copy.tap,
-                None,
-                copy.timestamp_ns,
-            ) {
+            if learn_nat(&shared.nat, tuple, copy.flow_hash, copy.tap, None, copy.timestamp_ns) {
                 self.counters.nat_bindings_learned += 1;
             }
         }
@@ -760,7 +753,7 @@ fn ticket_tap(ticket: HoldTicket) -> TapId {
 fn learn_nat(
     nat: &NatBindings,
     tuple: FlowTuple,
-    tag: u32,
+    flow_hash: u64,
     tap: TapPoint,
     first_tag: Option<u32>,
     timestamp_ns: u64,
@@ -769,8 +762,10 @@ fn learn_nat(
     if !public_side && !tap.role.is_container_side() {
         return false;
     }
+    let tag = flow_tag(flow_hash);
     if let Some(first_tag) = first_tag {
-        if first_tag != 0 && first_tag != tag {
+        // Once the flow's binding is known, its packets teach nothing more.
+        if first_tag != 0 && first_tag != tag && !nat.knows(&tuple, flow_hash) {
             nat.offer_half(first_tag, tuple, public_side, timestamp_ns);
         }
     }
