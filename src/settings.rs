@@ -402,7 +402,11 @@ impl ReadSettings {
             files: args.files.clone(),
             pcap_out: args.pcap_out.clone(),
             offline: pipeline::offline::OfflineConfig {
-                sieve: sieve_config(&args.dedup, origin)?,
+                // One reading thread: one watermark to look at, not 64.
+                sieve: flow::SieveConfig {
+                    max_threads: 1,
+                    ..sieve_config(&args.dedup, origin)?
+                },
                 roles,
                 order,
             },

@@ -197,6 +197,9 @@ struct Run<'s, S: DeliverySink> {
     free_pending: Vec<usize>,
     /// Buffers of emitted deliveries, for the next ones.
     spare: Vec<Vec<u8>>,
+    /// Tap points by interface id and direction (in, out, unknown), so the
+    /// registry is asked once per tap, not per packet.
+    tap_cache: Vec<[Option<TapPoint>; 3]>,
     sink: &'s mut S,
 }
 
@@ -232,6 +235,7 @@ pub fn run<S: DeliverySink>(
         pending: Vec::new(),
         free_pending: Vec::new(),
         spare: Vec::new(),
+        tap_cache: Vec::new(),
         sink,
     };
     let result = match config.order {
@@ -372,6 +376,7 @@ impl<S: DeliverySink> Run<'_, S> {
                     role,
                 });
                 self.counts.push(InterfaceCounts::default());
+                self.tap_cache.push([None; 3]);
                 self.by_file_index.insert((file, index), id);
                 id
             }
@@ -396,15 +401,17 @@ impl<S: DeliverySink> Run<'_, S> {
             Some(Direction::Outbound) => TapDirection::Outgoing,
             None => TapDirection::Unknown,
         };
-        let tap = self
-            .registry
-            .intern(&interface.name, interface.role, direction)
-            .unwrap_or(TapPoint {
-                // Past 65535 taps every further one shares the last id.
-                id: flow::TapId(u16::MAX - 1),
-                role: interface.role,
-                direction,
-            });
+        let cached = &mut self.tap_cache[packet.interface][direction as usize];
+        let tap = *cached.get_or_insert_with(|| {
+            self.registry
+                .intern(&interface.name, interface.role, direction)
+                .unwrap_or(TapPoint {
+                    // Past 65535 taps every further one shares the last id.
+                    id: flow::TapId(u16::MAX - 1),
+                    role: interface.role,
+                    direction,
+                })
+        });
         let meta = CopyMeta {
             interface: packet.interface,
             position: packet.position,
