@@ -77,7 +77,8 @@ done
 median() { tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 list() { tr ' ' '\n' <<<"$1" | grep -v '^$' | jq -s -c .; }
 
-summary=$(tail -n 1 "$work/ringsieve.err")
+# ringsieve's counters, without the (long) per tap pair breakdown.
+dedup=$(tail -n 1 "$work/ringsieve.err" | jq -c '.dedup | del(.duplicates_by_tap_pair)')
 copies=$(count "$input")
 jq -n -c \
     --arg date "$(date -u +%FT%TZ)" \
@@ -97,7 +98,7 @@ jq -n -c \
     --argjson copies "$copies" \
     --argjson ringsieve_out "$(count "$work/out-ringsieve.pcapng")" \
     --argjson editcap_out "$(count "$work/out-editcap.pcapng")" \
-    --argjson summary "$summary" \
+    --argjson dedup "$dedup" \
     '{
         date: $date, load_average: $load, file_bytes: $file_bytes, copies: $copies,
         packets: $generated.packets, flows: $generated.flows,
@@ -109,6 +110,6 @@ jq -n -c \
         ringsieve_copies_per_s: (($copies / $ringsieve) | round),
         editcap_copies_per_s: (($copies / $editcap) | round),
         delivered: { expected: $generated.packets, ringsieve_read: $ringsieve_out, editcap_d: $editcap_out },
-        ringsieve_dedup: ($summary.dedup | del(.duplicates_by_tap_pair)),
+        ringsieve_dedup: $dedup,
         wall_s: { cat: $cat_all, ringsieve_read: $ringsieve_all, editcap_d: $editcap_all }
     }'
