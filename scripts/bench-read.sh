@@ -62,7 +62,7 @@ timed() {
 
 cat "$input" >/dev/null
 declare -A wall cpu
-for i in $(seq 1 "$repeats"); do
+for _ in $(seq 1 "$repeats"); do
     timed cat sh -c "cat '$input' > /dev/null"
     # shellcheck disable=SC2086 # READ_ARGS is a list of options
     timed ringsieve "$ringsieve" read "$input" -w "$work/out-ringsieve.pcapng" $read_args

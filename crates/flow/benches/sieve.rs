@@ -29,10 +29,10 @@
 //! (2 Mi entries, 128 MiB; the sizing note of [`flow::dedup_table`]) on
 //! transparent huge pages as `ringsieve` allocates it; other settings are
 //! [`SieveConfig::default`]'s, as `ringsieve run` and `read` use them (NAT
-//! bindings: 65 536, hold budget 64 MiB per thread), with fixed hash keys. Before measuring,
-//! the engine runs over enough passes to have cycled the whole table
-//! (steady state: slots full of live and expired instances, holds and NAT
-//! tables at their running size); it prints its counters after that.
+//! bindings, hold budget per thread), with fixed hash keys. Before
+//! measuring, the engine runs over enough passes to have cycled the whole
+//! table (steady state: slots full of live and expired instances, holds and
+//! NAT tables at their running size); it prints its counters after that.
 //!
 //! # Groups (`sieve/...`, time per copy, throughput in copies)
 //!
@@ -49,8 +49,10 @@
 //!   the copies each, and the copies of a NAT'd packet on both). Both read
 //!   the same span of kernel time in steps of 64 Ki copies (3.3 ms), meeting
 //!   at a barrier after each, so neither runs ahead of the other's
-//!   watermark (as capture threads reading live rings cannot). The time is
-//!   wall time over the copies of both: per core, double it.
+//!   watermark (as capture threads reading live rings cannot). A step
+//!   counts the engine time of its slower thread (ring fills and the wait
+//!   at the barrier left out), per copy of both threads: per core, double
+//!   it.
 //!
 //! `cargo bench -p flow --bench sieve`. Under `cargo test` (no `--bench`
 //! argument) the same code runs once on 5 k flows at 1 M copies per second
@@ -60,8 +62,9 @@
 //! taking turns, so only the flow-related state changes with it.
 //!
 //! With `RINGSIEVE_BENCH_ONCE=<what>` (`memcpy`, `parse`, `identity`,
-//! `sieve`, or several separated by commas; 1 for all) the binary skips criterion and runs one pass of each
-//! in [`counted_memcpy_pass`], [`counted_parse_pass`],
+//! `sieve`, or several separated by commas; 1 for all) the binary skips
+//! criterion and runs one pass of each in [`counted_memcpy_pass`],
+//! [`counted_parse_pass`],
 //! [`counted_identity_pass`] and [`counted_sieve_pass`] (the last after the
 //! uncounted warm-up), printing one JSON line, for instruction counts under
 //! callgrind (`scripts/callgrind-sieve.sh`).
