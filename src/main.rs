@@ -3,6 +3,7 @@
 //! usage, 1 for a runtime failure).
 
 mod cli;
+mod dedup_summary;
 mod interface_roles;
 mod pcap_sink;
 mod read;

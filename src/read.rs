@@ -18,6 +18,7 @@ use output::{InterfaceId, PacketRecord, PcapngWriter};
 use pipeline::offline::{self, DeliveredPacket, DeliverySink, OfflineReport};
 use serde_json::json;
 
+use crate::dedup_summary::dedup_json;
 use crate::settings::ReadSettings;
 
 /// Writes delivered packets to pcapng, adding each interface at its first
@@ -141,7 +142,6 @@ fn summarize(report: &OfflineReport) -> serde_json::Value {
             }),
         );
     }
-    let dedup = &report.dedup;
     let label = |id: flow::TapId| {
         report
             .taps
@@ -149,29 +149,8 @@ fn summarize(report: &OfflineReport) -> serde_json::Value {
             .cloned()
             .unwrap_or_else(|| format!("tap{}", id.0))
     };
-    let mut pairs: BTreeMap<String, u64> = BTreeMap::new();
-    for ((kept, suppressed), count) in &dedup.by_tap_pair {
-        *pairs
-            .entry(format!("{} > {}", label(*kept), label(*suppressed)))
-            .or_default() += count;
-    }
     json!({
         "interfaces": interfaces,
-        "dedup": {
-            "captured": dedup.copies,
-            "delivered": dedup.delivered,
-            "duplicates": dedup.duplicates,
-            "held": dedup.held,
-            "released_after_window": dedup.released_after_window,
-            "table_full_passes": dedup.table_full_passes,
-            "nat_bindings": report.nat_bindings,
-            "malformed": dedup.malformed,
-            "superseded": dedup.superseded,
-            "tcp_range_duplicates": dedup.tcp_range_duplicates,
-            "overlap_different_data": dedup.overlap_different_data,
-            "late_duplicates": dedup.late_duplicates,
-            "hold_overflow": dedup.hold_overflow,
-            "duplicates_by_tap_pair": pairs,
-        },
+        "dedup": dedup_json(&report.dedup, report.nat_bindings, label),
     })
 }

@@ -17,6 +17,7 @@ use serde_json::json;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
+use crate::dedup_summary::dedup_json;
 use crate::interface_roles::role_of;
 use crate::pcap_sink::{PcapOutput, PcapSink};
 use crate::settings::{RunSettings, SettingError};
@@ -268,29 +269,7 @@ fn add_dedup(summary: &mut serde_json::Value, report: &DedupReport, shared: &Sie
             entry["malformed"] = json!(counts.malformed);
         }
     }
-    let dedup = &report.counters;
-    let mut pairs: BTreeMap<String, u64> = BTreeMap::new();
-    for ((kept, suppressed), count) in &dedup.by_tap_pair {
-        *pairs
-            .entry(format!("{} > {}", registry.label(*kept), registry.label(*suppressed)))
-            .or_default() += count;
-    }
-    summary["dedup"] = json!({
-        "captured": dedup.copies,
-        "delivered": dedup.delivered,
-        "duplicates": dedup.duplicates,
-        "held": dedup.held,
-        "released_after_window": dedup.released_after_window,
-        "table_full_passes": dedup.table_full_passes,
-        "nat_bindings": shared.nat().learned(),
-        "malformed": dedup.malformed,
-        "superseded": dedup.superseded,
-        "tcp_range_duplicates": dedup.tcp_range_duplicates,
-        "overlap_different_data": dedup.overlap_different_data,
-        "late_duplicates": dedup.late_duplicates,
-        "hold_overflow": dedup.hold_overflow,
-        "duplicates_by_tap_pair": pairs,
-    });
+    summary["dedup"] = dedup_json(&report.counters, shared.nat().learned(), |id| registry.label(id));
 }
 
 /// The exit summary: per-interface counters summed over the rings of every

@@ -109,11 +109,13 @@ fn ipv4_packets(path: &Path) -> Vec<Vec<u8>> {
     packets
 }
 
-/// Whether an IPv4 packet has a container address (172.17.0.0/16, not the
-/// bridge's own .1) at either end.
+/// Whether an IPv4 unicast packet has a container address (172.17.0.0/16,
+/// not the bridge's own .1) at either end: the traffic the containers'
+/// captures (filtered alike) show.
 fn touches_a_container(packet: &[u8]) -> bool {
     let container = |a: &[u8]| a[0] == 172 && a[1] == 17 && a != [172, 17, 0, 1];
-    packet.len() >= 20 && (container(&packet[12..16]) || container(&packet[16..20]))
+    let multicast = packet.len() >= 20 && (224..240).contains(&packet[16]);
+    packet.len() >= 20 && !multicast && (container(&packet[12..16]) || container(&packet[16..20]))
 }
 
 #[test]
@@ -149,7 +151,9 @@ fn run_delivers_each_packet_once_as_the_containers_saw_it() {
                 "-w",
             ])
             .arg(&file)
-            .arg("ip");
+            // Unicast only: the host's own IGMP reports on docker0 come and
+            // go with the bed's timing and touch no container's address.
+            .arg("ip and not ip multicast");
         let mut watched = Watched::spawn(command);
         watched.wait_for("listening on", 1);
         containers.push((watched, file));
@@ -218,14 +222,30 @@ fn run_delivers_each_packet_once_as_the_containers_saw_it() {
         .into_iter()
         .filter(|p| touches_a_container(p))
         .collect();
-    assert_eq!(delivered.len() as u64, expected, "{summary}");
     let delivered_set: BTreeSet<&Vec<u8>> = delivered.iter().collect();
     let container: Vec<Vec<u8>> = container_files.iter().flat_map(|f| ipv4_packets(f)).collect();
     let container_set: BTreeSet<&Vec<u8>> = container.iter().collect();
+    let describe = |set: std::collections::btree_set::Difference<'_, &Vec<u8>>| -> Vec<String> {
+        set.map(|p| {
+            format!(
+                "{:?} -> {:?} proto {} id {}",
+                &p[12..16],
+                &p[16..20],
+                p[9],
+                u16::from_be_bytes([p[4], p[5]])
+            )
+        })
+        .collect()
+    };
+    let unseen = describe(delivered_set.difference(&container_set));
+    let missing = describe(container_set.difference(&delivered_set));
+    assert_eq!(
+        delivered.len() as u64,
+        expected,
+        "delivered no container saw: {unseen:?}; seen by a container, not delivered: {missing:?}; {summary}"
+    );
     assert!(
-        delivered_set == container_set,
-        "{} delivered packets no container saw (e.g. NAT copies), {} container packets not delivered",
-        delivered_set.difference(&container_set).count(),
-        container_set.difference(&delivered_set).count()
+        unseen.is_empty() && missing.is_empty(),
+        "delivered packets no container saw (e.g. NAT copies): {unseen:?}; container packets not delivered: {missing:?}"
     );
 }

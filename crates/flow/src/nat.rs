@@ -274,9 +274,12 @@ impl NatBindings {
     }
 }
 
+/// The shard of a key: the top bits of the key times an odd constant
+/// (Fibonacci hashing), so keys whose entropy is all in their low bits (the
+/// 32-bit flow tags of the halves) spread over every shard as the 64-bit
+/// hashes of the bindings do. The filters take the low bits directly.
 fn shard_of(key: u64) -> usize {
-    // The high bits: the low ones index the filters.
-    (key >> 58) as usize % BINDING_SHARDS
+    (key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58) as usize % BINDING_SHARDS
 }
 
 fn same_binding(a: &NatTranslation, b: &NatTranslation) -> bool {
@@ -376,6 +379,23 @@ mod tests {
         let tag = nat.tag_of(&hairpin);
         nat.offer_half(tag, tcp(ep([10, 9, 9, 9], 3), ep([10, 8, 8, 8], 4)), false, 3);
         assert!(nat.complete(tag, hairpin, true, 4).is_none());
+    }
+
+    #[test]
+    fn halves_keyed_by_32_bit_tags_spread_over_every_shard() {
+        let used: std::collections::BTreeSet<usize> = (1..=4096u32).map(|tag| shard_of(u64::from(tag))).collect();
+        assert_eq!(used.len(), BINDING_SHARDS);
+        let nat = NatBindings::new(BINDING_SHARDS * 16, FlowHasher::with_seeds([2, 2, 2, 2]));
+        let tuple = tcp(ep([198, 18, 0, 2], 1), ep([198, 18, 0, 1], 80));
+        for tag in 1..=(BINDING_SHARDS as u32 * 16) {
+            nat.offer_half(tag, tuple, true, 1);
+        }
+        let kept: usize = nat.halves.iter().map(|s| s.lock().unwrap().len()).sum();
+        assert!(
+            kept > BINDING_SHARDS * 8,
+            "{kept} halves kept of {}",
+            BINDING_SHARDS * 16
+        );
     }
 
     #[test]

@@ -187,35 +187,33 @@ impl<D: DeliveredSink> DedupStage<D> {
         index
     }
 
-    fn deliver_released(&mut self, ended: Vec<Ended>) {
-        for end in ended {
-            let (meta, timestamp_ns, data, tap, delivery) = match end {
-                Ended::Delivered(meta, timestamp_ns, data, tap, delivery) => (meta, timestamp_ns, data, tap, delivery),
-                Ended::Suppressed(meta) => {
-                    self.interfaces[meta.interface].counts.duplicates += 1;
-                    continue;
-                }
-            };
-            let known = &mut self.interfaces[meta.interface];
-            known.counts.delivered += 1;
-            self.inner.delivered(&LivePacket {
-                interface: &known.interface,
-                timestamp_ns,
-                original_len: meta.original_len,
-                data: &data,
-                packet_type: meta.packet_type,
-                vlan: meta.vlan,
-                tap,
-                delivery,
-            });
+    /// Releases what the watermark allows (everything, when `all`) and
+    /// delivers it straight from the hold queue: no copy, no allocation.
+    fn release(&mut self, all: bool) {
+        let (interfaces, inner) = (&mut self.interfaces, &mut self.inner);
+        let mut end_hold = |end: HoldEnd<'_, HeldMeta>| match end {
+            HoldEnd::Suppressed { meta, .. } => interfaces[meta.interface].counts.duplicates += 1,
+            HoldEnd::Delivered(released) => {
+                let meta = released.meta;
+                let known = &mut interfaces[meta.interface];
+                known.counts.delivered += 1;
+                inner.delivered(&LivePacket {
+                    interface: &known.interface,
+                    timestamp_ns: released.timestamp_ns,
+                    original_len: meta.original_len,
+                    data: released.bytes,
+                    packet_type: meta.packet_type,
+                    vlan: meta.vlan,
+                    tap: released.tap,
+                    delivery: released.delivery,
+                });
+            }
+        };
+        if all {
+            self.sieve.finish_each(&mut end_hold);
+        } else {
+            self.sieve.release_each(&mut end_hold);
         }
-    }
-
-    /// Releases what the watermark allows and delivers it.
-    fn release(&mut self) {
-        let mut released = Vec::new();
-        self.sieve.release_each(|end| released.push(owned(end)));
-        self.deliver_released(released);
     }
 
     /// The counts of copies that were held and then suppressed are known
@@ -229,19 +227,6 @@ impl<D: DeliveredSink> DedupStage<D> {
             entry.duplicates += known.counts.duplicates;
             entry.malformed += known.counts.malformed;
         }
-    }
-}
-
-/// A hold's end, owned: the sieve lends the bytes only during its call.
-enum Ended {
-    Delivered(HeldMeta, u64, Vec<u8>, TapPoint, Delivery),
-    Suppressed(HeldMeta),
-}
-
-fn owned(end: HoldEnd<'_, HeldMeta>) -> Ended {
-    match end {
-        HoldEnd::Delivered(r) => Ended::Delivered(r.meta, r.timestamp_ns, r.bytes.to_vec(), r.tap, r.delivery),
-        HoldEnd::Suppressed { meta, .. } => Ended::Suppressed(meta),
     }
 }
 
@@ -303,7 +288,7 @@ impl<D: DeliveredSink> PacketSink for DedupStage<D> {
             }
         }
         self.sieve.advance(watermark);
-        self.release();
+        self.release(false);
         self.inner.end_of_turn();
     }
 
@@ -312,14 +297,12 @@ impl<D: DeliveredSink> PacketSink for DedupStage<D> {
         self.sieve.advance(u64::MAX - 1);
         let started = Instant::now();
         while self.sieve.held_now() > 0 && started.elapsed() < FINISH_WAIT {
-            self.release();
+            self.release(false);
             if self.sieve.held_now() > 0 {
                 std::thread::sleep(Duration::from_millis(1));
             }
         }
-        let mut released = Vec::new();
-        self.sieve.finish_each(|end| released.push(owned(end)));
-        self.deliver_released(released);
+        self.release(true);
         self.publish_report();
         self.inner.finish();
     }
