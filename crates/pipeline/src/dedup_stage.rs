@@ -216,8 +216,8 @@ impl<D: DeliveredSink> DedupStage<D> {
         }
     }
 
-    /// The counts of copies that were held and then suppressed are known
-    /// only in the sieve's totals; per interface they are derived at finish.
+    /// Adds this thread's counters, in total and per interface, to the
+    /// shared report.
     fn publish_report(&mut self) {
         let mut report = self.report.lock().unwrap_or_else(PoisonError::into_inner);
         report.counters.add(self.sieve.counters());
