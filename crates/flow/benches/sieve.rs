@@ -496,7 +496,7 @@ fn sieve_span(sieve: &mut Sieve<u32>, lane: &Lane, ring: &[u8], pass_ns: u64, fr
                 tally.delivered += 1;
             }
             Outcome::Held => tally.held += 1,
-            Outcome::Duplicate(_) => tally.duplicates += 1,
+            Outcome::Duplicate(..) => tally.duplicates += 1,
             Outcome::Malformed(..) => tally.malformed += 1,
         }
         if copy.block_end {

@@ -66,7 +66,7 @@ pub use parse::{
 };
 pub use sieve::{
     CapturedCopy, Delivery, HoldEnd, LinkLayer, Outcome, Released, Sieve, SieveConfig, SieveCounters, SieveShared,
-    TooManyThreads,
+    SuppressedCopy, TooManyThreads,
 };
 pub use tap::{TapDirection, TapInfo, TapPoint, TapRegistry, TapRole};
 pub use tcp::{SeqNumber, TcpFlags};

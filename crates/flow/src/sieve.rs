@@ -279,9 +279,23 @@ pub enum Outcome<M> {
     /// [`Sieve::release`] or is dropped there as a duplicate.
     Held,
     /// A duplicate of a copy seen at another tap point: suppressed.
-    Duplicate(M),
+    Duplicate(M, SuppressedCopy),
     /// Not parseable: counted, not delivered.
     Malformed(M, ParseError),
+}
+
+/// A copy suppressed as a duplicate, with what attributes it to its flow
+/// ([`Sieve::canonical`] gives the flow in the container's address space).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SuppressedCopy {
+    /// Where it was captured.
+    pub tap: TapPoint,
+    /// Its kernel timestamp.
+    pub timestamp_ns: u64,
+    /// Its 5-tuple as captured; `None` for non-IP frames.
+    pub tuple: Option<FlowTuple>,
+    /// The symmetric hash of that tuple (of the MAC pair for non-IP frames).
+    pub flow_hash: u64,
 }
 
 /// A held copy whose hold ended with a delivery.
@@ -311,8 +325,8 @@ pub enum HoldEnd<'a, M> {
     /// The copy was a duplicate after all (a better copy came, or its TCP
     /// bytes were seen at a better tap).
     Suppressed {
-        /// Where it was captured.
-        tap: TapPoint,
+        /// The copy.
+        copy: SuppressedCopy,
         /// The caller's metadata.
         meta: M,
     },
@@ -516,7 +530,13 @@ impl<M> Sieve<M> {
             Verdict::Duplicate { first_tap } => {
                 self.counters.duplicates += 1;
                 self.counters.pair(first_tap, tap.id);
-                return Outcome::Duplicate(meta);
+                let suppressed = SuppressedCopy {
+                    tap,
+                    timestamp_ns: copy.timestamp_ns,
+                    tuple,
+                    flow_hash,
+                };
+                return Outcome::Duplicate(meta, suppressed);
             }
             Verdict::TableFull => {
                 self.counters.table_full_passes += 1;
@@ -608,6 +628,13 @@ impl<M> Sieve<M> {
         while let Some(Reverse((_, _, index))) = self.order.pop() {
             self.end_hold(index, &mut out);
         }
+    }
+
+    /// The flow of a suppressed copy, in the container's address space when
+    /// its NAT binding is known (as a delivered copy's [`Delivery`] gives
+    /// it): what attributes the copy to the flow a worker tracks.
+    pub fn canonical(&self, copy: &SuppressedCopy) -> Delivery {
+        self.delivery(copy.tuple, copy.flow_hash, false)
     }
 
     fn delivery(&self, tuple: Option<FlowTuple>, flow_hash: u64, overlap_different_data: bool) -> Delivery {
@@ -702,7 +729,12 @@ impl<M> Sieve<M> {
         if suppressed {
             self.counters.duplicates += 1;
             out(HoldEnd::Suppressed {
-                tap: copy.tap,
+                copy: SuppressedCopy {
+                    tap: copy.tap,
+                    timestamp_ns: copy.timestamp_ns,
+                    tuple: copy.tuple,
+                    flow_hash: copy.flow_hash,
+                },
                 meta: copy.meta,
             });
         } else {

@@ -275,7 +275,7 @@ impl<D: DeliveredSink> PacketSink for DedupStage<D> {
                 });
             }
             Outcome::Held => {}
-            Outcome::Duplicate(_) => known.counts.duplicates += 1,
+            Outcome::Duplicate(..) => known.counts.duplicates += 1,
             Outcome::Malformed(..) => known.counts.malformed += 1,
         }
     }
