@@ -12,6 +12,9 @@
 
 pub mod capture_thread;
 pub mod dedup_stage;
+pub mod interfaces;
 pub mod offline;
+pub mod worker;
+pub mod worker_pool;
 
 pub use capture_thread::{CaptureReport, CaptureThreadConfig, InterfaceReport, PacketSink};

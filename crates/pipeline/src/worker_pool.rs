@@ -1,0 +1,706 @@
+//! The IDS worker threads and the fan-out that feeds them: each capture
+//! thread (or the file reader) owns a [`Fanout`] that sorts its delivered
+//! packets into one batch per worker, by the canonical symmetric flow hash,
+//! and hands full batches (and, at the end of each turn, partial ones) to
+//! that worker's bounded lock-free queue (`crossbeam_queue::ArrayQueue`).
+//!
+//! # Bounds
+//!
+//! A batch holds at most [`BATCH_PACKETS`] packets and [`BATCH_BYTES`]
+//! bytes of packet data (a single larger frame gets a batch of its own). A
+//! worker's queue holds `queue_depth / BATCH_PACKETS` batches (at least 2),
+//! so the memory waiting for one worker is bounded by that many batches.
+//! Batches are recycled through a shared pool, so the steady state
+//! allocates nothing.
+//!
+//! # A full queue
+//!
+//! [`Overflow::Drop`] (the default) drops the newest batch and counts its
+//! packets as `queue_full` drops on their interfaces; [`Overflow::Wait`]
+//! waits for room, so capture falls behind and the kernel drops instead
+//! (counted by the kernel). A worker whose thread ended early (it panicked)
+//! takes nothing more: what was meant for it is counted as
+//! `worker_stopped` drops, never waited for.
+//!
+//! # Latency
+//!
+//! Live, each worker records, per packet, the time from its kernel
+//! timestamp to the worker taking its batch off the queue, in an
+//! hdrhistogram (nanoseconds, 3 significant digits, up to an hour).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::thread::{JoinHandle, Thread};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_queue::ArrayQueue;
+use crossbeam_utils::Backoff;
+use hdrhistogram::Histogram;
+
+use crate::interfaces::{InterfaceId, InterfaceTable};
+use crate::worker::{PacketBatch, PacketMeta, SuppressedNotice, Worker};
+
+/// Most packets in one batch.
+pub const BATCH_PACKETS: usize = 64;
+
+/// Most bytes of packet data in one batch.
+pub const BATCH_BYTES: usize = 256 * 1024;
+
+/// Most suppressed-copy notices in one batch.
+pub const BATCH_NOTICES: usize = 4 * BATCH_PACKETS;
+
+/// The longest latency the histograms record (longer ones count as this).
+pub const LATENCY_MAX_NS: u64 = 3_600_000_000_000;
+
+/// What a producer does when a worker's queue is full.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Overflow {
+    /// Drop the newest batch, counted.
+    #[default]
+    Drop,
+    /// Wait for room.
+    Wait,
+}
+
+impl Overflow {
+    /// The name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Drop => "drop",
+            Self::Wait => "wait",
+        }
+    }
+}
+
+/// What clock workers' timeouts follow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PoolClock {
+    /// Wall-clock time (live capture): workers tick while idle, and latency
+    /// is recorded.
+    Wall,
+    /// The packets' own timestamps (capture files): workers tick after each
+    /// batch, with the producer's clock, so results do not depend on how
+    /// fast the files were read.
+    Packets,
+}
+
+/// How a worker pool runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolConfig {
+    /// Worker threads.
+    pub workers: usize,
+    /// CPUs to pin them to, one per worker, in order.
+    pub cpus: Option<Vec<usize>>,
+    /// Packets one worker's queue holds, in batches of [`BATCH_PACKETS`].
+    pub queue_depth: usize,
+    /// What to do when it is full.
+    pub overflow: Overflow,
+    /// Whether producers send notices of suppressed copies.
+    pub suppressed_notices: bool,
+    /// The clock of timeouts.
+    pub clock: PoolClock,
+    /// How often an idle worker ticks (wall clock only).
+    pub tick_interval: Duration,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self {
+            workers: 1,
+            cpus: None,
+            queue_depth: 16_384,
+            overflow: Overflow::Drop,
+            suppressed_notices: false,
+            clock: PoolClock::Wall,
+            tick_interval: Duration::from_millis(100),
+        }
+    }
+}
+
+/// Latency percentiles of one worker, in nanoseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LatencySummary {
+    /// Packets recorded.
+    pub count: u64,
+    /// Median.
+    pub p50: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// 99.9th percentile.
+    pub p999: u64,
+    /// Largest.
+    pub max: u64,
+}
+
+impl LatencySummary {
+    /// The summary of `histogram`.
+    pub fn of(histogram: &Histogram<u64>) -> Self {
+        Self {
+            count: histogram.len(),
+            p50: histogram.value_at_quantile(0.5),
+            p99: histogram.value_at_quantile(0.99),
+            p999: histogram.value_at_quantile(0.999),
+            max: histogram.max(),
+        }
+    }
+}
+
+/// One worker's queue and live figures.
+struct WorkerSlot {
+    queue: ArrayQueue<PacketBatch>,
+    /// Set while the worker is parked, so a producer knows to wake it.
+    sleeping: AtomicBool,
+    thread: OnceLock<Thread>,
+    /// Cleared when the worker's thread ends, however it ends.
+    alive: AtomicBool,
+    /// Packets taken off the queue.
+    received: AtomicU64,
+    /// Refreshed about once a second.
+    latency: Mutex<LatencySummary>,
+}
+
+struct Shared {
+    slots: Box<[WorkerSlot]>,
+    /// Fanouts not finished, plus one for the pool until it is finished.
+    open_producers: AtomicUsize,
+    /// The latest clock a finished producer reported.
+    final_clock_ns: AtomicU64,
+    spare: ArrayQueue<PacketBatch>,
+    interfaces: Arc<InterfaceTable>,
+    overflow: Overflow,
+    suppressed_notices: bool,
+    /// Packets handed to workers' queues, and dropped, over all producers.
+    queued: AtomicU64,
+    dropped: AtomicU64,
+}
+
+impl Shared {
+    fn wake(&self, worker: usize) {
+        let slot = &self.slots[worker];
+        if slot.sleeping.load(Ordering::SeqCst) {
+            if let Some(thread) = slot.thread.get() {
+                thread.unpark();
+            }
+        }
+    }
+}
+
+/// Clears a worker's `alive` flag when its thread ends, by return or panic.
+struct AliveGuard<'a>(&'a WorkerSlot);
+
+impl Drop for AliveGuard<'_> {
+    fn drop(&mut self) {
+        self.0.alive.store(false, Ordering::SeqCst);
+    }
+}
+
+/// What one worker thread did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkerReport {
+    /// Its index.
+    pub index: usize,
+    /// Batches taken.
+    pub batches: u64,
+    /// Packets taken.
+    pub packets: u64,
+    /// Suppressed-copy notices taken.
+    pub notices: u64,
+    /// Kernel timestamp to receipt (live only).
+    pub latency: Option<LatencySummary>,
+}
+
+/// Worker threads and their queues.
+pub struct WorkerPool<W: Worker + 'static> {
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<(W, WorkerReport)>>,
+}
+
+/// A worker thread panicked.
+#[derive(Debug)]
+pub struct WorkerPanicked {
+    /// Which.
+    pub index: usize,
+}
+
+impl std::fmt::Display for WorkerPanicked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "worker thread {} panicked", self.index)
+    }
+}
+
+impl std::error::Error for WorkerPanicked {}
+
+impl<W: Worker + 'static> WorkerPool<W> {
+    /// Starts `config.workers` threads, worker `i` made by `make(i)`.
+    pub fn start(
+        config: &PoolConfig,
+        interfaces: Arc<InterfaceTable>,
+        mut make: impl FnMut(usize) -> W,
+    ) -> std::io::Result<Self> {
+        let workers = config.workers.max(1);
+        let capacity = config.queue_depth.div_ceil(BATCH_PACKETS).max(2);
+        let slots = (0..workers)
+            .map(|_| WorkerSlot {
+                queue: ArrayQueue::new(capacity),
+                sleeping: AtomicBool::new(false),
+                thread: OnceLock::new(),
+                alive: AtomicBool::new(true),
+                received: AtomicU64::new(0),
+                latency: Mutex::new(LatencySummary::default()),
+            })
+            .collect();
+        let shared = Arc::new(Shared {
+            slots,
+            open_producers: AtomicUsize::new(1),
+            final_clock_ns: AtomicU64::new(0),
+            spare: ArrayQueue::new(workers * (capacity + 4)),
+            interfaces,
+            overflow: config.overflow,
+            suppressed_notices: config.suppressed_notices,
+            queued: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+        });
+        let mut threads = Vec::with_capacity(workers);
+        for index in 0..workers {
+            let worker = make(index);
+            let thread_shared = Arc::clone(&shared);
+            let cpu = config.cpus.as_ref().and_then(|cpus| cpus.get(index).copied());
+            let (clock, tick_interval) = (config.clock, config.tick_interval);
+            let handle = std::thread::Builder::new()
+                .name(format!("worker-{index}"))
+                .spawn(move || run_worker(index, worker, &thread_shared, cpu, clock, tick_interval))?;
+            let _ = shared.slots[index].thread.set(handle.thread().clone());
+            threads.push(handle);
+        }
+        Ok(Self { shared, threads })
+    }
+
+    /// A producer's handle: one per capture thread.
+    pub fn fanout(&self) -> Fanout {
+        self.shared.open_producers.fetch_add(1, Ordering::AcqRel);
+        Fanout::new(Arc::clone(&self.shared))
+    }
+
+    /// The interfaces packets name.
+    pub fn interfaces(&self) -> &Arc<InterfaceTable> {
+        &self.shared.interfaces
+    }
+
+    /// Live figures: per worker (packets received, latency so far), and
+    /// packets queued and dropped over all producers.
+    pub fn live(&self) -> PoolLive {
+        PoolLive {
+            workers: self
+                .shared
+                .slots
+                .iter()
+                .map(|slot| {
+                    (
+                        slot.received.load(Ordering::Relaxed),
+                        *slot.latency.lock().unwrap_or_else(PoisonError::into_inner),
+                    )
+                })
+                .collect(),
+            queued: self.shared.queued.load(Ordering::Relaxed),
+            dropped: self.shared.dropped.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Waits for every fanout to finish and every queue to drain, ends the
+    /// workers and returns them with their reports, in worker order.
+    pub fn finish(self) -> Result<Vec<(W, WorkerReport)>, WorkerPanicked> {
+        self.shared.open_producers.fetch_sub(1, Ordering::AcqRel);
+        for index in 0..self.shared.slots.len() {
+            self.shared.slots[index].sleeping.store(true, Ordering::SeqCst);
+            self.shared.wake(index);
+        }
+        let mut out = Vec::with_capacity(self.threads.len());
+        let mut panicked = None;
+        for (index, thread) in self.threads.into_iter().enumerate() {
+            match thread.join() {
+                Ok(done) => out.push(done),
+                Err(_) => panicked = panicked.or(Some(WorkerPanicked { index })),
+            }
+        }
+        match panicked {
+            Some(error) => Err(error),
+            None => Ok(out),
+        }
+    }
+}
+
+/// Live figures of a pool.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolLive {
+    /// Per worker: packets received, latency.
+    pub workers: Vec<(u64, LatencySummary)>,
+    /// Packets handed to queues.
+    pub queued: u64,
+    /// Packets dropped at full queues or stopped workers.
+    pub dropped: u64,
+}
+
+fn wall_clock_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+fn run_worker<W: Worker>(
+    index: usize,
+    mut worker: W,
+    shared: &Shared,
+    cpu: Option<usize>,
+    clock: PoolClock,
+    tick_interval: Duration,
+) -> (W, WorkerReport) {
+    let slot = &shared.slots[index];
+    let _alive = AliveGuard(slot);
+    if let Some(cpu) = cpu {
+        match af_packet::cpu::pin_current_thread(cpu) {
+            Ok(()) => tracing::debug!(worker = index, cpu, "worker pinned"),
+            Err(e) => tracing::warn!(worker = index, cpu, error = %e, "worker not pinned"),
+        }
+    }
+    let mut latency = match clock {
+        PoolClock::Wall => Histogram::<u64>::new_with_bounds(1, LATENCY_MAX_NS, 3).ok(),
+        PoolClock::Packets => None,
+    };
+    let mut report = WorkerReport {
+        index,
+        batches: 0,
+        packets: 0,
+        notices: 0,
+        latency: None,
+    };
+    let mut packet_clock = 0u64;
+    let mut last_tick = Instant::now();
+    let mut last_publish = Instant::now();
+    let backoff = Backoff::new();
+    loop {
+        if let Some(mut batch) = slot.queue.pop() {
+            backoff.reset();
+            if let Some(histogram) = &mut latency {
+                let now = wall_clock_ns();
+                for meta in &batch.packets {
+                    histogram.saturating_record(now.saturating_sub(meta.timestamp_ns).clamp(1, LATENCY_MAX_NS));
+                }
+            }
+            report.batches += 1;
+            report.packets += batch.packets.len() as u64;
+            report.notices += batch.suppressed.len() as u64;
+            slot.received.fetch_add(batch.packets.len() as u64, Ordering::Relaxed);
+            worker.batch(&batch);
+            if clock == PoolClock::Packets && batch.clock_ns > packet_clock {
+                packet_clock = batch.clock_ns;
+                worker.tick(packet_clock);
+            }
+            batch.clear();
+            let _ = shared.spare.push(batch);
+        } else if shared.open_producers.load(Ordering::Acquire) == 0 {
+            // Every producer has finished: what they queued is in the queue
+            // now, or was taken above.
+            if slot.queue.is_empty() {
+                break;
+            }
+            continue;
+        } else if !backoff.is_completed() {
+            backoff.snooze();
+        } else {
+            slot.sleeping.store(true, Ordering::SeqCst);
+            if slot.queue.is_empty() && shared.open_producers.load(Ordering::Acquire) != 0 {
+                std::thread::park_timeout(tick_interval.min(Duration::from_millis(1)));
+            }
+            slot.sleeping.store(false, Ordering::SeqCst);
+        }
+        if clock == PoolClock::Wall && last_tick.elapsed() >= tick_interval {
+            worker.tick(wall_clock_ns());
+            last_tick = Instant::now();
+        }
+        if let Some(histogram) = &latency {
+            if last_publish.elapsed() >= Duration::from_secs(1) {
+                *slot.latency.lock().unwrap_or_else(PoisonError::into_inner) = LatencySummary::of(histogram);
+                last_publish = Instant::now();
+            }
+        }
+    }
+    let end = match clock {
+        PoolClock::Wall => wall_clock_ns(),
+        PoolClock::Packets => packet_clock.max(shared.final_clock_ns.load(Ordering::Acquire)),
+    };
+    worker.finish(end);
+    if let Some(histogram) = &latency {
+        let summary = LatencySummary::of(histogram);
+        *slot.latency.lock().unwrap_or_else(PoisonError::into_inner) = summary;
+        report.latency = Some(summary);
+    }
+    (worker, report)
+}
+
+/// Why packets were dropped between a producer and the workers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueueDrops {
+    /// The worker's queue was full ([`Overflow::Drop`]).
+    pub queue_full: u64,
+    /// The worker's thread had ended.
+    pub worker_stopped: u64,
+}
+
+impl QueueDrops {
+    /// Both reasons together.
+    pub fn total(&self) -> u64 {
+        self.queue_full + self.worker_stopped
+    }
+
+    /// Adds `other`.
+    pub fn add(&mut self, other: QueueDrops) {
+        self.queue_full += other.queue_full;
+        self.worker_stopped += other.worker_stopped;
+    }
+}
+
+/// What one producer handed over, per interface.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct InterfaceFanout {
+    /// Packets in a worker's queue.
+    pub delivered: u64,
+    /// Packets dropped on the way.
+    pub drops: QueueDrops,
+}
+
+/// What one producer did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FanoutReport {
+    /// Indexed by [`InterfaceId::index`].
+    pub interfaces: Vec<InterfaceFanout>,
+    /// Batches handed over.
+    pub batches: u64,
+    /// Times a full queue was waited on ([`Overflow::Wait`]).
+    pub waits: u64,
+}
+
+impl FanoutReport {
+    /// The counts of `interface`.
+    pub fn interface(&self, interface: InterfaceId) -> InterfaceFanout {
+        self.interfaces.get(interface.index()).copied().unwrap_or_default()
+    }
+
+    /// Adds `other`.
+    pub fn add(&mut self, other: &FanoutReport) {
+        if self.interfaces.len() < other.interfaces.len() {
+            self.interfaces.resize(other.interfaces.len(), InterfaceFanout::default());
+        }
+        for (mine, theirs) in self.interfaces.iter_mut().zip(&other.interfaces) {
+            mine.delivered += theirs.delivered;
+            mine.drops.add(theirs.drops);
+        }
+        self.batches += other.batches;
+        self.waits += other.waits;
+    }
+
+    /// Packets delivered over every interface.
+    pub fn delivered(&self) -> u64 {
+        self.interfaces.iter().map(|i| i.delivered).sum()
+    }
+
+    /// Packets dropped over every interface.
+    pub fn drops(&self) -> QueueDrops {
+        let mut total = QueueDrops::default();
+        for interface in &self.interfaces {
+            total.add(interface.drops);
+        }
+        total
+    }
+}
+
+/// One producer's side of the pool: sorts packets into per-worker batches
+/// and hands them over. Call [`Fanout::flush`] at the end of each turn of
+/// the capture loop, so no packet waits for a batch to fill, and
+/// [`Fanout::finish`] at the end.
+pub struct Fanout {
+    shared: Arc<Shared>,
+    pending: Vec<PacketBatch>,
+    spare: Vec<PacketBatch>,
+    report: FanoutReport,
+    clock_ns: u64,
+    finished: bool,
+}
+
+impl Fanout {
+    fn new(shared: Arc<Shared>) -> Self {
+        let workers = shared.slots.len();
+        let pending = (0..workers)
+            .map(|_| PacketBatch::new(Arc::clone(&shared.interfaces)))
+            .collect();
+        Self {
+            shared,
+            pending,
+            spare: Vec::new(),
+            report: FanoutReport::default(),
+            clock_ns: 0,
+            finished: false,
+        }
+    }
+
+    /// The worker of a flow hash: the same for every producer.
+    #[inline]
+    pub fn worker_of(&self, flow_hash: u64) -> usize {
+        worker_of(flow_hash, self.pending.len())
+    }
+
+    /// Whether the workers want suppressed-copy notices.
+    pub fn wants_notices(&self) -> bool {
+        self.shared.suppressed_notices
+    }
+
+    /// The interfaces packets name.
+    pub fn interfaces(&self) -> &Arc<InterfaceTable> {
+        &self.shared.interfaces
+    }
+
+    /// Sends one packet to the worker of `meta.flow_hash`.
+    pub fn deliver(&mut self, meta: PacketMeta, data: &[u8]) {
+        let worker = self.worker_of(meta.flow_hash);
+        let batch = &self.pending[worker];
+        if batch.packets.len() >= BATCH_PACKETS
+            || (!batch.packets.is_empty() && batch.bytes.len() + data.len() > BATCH_BYTES)
+        {
+            self.hand_over(worker);
+        }
+        self.pending[worker].push(meta, data);
+    }
+
+    /// Sends a suppressed-copy notice to the worker of its flow (when the
+    /// workers want them).
+    pub fn suppressed(&mut self, notice: SuppressedNotice) {
+        if !self.shared.suppressed_notices {
+            return;
+        }
+        let worker = self.worker_of(notice.flow_hash);
+        if self.pending[worker].suppressed.len() >= BATCH_NOTICES {
+            self.hand_over(worker);
+        }
+        self.pending[worker].push_suppressed(notice);
+    }
+
+    /// Hands every non-empty batch over; `clock_ns` is the producer's clock
+    /// (wall time live, the last packet's time offline).
+    pub fn flush(&mut self, clock_ns: u64) {
+        self.clock_ns = self.clock_ns.max(clock_ns);
+        for worker in 0..self.pending.len() {
+            if !self.pending[worker].is_empty() {
+                self.hand_over(worker);
+            }
+        }
+    }
+
+    /// Hands everything over and tells the workers this producer is done.
+    pub fn finish(mut self, clock_ns: u64) -> FanoutReport {
+        self.flush(clock_ns);
+        self.close();
+        std::mem::take(&mut self.report)
+    }
+
+    /// The counts so far.
+    pub fn report(&self) -> &FanoutReport {
+        &self.report
+    }
+
+    fn close(&mut self) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        self.shared.final_clock_ns.fetch_max(self.clock_ns, Ordering::AcqRel);
+        self.shared.open_producers.fetch_sub(1, Ordering::AcqRel);
+        for worker in 0..self.shared.slots.len() {
+            self.shared.wake(worker);
+        }
+    }
+
+    fn fresh_batch(&mut self) -> PacketBatch {
+        self.spare
+            .pop()
+            .or_else(|| self.shared.spare.pop())
+            .unwrap_or_else(|| PacketBatch::new(Arc::clone(&self.shared.interfaces)))
+    }
+
+    fn counts(&mut self, interface: InterfaceId) -> &mut InterfaceFanout {
+        let index = interface.index();
+        if self.report.interfaces.len() <= index {
+            self.report.interfaces.resize(index + 1, InterfaceFanout::default());
+        }
+        &mut self.report.interfaces[index]
+    }
+
+    fn hand_over(&mut self, worker: usize) {
+        let replacement = self.fresh_batch();
+        let mut batch = std::mem::replace(&mut self.pending[worker], replacement);
+        batch.clock_ns = self.clock_ns;
+        let packets = batch.packets.len() as u64;
+        // Counted as delivered first: once pushed, the batch is the
+        // worker's. A drop below takes the count back.
+        for index in 0..batch.packets.len() {
+            let interface = batch.packets[index].interface;
+            self.counts(interface).delivered += 1;
+        }
+        let slot = &self.shared.slots[worker];
+        let mut waited = false;
+        let backoff = Backoff::new();
+        let (mut dropped, stopped) = loop {
+            if !slot.alive.load(Ordering::Acquire) {
+                break (batch, true);
+            }
+            match slot.queue.push(batch) {
+                Ok(()) => {
+                    self.report.batches += 1;
+                    self.shared.queued.fetch_add(packets, Ordering::Relaxed);
+                    self.shared.wake(worker);
+                    return;
+                }
+                Err(full) if self.shared.overflow == Overflow::Wait => {
+                    batch = full;
+                    if !waited {
+                        waited = true;
+                        self.report.waits += 1;
+                    }
+                    self.shared.wake(worker);
+                    if backoff.is_completed() {
+                        std::thread::sleep(Duration::from_micros(50));
+                    } else {
+                        backoff.snooze();
+                    }
+                }
+                Err(full) => break (full, false),
+            }
+        };
+        self.shared.dropped.fetch_add(packets, Ordering::Relaxed);
+        for index in 0..dropped.packets.len() {
+            let interface = dropped.packets[index].interface;
+            let counts = self.counts(interface);
+            counts.delivered -= 1;
+            if stopped {
+                counts.drops.worker_stopped += 1;
+            } else {
+                counts.drops.queue_full += 1;
+            }
+        }
+        dropped.clear();
+        self.spare.push(dropped);
+    }
+}
+
+impl Drop for Fanout {
+    fn drop(&mut self) {
+        // A producer that ends without finish (its thread unwinding) must
+        // not keep the workers waiting for it.
+        self.close();
+    }
+}
+
+/// The worker of `flow_hash` among `workers`: the high bits of the hash
+/// times the count, so every worker gets an equal share of a uniform hash.
+#[inline]
+pub fn worker_of(flow_hash: u64, workers: usize) -> usize {
+    ((u128::from(flow_hash) * workers as u128) >> 64) as usize
+}
