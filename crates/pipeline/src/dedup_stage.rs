@@ -27,8 +27,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use af_packet::{Direction, Interface, InterfaceRole, Packet, PacketType, VlanTag};
 use flow::{
-    CapturedCopy, Delivery, HoldEnd, LinkLayer, Outcome, Sieve, SieveCounters, SieveShared, TapDirection, TapPoint,
-    TapRegistry, TapRole,
+    CapturedCopy, Delivery, HoldEnd, LinkLayer, Outcome, Sieve, SieveCounters, SieveShared, SuppressedCopy,
+    TapDirection, TapPoint, TapRegistry, TapRole,
 };
 
 use crate::PacketSink;
@@ -65,6 +65,18 @@ pub struct LivePacket<'a> {
 pub trait DeliveredSink: Send {
     /// One delivered packet, valid only during the call.
     fn delivered(&mut self, packet: &LivePacket<'_>);
+
+    /// Whether it wants [`DeliveredSink::suppressed`] calls (each costs a
+    /// NAT lookup to put the copy in its container-side flow).
+    fn wants_suppressed(&self) -> bool {
+        false
+    }
+
+    /// A copy of `interface` suppressed as a duplicate, with its canonical
+    /// flow (only when [`DeliveredSink::wants_suppressed`]).
+    fn suppressed(&mut self, interface: &Interface, copy: &SuppressedCopy, flow: &Delivery) {
+        let _ = (interface, copy, flow);
+    }
 
     /// The end of one turn of the capture loop.
     fn end_of_turn(&mut self) {}
@@ -190,9 +202,16 @@ impl<D: DeliveredSink> DedupStage<D> {
     /// Releases what the watermark allows (everything, when `all`) and
     /// delivers it straight from the hold queue: no copy, no allocation.
     fn release(&mut self, all: bool) {
-        let (interfaces, inner) = (&mut self.interfaces, &mut self.inner);
+        let (interfaces, inner, sieve) = (&mut self.interfaces, &mut self.inner, &mut self.sieve);
+        let notices = inner.wants_suppressed();
+        let mut suppressed = Vec::new();
         let mut end_hold = |end: HoldEnd<'_, HeldMeta>| match end {
-            HoldEnd::Suppressed { meta, .. } => interfaces[meta.interface].counts.duplicates += 1,
+            HoldEnd::Suppressed { meta, copy } => {
+                interfaces[meta.interface].counts.duplicates += 1;
+                if notices {
+                    suppressed.push((meta.interface, copy));
+                }
+            }
             HoldEnd::Delivered(released) => {
                 let meta = released.meta;
                 let known = &mut interfaces[meta.interface];
@@ -210,9 +229,13 @@ impl<D: DeliveredSink> DedupStage<D> {
             }
         };
         if all {
-            self.sieve.finish_each(&mut end_hold);
+            sieve.finish_each(&mut end_hold);
         } else {
-            self.sieve.release_each(&mut end_hold);
+            sieve.release_each(&mut end_hold);
+        }
+        for (index, copy) in suppressed {
+            let flow = self.sieve.canonical(&copy);
+            self.inner.suppressed(&self.interfaces[index].interface, &copy, &flow);
         }
     }
 
@@ -275,7 +298,13 @@ impl<D: DeliveredSink> PacketSink for DedupStage<D> {
                 });
             }
             Outcome::Held => {}
-            Outcome::Duplicate(..) => known.counts.duplicates += 1,
+            Outcome::Duplicate(_, copy) => {
+                known.counts.duplicates += 1;
+                if self.inner.wants_suppressed() {
+                    let flow = self.sieve.canonical(&copy);
+                    self.inner.suppressed(&known.interface, &copy, &flow);
+                }
+            }
             Outcome::Malformed(..) => known.counts.malformed += 1,
         }
     }

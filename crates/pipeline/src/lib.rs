@@ -12,6 +12,7 @@
 
 pub mod capture_thread;
 pub mod dedup_stage;
+pub mod fanout_stage;
 pub mod interfaces;
 pub mod offline;
 pub mod worker;

@@ -28,8 +28,8 @@ use std::path::PathBuf;
 use af_packet::{Direction, PacketType};
 use capture_file::{CaptureFile, FilePacket, LinkKind, ReadError};
 use flow::{
-    CapturedCopy, Delivery, LinkLayer, Outcome, Released, Sieve, SieveConfig, SieveCounters, SieveShared, TapDirection,
-    TapPoint, TapRegistry, TapRole,
+    CapturedCopy, Delivery, HoldEnd, LinkLayer, Outcome, Sieve, SieveConfig, SieveCounters, SieveShared,
+    SuppressedCopy, TapDirection, TapPoint, TapRegistry, TapRole,
 };
 
 /// The order files are read in.
@@ -106,6 +106,18 @@ pub trait DeliverySink {
 
     /// One delivered packet.
     fn deliver(&mut self, packet: &DeliveredPacket<'_>) -> Result<(), Self::Error>;
+
+    /// Whether it wants [`DeliverySink::suppressed`] calls.
+    fn wants_suppressed(&self) -> bool {
+        false
+    }
+
+    /// A copy suppressed as a duplicate, with its canonical flow, told when
+    /// the dedup decides it (before or after the delivery of the copy that
+    /// won, whose output waits for the time order).
+    fn suppressed(&mut self, interface: &InputInterface, copy: &SuppressedCopy, flow: &Delivery) {
+        let _ = (interface, copy, flow);
+    }
 }
 
 /// Per interface counts.
@@ -438,9 +450,30 @@ impl<S: DeliverySink> Run<'_, S> {
             tap,
             timestamp_ns: packet.timestamp_ns,
         };
-        if let Outcome::Deliver { meta, delivery } = self.sieve.process(&copy, meta) {
-            let data = copy_into(&mut self.spare, &packet.data);
-            self.queue(meta, packet.timestamp_ns, data, tap, delivery);
+        match self.sieve.process(&copy, meta) {
+            Outcome::Deliver { meta, delivery } => {
+                let data = copy_into(&mut self.spare, &packet.data);
+                self.queue(meta, packet.timestamp_ns, data, tap, delivery);
+            }
+            Outcome::Duplicate(meta, copy) if self.sink.wants_suppressed() => {
+                let flow = self.sieve.canonical(&copy);
+                self.sink.suppressed(&self.interfaces[meta.interface], &copy, &flow);
+            }
+            _ => {}
+        }
+    }
+
+    /// Queues the released deliveries for output, and tells the sink of
+    /// the suppressed holds.
+    fn queue_released(&mut self, released: Vec<ReleasedCopy>, suppressed: Vec<(CopyMeta, SuppressedCopy)>) {
+        for (meta, timestamp_ns, data, tap, delivery) in released {
+            self.queue(meta, timestamp_ns, data, tap, delivery);
+        }
+        if self.sink.wants_suppressed() {
+            for (meta, copy) in suppressed {
+                let flow = self.sieve.canonical(&copy);
+                self.sink.suppressed(&self.interfaces[meta.interface], &copy, &flow);
+            }
         }
     }
 
@@ -470,13 +503,11 @@ impl<S: DeliverySink> Run<'_, S> {
     /// delivery that nothing still to come can precede.
     fn release_and_emit(&mut self) -> Result<(), OfflineError<S::Error>> {
         let mut released = Vec::new();
+        let mut suppressed = Vec::new();
         let spare = &mut self.spare;
-        self.sieve.release(|r: Released<'_, CopyMeta>| {
-            released.push((r.meta, r.timestamp_ns, copy_into(spare, r.bytes), r.tap, r.delivery));
-        });
-        for (meta, timestamp_ns, data, tap, delivery) in released {
-            self.queue(meta, timestamp_ns, data, tap, delivery);
-        }
+        self.sieve
+            .release_each(|end| collect_end(end, spare, &mut released, &mut suppressed));
+        self.queue_released(released, suppressed);
         let horizon = self
             .sieve
             .shared()
@@ -517,13 +548,11 @@ impl<S: DeliverySink> Run<'_, S> {
 
     fn finish(&mut self) -> Result<(), OfflineError<S::Error>> {
         let mut released = Vec::new();
+        let mut suppressed = Vec::new();
         let spare = &mut self.spare;
-        self.sieve.finish(|r: Released<'_, CopyMeta>| {
-            released.push((r.meta, r.timestamp_ns, copy_into(spare, r.bytes), r.tap, r.delivery));
-        });
-        for (meta, timestamp_ns, data, tap, delivery) in released {
-            self.queue(meta, timestamp_ns, data, tap, delivery);
-        }
+        self.sieve
+            .finish_each(|end| collect_end(end, spare, &mut released, &mut suppressed));
+        self.queue_released(released, suppressed);
         self.emit_before(None)
     }
 
@@ -535,6 +564,22 @@ impl<S: DeliverySink> Run<'_, S> {
             nat_bindings: self.sieve.shared().nat().learned(),
             taps: self.registry.snapshot().iter().map(flow::TapInfo::label).collect(),
         }
+    }
+}
+
+/// A released copy on its way to the output queue.
+type ReleasedCopy = (CopyMeta, u64, Vec<u8>, TapPoint, Delivery);
+
+/// Sorts the end of a hold into the released and the suppressed.
+fn collect_end(
+    end: HoldEnd<'_, CopyMeta>,
+    spare: &mut Vec<Vec<u8>>,
+    released: &mut Vec<ReleasedCopy>,
+    suppressed: &mut Vec<(CopyMeta, SuppressedCopy)>,
+) {
+    match end {
+        HoldEnd::Delivered(r) => released.push((r.meta, r.timestamp_ns, copy_into(spare, r.bytes), r.tap, r.delivery)),
+        HoldEnd::Suppressed { meta, copy } => suppressed.push((meta, copy)),
     }
 }
 

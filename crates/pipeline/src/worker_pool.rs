@@ -215,21 +215,6 @@ pub struct WorkerPool<W: Worker + 'static> {
     threads: Vec<JoinHandle<(W, WorkerReport)>>,
 }
 
-/// A worker thread panicked.
-#[derive(Debug)]
-pub struct WorkerPanicked {
-    /// Which.
-    pub index: usize,
-}
-
-impl std::fmt::Display for WorkerPanicked {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "worker thread {} panicked", self.index)
-    }
-}
-
-impl std::error::Error for WorkerPanicked {}
-
 impl<W: Worker + 'static> WorkerPool<W> {
     /// Starts `config.workers` threads, worker `i` made by `make(i)`.
     pub fn start(
@@ -308,23 +293,62 @@ impl<W: Worker + 'static> WorkerPool<W> {
 
     /// Waits for every fanout to finish and every queue to drain, ends the
     /// workers and returns them with their reports, in worker order.
-    pub fn finish(self) -> Result<Vec<(W, WorkerReport)>, WorkerPanicked> {
+    pub fn finish(self) -> PoolReport<W> {
         self.shared.open_producers.fetch_sub(1, Ordering::AcqRel);
         for index in 0..self.shared.slots.len() {
             self.shared.slots[index].sleeping.store(true, Ordering::SeqCst);
             self.shared.wake(index);
         }
-        let mut out = Vec::with_capacity(self.threads.len());
-        let mut panicked = None;
+        let mut report = PoolReport {
+            workers: Vec::with_capacity(self.threads.len()),
+            panicked: Vec::new(),
+            stranded: Vec::new(),
+        };
         for (index, thread) in self.threads.into_iter().enumerate() {
             match thread.join() {
-                Ok(done) => out.push(done),
-                Err(_) => panicked = panicked.or(Some(WorkerPanicked { index })),
+                Ok(done) => report.workers.push(done),
+                Err(_) => report.panicked.push(index),
             }
         }
-        match panicked {
-            Some(error) => Err(error),
-            None => Ok(out),
+        // A worker that panicked left its queue behind: those packets were
+        // counted as handed over, and are lost.
+        for &index in &report.panicked {
+            while let Some(batch) = self.shared.slots[index].queue.pop() {
+                for meta in &batch.packets {
+                    let slot = meta.interface.index();
+                    if report.stranded.len() <= slot {
+                        report.stranded.resize(slot + 1, 0);
+                    }
+                    report.stranded[slot] += 1;
+                }
+            }
+        }
+        report
+    }
+}
+
+/// How a pool ended.
+pub struct PoolReport<W> {
+    /// The workers that ended normally, with their reports, in order.
+    pub workers: Vec<(W, WorkerReport)>,
+    /// The indices of those that panicked.
+    pub panicked: Vec<usize>,
+    /// Packets left in the queues of panicked workers, by interface id:
+    /// handed over, never taken (count them as `worker_stopped` drops).
+    pub stranded: Vec<u64>,
+}
+
+impl<W> PoolReport<W> {
+    /// Folds the stranded packets into `fanout` (moving them from
+    /// delivered to `worker_stopped`).
+    pub fn settle(&self, fanout: &mut FanoutReport) {
+        for (index, &count) in self.stranded.iter().enumerate() {
+            if fanout.interfaces.len() <= index {
+                fanout.interfaces.resize(index + 1, InterfaceFanout::default());
+            }
+            let entry = &mut fanout.interfaces[index];
+            entry.delivered = entry.delivered.saturating_sub(count);
+            entry.drops.worker_stopped += count;
         }
     }
 }
@@ -488,7 +512,8 @@ impl FanoutReport {
     /// Adds `other`.
     pub fn add(&mut self, other: &FanoutReport) {
         if self.interfaces.len() < other.interfaces.len() {
-            self.interfaces.resize(other.interfaces.len(), InterfaceFanout::default());
+            self.interfaces
+                .resize(other.interfaces.len(), InterfaceFanout::default());
         }
         for (mine, theirs) in self.interfaces.iter_mut().zip(&other.interfaces) {
             mine.delivered += theirs.delivered;
@@ -703,4 +728,187 @@ impl Drop for Fanout {
 #[inline]
 pub fn worker_of(flow_hash: u64, workers: usize) -> usize {
     ((u128::from(flow_hash) * workers as u128) >> 64) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use flow::{TapDirection, TapId, TapPoint, TapRole};
+
+    use super::*;
+    use crate::interfaces::InterfaceInfo;
+
+    /// Remembers which flow hashes and timestamps it saw, optionally
+    /// sleeping per batch (a stalled IDS).
+    struct Recorder {
+        seen: Vec<(u64, u64)>,
+        delay: Duration,
+        panic_at: Option<u64>,
+    }
+
+    impl Worker for Recorder {
+        fn batch(&mut self, batch: &PacketBatch) {
+            for packet in batch.packets() {
+                if Some(packet.meta.timestamp_ns) == self.panic_at {
+                    panic!("this worker fails on purpose");
+                }
+                assert_eq!(packet.data, &packet.meta.timestamp_ns.to_le_bytes()[..]);
+                self.seen.push((packet.meta.flow_hash, packet.meta.timestamp_ns));
+            }
+            std::thread::sleep(self.delay);
+        }
+    }
+
+    fn pool(config: &PoolConfig, delay: Duration, panic_at: Option<u64>) -> (WorkerPool<Recorder>, InterfaceId) {
+        let interfaces = Arc::new(InterfaceTable::new());
+        let eth0 = interfaces.intern(InterfaceInfo {
+            name: "eth0".to_owned(),
+            role: TapRole::Uplink,
+            ifindex: 2,
+            link_type: 1,
+        });
+        let pool = WorkerPool::start(config, interfaces, |_| Recorder {
+            seen: Vec::new(),
+            delay,
+            panic_at,
+        })
+        .expect("worker threads start");
+        (pool, eth0)
+    }
+
+    fn send(fanout: &mut Fanout, interface: InterfaceId, packets: u64, flows: u64) {
+        let tap = TapPoint {
+            id: TapId(0),
+            role: TapRole::Uplink,
+            direction: TapDirection::Incoming,
+        };
+        for i in 0..packets {
+            let mut meta = PacketMeta::new(i, 8, interface, tap);
+            meta.flow_hash = (i % flows).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            fanout.deliver(meta, &i.to_le_bytes());
+            if i % 1000 == 999 {
+                fanout.flush(i);
+            }
+        }
+    }
+
+    #[test]
+    fn every_flow_goes_to_one_worker_in_order_and_nothing_is_lost_when_waiting() {
+        let config = PoolConfig {
+            workers: 3,
+            queue_depth: 128,
+            overflow: Overflow::Wait,
+            ..PoolConfig::default()
+        };
+        let (pool, eth0) = pool(&config, Duration::ZERO, None);
+        let mut producers = Vec::new();
+        for _ in 0..2 {
+            let mut fanout = pool.fanout();
+            producers.push(std::thread::spawn(move || {
+                send(&mut fanout, eth0, 20_000, 97);
+                fanout.finish(20_000)
+            }));
+        }
+        let mut report = FanoutReport::default();
+        for producer in producers {
+            report.add(&producer.join().expect("producer"));
+        }
+        let done = pool.finish();
+        assert!(done.panicked.is_empty());
+        let workers = done.workers;
+        assert_eq!(report.delivered(), 40_000);
+        assert_eq!(report.drops().total(), 0);
+        let mut owner = HashMap::new();
+        let mut total = 0;
+        for (worker, done) in &workers {
+            total += worker.seen.len();
+            assert_eq!(done.packets as usize, worker.seen.len());
+            // Per flow, each producer's packets arrive in the order it sent
+            // them; both send the same timestamps, so a flow's timestamps
+            // are two increasing runs merged: never more than two equal.
+            let mut per_flow: HashMap<u64, Vec<u64>> = HashMap::new();
+            for &(hash, ts) in &worker.seen {
+                assert_eq!(
+                    *owner.entry(hash).or_insert(done.index),
+                    done.index,
+                    "a flow on two workers"
+                );
+                per_flow.entry(hash).or_default().push(ts);
+            }
+            for times in per_flow.values() {
+                let mut runs: Vec<u64> = Vec::new();
+                for &ts in times {
+                    // Greedy: each timestamp extends a run it does not go
+                    // back from; a third run means a reordering.
+                    match runs.iter_mut().find(|last| **last <= ts) {
+                        Some(last) => *last = ts,
+                        None => runs.push(ts),
+                    }
+                }
+                assert!(runs.len() <= 2, "a flow's packets were reordered: {} runs", runs.len());
+            }
+        }
+        assert_eq!(total, 40_000);
+        assert!(owner.values().collect::<std::collections::HashSet<_>>().len() > 1);
+    }
+
+    #[test]
+    fn a_stalled_worker_costs_counted_drops_not_a_hang() {
+        let config = PoolConfig {
+            workers: 1,
+            queue_depth: 128,
+            overflow: Overflow::Drop,
+            ..PoolConfig::default()
+        };
+        let (pool, eth0) = pool(&config, Duration::from_millis(20), None);
+        let mut fanout = pool.fanout();
+        send(&mut fanout, eth0, 50_000, 10);
+        let report = fanout.finish(50_000);
+        let done = pool.finish();
+        assert!(done.panicked.is_empty());
+        let received: u64 = done.workers.iter().map(|(_, r)| r.packets).sum();
+        let drops = report.interface(eth0).drops;
+        assert!(drops.queue_full > 0, "the queue never filled");
+        assert_eq!(drops.worker_stopped, 0);
+        assert_eq!(report.interface(eth0).delivered, received);
+        assert_eq!(received + drops.queue_full, 50_000);
+    }
+
+    #[test]
+    fn a_worker_that_panics_stops_taking_packets_and_they_are_counted() {
+        let config = PoolConfig {
+            workers: 1,
+            queue_depth: 64,
+            overflow: Overflow::Wait,
+            ..PoolConfig::default()
+        };
+        let (pool, eth0) = pool(&config, Duration::ZERO, Some(100));
+        let mut fanout = pool.fanout();
+        send(&mut fanout, eth0, 20_000, 5);
+        let mut report = fanout.finish(20_000);
+        let done = pool.finish();
+        assert_eq!(done.panicked, vec![0]);
+        done.settle(&mut report);
+        let counts = report.interface(eth0);
+        assert!(counts.drops.worker_stopped > 0);
+        assert_eq!(counts.delivered + counts.drops.total(), 20_000);
+        // What the worker took before it failed: the batches up to and with
+        // the one it panicked in.
+        assert!(
+            counts.delivered >= 101 && counts.delivered <= 100 + BATCH_PACKETS as u64,
+            "{counts:?}"
+        );
+    }
+
+    #[test]
+    fn the_worker_of_a_hash_is_spread_evenly() {
+        let mut per = [0u32; 4];
+        for i in 0..40_000u64 {
+            per[worker_of(i.wrapping_mul(0x9e37_79b9_7f4a_7c15), 4)] += 1;
+        }
+        for count in per {
+            assert!((9_000..11_000).contains(&count), "{per:?}");
+        }
+    }
 }

@@ -1,0 +1,208 @@
+//! The last stage of a capture thread: packets the dedup delivered (or every
+//! copy, with the dedup off) go to a [`Fanout`] towards the worker threads,
+//! with their interface named in the shared [`InterfaceTable`].
+//!
+//! [`LiveFanout`] takes the dedup stage's deliveries; [`EveryCopy`] takes
+//! the ring's packets directly, computing the flow key and hash the dedup
+//! would have given (without NAT: with the dedup off, no binding is known).
+//! What each handed over is summed into a shared [`FanoutReport`] at
+//! finish.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use af_packet::{Direction, Interface, Packet};
+use flow::{
+    parse_frame, Delivery, FlowHasher, FlowKey, FlowTuple, SuppressedCopy, TapDirection, TapPoint, TapRegistry, TapRole,
+};
+
+use crate::dedup_stage::{DeliveredSink, LivePacket};
+use crate::interfaces::{InterfaceId, InterfaceInfo, InterfaceTable};
+use crate::worker::{PacketMeta, SuppressedNotice};
+use crate::worker_pool::{Fanout, FanoutReport};
+use crate::PacketSink;
+
+fn wall_clock_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// A capture thread's fan-out to the workers.
+pub struct LiveFanout {
+    fanout: Option<Fanout>,
+    interfaces: Arc<InterfaceTable>,
+    /// ifindex to interface id, a short scan.
+    ids: Vec<(i32, InterfaceId)>,
+    roles: Arc<std::collections::HashMap<String, TapRole>>,
+    report: Arc<Mutex<FanoutReport>>,
+}
+
+impl LiveFanout {
+    /// Hands packets to `fanout`, naming interfaces with the roles in
+    /// `roles` (others are Other), summing its report into `report` at
+    /// finish.
+    pub fn new(
+        fanout: Fanout,
+        roles: Arc<std::collections::HashMap<String, TapRole>>,
+        report: Arc<Mutex<FanoutReport>>,
+    ) -> Self {
+        let interfaces = Arc::clone(fanout.interfaces());
+        Self {
+            fanout: Some(fanout),
+            interfaces,
+            ids: Vec::new(),
+            roles,
+            report,
+        }
+    }
+
+    /// The id of `interface` in the shared table.
+    pub fn interface_id(&mut self, interface: &Interface) -> InterfaceId {
+        if let Some(&(_, id)) = self.ids.iter().find(|(i, _)| *i == interface.ifindex()) {
+            return id;
+        }
+        let role = self.roles.get(interface.name()).copied().unwrap_or(TapRole::Other);
+        let id = self.interfaces.intern(InterfaceInfo {
+            name: interface.name().to_owned(),
+            role,
+            ifindex: interface.ifindex(),
+            link_type: 1,
+        });
+        self.ids.push((interface.ifindex(), id));
+        id
+    }
+
+    fn deliver(&mut self, meta: PacketMeta, data: &[u8]) {
+        if let Some(fanout) = &mut self.fanout {
+            fanout.deliver(meta, data);
+        }
+    }
+}
+
+impl DeliveredSink for LiveFanout {
+    fn delivered(&mut self, packet: &LivePacket<'_>) {
+        let interface = self.interface_id(packet.interface);
+        let mut meta = PacketMeta::new(packet.timestamp_ns, packet.original_len, interface, packet.tap);
+        meta.packet_type = Some(packet.packet_type);
+        meta.vlan = packet.vlan;
+        meta.flow = packet.delivery.flow;
+        meta.flow_hash = packet.delivery.flow_hash;
+        meta.nat = packet.delivery.nat;
+        meta.overlap_different_data = packet.delivery.overlap_different_data;
+        self.deliver(meta, packet.data);
+    }
+
+    fn wants_suppressed(&self) -> bool {
+        self.fanout.as_ref().is_some_and(Fanout::wants_notices)
+    }
+
+    fn suppressed(&mut self, interface: &Interface, copy: &SuppressedCopy, flow: &Delivery) {
+        let interface = self.interface_id(interface);
+        if let Some(fanout) = &mut self.fanout {
+            fanout.suppressed(SuppressedNotice {
+                tap: copy.tap,
+                interface,
+                timestamp_ns: copy.timestamp_ns,
+                flow: flow.flow,
+                flow_hash: flow.flow_hash,
+            });
+        }
+    }
+
+    fn end_of_turn(&mut self) {
+        if let Some(fanout) = &mut self.fanout {
+            fanout.flush(wall_clock_ns());
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(fanout) = self.fanout.take() {
+            let report = fanout.finish(wall_clock_ns());
+            self.report.lock().unwrap_or_else(PoisonError::into_inner).add(&report);
+        }
+    }
+}
+
+/// With the dedup off: every copy the ring gives goes to the workers, with
+/// the flow key of its own 5-tuple.
+pub struct EveryCopy {
+    inner: LiveFanout,
+    hasher: FlowHasher,
+    registry: Arc<TapRegistry>,
+    /// ifindex to (incoming, outgoing) tap points.
+    taps: Vec<(i32, TapPoint, TapPoint)>,
+}
+
+impl EveryCopy {
+    /// Every copy to `inner`; flows hashed by `hasher` (the same keys in
+    /// every capture thread, so a flow has one worker), tap points interned
+    /// in `registry`.
+    pub fn new(inner: LiveFanout, hasher: FlowHasher, registry: Arc<TapRegistry>) -> Self {
+        Self {
+            inner,
+            hasher,
+            registry,
+            taps: Vec::new(),
+        }
+    }
+
+    fn tap(&mut self, interface: &Interface, direction: Direction) -> TapPoint {
+        let (incoming, outgoing) = match self.taps.iter().find(|(i, ..)| *i == interface.ifindex()) {
+            Some(&(_, incoming, outgoing)) => (incoming, outgoing),
+            None => {
+                let role = self
+                    .inner
+                    .roles
+                    .get(interface.name())
+                    .copied()
+                    .unwrap_or(TapRole::Other);
+                let intern = |direction| {
+                    self.registry
+                        .intern(interface.name(), role, direction)
+                        .unwrap_or(TapPoint {
+                            id: flow::TapId(u16::MAX - 1),
+                            role,
+                            direction,
+                        })
+                };
+                let pair = (intern(TapDirection::Incoming), intern(TapDirection::Outgoing));
+                self.taps.push((interface.ifindex(), pair.0, pair.1));
+                pair
+            }
+        };
+        match direction {
+            Direction::Inbound => incoming,
+            Direction::Outbound => outgoing,
+        }
+    }
+}
+
+impl PacketSink for EveryCopy {
+    fn packet(&mut self, interface: &Interface, packet: &Packet<'_>) {
+        let tap = self.tap(interface, packet.packet_type().direction());
+        let id = self.inner.interface_id(interface);
+        let mut meta = PacketMeta::new(packet.timestamp_ns(), packet.original_len(), id, tap);
+        meta.packet_type = Some(packet.packet_type());
+        meta.vlan = packet.vlan();
+        let vlan = packet.vlan().map(|tag| (tag.tpid, tag.tci));
+        let tuple = parse_frame(packet.data(), vlan).ok().and_then(|p| FlowTuple::of(&p));
+        match tuple {
+            Some(tuple) => {
+                let hash = self.hasher.symmetric(&tuple);
+                meta.flow = Some(FlowKey { tuple, hash });
+                meta.flow_hash = hash;
+            }
+            None => meta.flow_hash = self.hasher.link_symmetric(packet.data()),
+        }
+        self.inner.deliver(meta, packet.data());
+    }
+
+    fn end_of_turn(&mut self) {
+        DeliveredSink::end_of_turn(&mut self.inner);
+    }
+
+    fn finish(&mut self) {
+        DeliveredSink::finish(&mut self.inner);
+    }
+}
