@@ -30,6 +30,47 @@ pub enum Command {
     /// cooked captures), writing the delivered packets to pcapng and the
     /// counters as JSON on the last line of stderr.
     Read(ReadArgs),
+    /// Run the live pipeline (dedup, fan-out, workers) on synthetic
+    /// Docker-host traffic in memory and print its speed as JSON.
+    Bench(BenchArgs),
+}
+
+/// Options of `ringsieve bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Distinct flows in the traffic.
+    #[arg(long, env = "RINGSIEVE_BENCH_FLOWS", value_name = "N", default_value = "100000")]
+    pub flows: String,
+
+    /// Packets to send (each captured 2.6 times on average).
+    #[arg(long, env = "RINGSIEVE_BENCH_PACKETS", value_name = "N", default_value = "1000000")]
+    pub packets: String,
+
+    /// Frame length in bytes, 55 to 1514, or imix.
+    #[arg(long, env = "RINGSIEVE_BENCH_FRAME_SIZE", value_name = "BYTES", default_value = "64")]
+    pub frame_size: String,
+
+    /// Hand blocks over at this many copies per second of wall-clock time,
+    /// as the kernel would, and report latency; without it, as fast as the
+    /// pipeline takes them.
+    #[arg(long, env = "RINGSIEVE_BENCH_RATE", value_name = "COPIES")]
+    pub rate: Option<String>,
+
+    /// The worker: null (does nothing) or flows (the flow tracker).
+    #[arg(long, env = "RINGSIEVE_BENCH_WORKER", value_name = "WORKER", default_value = "null")]
+    pub worker: String,
+
+    /// Dedup the copies (true) or hand every copy to the workers (false).
+    #[arg(long = "dedup", env = "RINGSIEVE_DEDUP", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", default_value = "true")]
+    pub dedup_enabled: String,
+
+    /// The dedup's options.
+    #[command(flatten)]
+    pub dedup: DedupArgs,
+
+    /// The pipeline's options.
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
 }
 
 /// The dedup's options, shared by `run` and `read`.
@@ -50,6 +91,50 @@ pub struct DedupArgs {
     /// a better copy) before the oldest are released early, 64K to 16G.
     #[arg(long, env = "RINGSIEVE_HOLD_BUDGET", value_name = "BYTES", default_value = "64M")]
     pub hold_budget: String,
+}
+
+/// The pipeline's options, shared by `run` and `read`: the IDS worker
+/// threads, their queues, and what they write.
+#[derive(Debug, Args)]
+pub struct PipelineArgs {
+    /// IDS worker threads, 1 to 256. Every packet of one connection, both
+    /// directions, goes to the same worker.
+    #[arg(long, env = "RINGSIEVE_WORKERS", value_name = "N", default_value = "1")]
+    pub workers: String,
+
+    /// CPUs to pin worker threads to, in worker order (`1` or `2-3`).
+    #[arg(long, env = "RINGSIEVE_WORKER_CPUS", value_name = "LIST")]
+    pub worker_cpus: Option<String>,
+
+    /// Packets one worker's queue holds (in batches of 64), 128 to 16M.
+    #[arg(long, env = "RINGSIEVE_QUEUE_DEPTH", value_name = "N", default_value = "16384")]
+    pub queue_depth: String,
+
+    /// When a worker's queue is full: drop (the newest packets, counted) or
+    /// wait (capture falls behind; the kernel drops instead). Default: drop
+    /// for run, wait for read.
+    #[arg(long, env = "RINGSIEVE_OVERFLOW", value_name = "POLICY")]
+    pub overflow: Option<String>,
+
+    /// Append EVE JSON events (flow records, stats) to this file, one JSON
+    /// object per line; `-` for stdout.
+    #[arg(long, env = "RINGSIEVE_EVE", value_name = "PATH")]
+    pub eve: Option<String>,
+
+    /// Seconds between EVE `stats` events, 0 for none, up to 86400.
+    #[arg(long, env = "RINGSIEVE_STATS_INTERVAL", value_name = "SECONDS", default_value = "30")]
+    pub stats_interval: String,
+
+    /// Flow timeouts in seconds per protocol and state, overriding
+    /// Suricata's defaults, e.g. `tcp.established=600,udp.new=30`
+    /// (protocols tcp, udp, icmp, other; states new, established, closed).
+    #[arg(long, env = "RINGSIEVE_FLOW_TIMEOUTS", value_name = "LIST")]
+    pub flow_timeouts: Option<String>,
+
+    /// Flows tracked at once over all workers, 1K to 256M; when full, the
+    /// flow idle longest is ended (reason "forced").
+    #[arg(long, env = "RINGSIEVE_MAX_FLOWS", value_name = "N", default_value = "1M")]
+    pub max_flows: String,
 }
 
 /// Options of `ringsieve read`.
@@ -97,6 +182,10 @@ pub struct ReadArgs {
     /// The dedup's options.
     #[command(flatten)]
     pub dedup: DedupArgs,
+
+    /// The pipeline's options.
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
 }
 
 /// Options of `ringsieve run`. Sizes accept a K, M or G suffix (powers of 1024).
@@ -166,4 +255,8 @@ pub struct RunArgs {
     /// The dedup's options.
     #[command(flatten)]
     pub dedup: DedupArgs,
+
+    /// The pipeline's options.
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
 }

@@ -2,10 +2,12 @@
 //! chosen command, and maps failures to exit codes (2 for a bad setting or
 //! usage, 1 for a runtime failure).
 
+mod bench;
 mod cli;
 mod dedup_summary;
+mod host_worker;
 mod interface_roles;
-mod pcap_sink;
+mod pcap_worker;
 mod read;
 mod run;
 mod settings;
@@ -15,7 +17,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, FromArgMatches};
 
 use crate::cli::{Cli, Command};
-use crate::settings::{Origin, ReadSettings, RunSettings, SettingError};
+use crate::settings::{BenchSettings, Origin, ReadSettings, RunSettings, SettingError};
 
 /// Exit code for a bad setting or usage error.
 const EXIT_USAGE: u8 = 2;
@@ -69,6 +71,16 @@ fn main() -> ExitCode {
             let result = ReadSettings::from_args(&args, &origin)
                 .map_err(anyhow::Error::from)
                 .and_then(|settings| read::read(&settings));
+            finish(result)
+        }
+        Command::Bench(args) => {
+            let sub = matches
+                .subcommand_matches("bench")
+                .expect("clap matched the bench subcommand");
+            let origin = Origin::new("bench", sub);
+            let result = BenchSettings::from_args(&args, &origin)
+                .map_err(anyhow::Error::from)
+                .and_then(|settings| bench::bench(&settings));
             finish(result)
         }
     }

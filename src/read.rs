@@ -1,8 +1,12 @@
-//! `ringsieve read`: the dedup over capture files. Delivered packets go to a
-//! pcapng file with their original interface (one Interface Description
-//! Block per input interface, its link type kept) and direction; the
-//! counters go to the last line of stderr as one JSON object, the same shape
-//! as `ringsieve run` prints, with a `dedup` object added.
+//! `ringsieve read`: the dedup over capture files, then the same pipeline as
+//! live capture. Delivered packets go, in timestamp order, to a pcapng file
+//! with their original interface (one Interface Description Block per input
+//! interface, its link type kept) and direction, written by the reading
+//! thread so the file does not depend on the workers; and through the
+//! fan-out to the worker threads, whose flow tracker writes EVE flow records
+//! with timeouts on the packets' own clock. The counters go to the last
+//! line of stderr as one JSON object, the same shape as `ringsieve run`
+//! prints, with a `dedup` object added.
 //!
 //! A file that cannot be read, or is cut mid-packet, ends the run with an
 //! error naming the file and offset; what was delivered before it is
@@ -12,13 +16,19 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
-use output::{InterfaceId, PacketRecord, PcapngWriter};
-use pipeline::offline::{self, DeliveredPacket, DeliverySink, OfflineReport};
+use flow::{Delivery, SuppressedCopy};
+use output::{InterfaceId as PcapInterfaceId, PacketRecord, PcapngWriter};
+use pipeline::interfaces::{InterfaceId, InterfaceInfo, InterfaceTable};
+use pipeline::offline::{self, DeliveredPacket, DeliverySink, InputInterface, OfflineReport};
+use pipeline::worker::{PacketMeta, SuppressedNotice};
+use pipeline::worker_pool::{Fanout, FanoutReport, WorkerPool};
 use serde_json::json;
 
 use crate::dedup_summary::dedup_json;
+use crate::host_worker::{open_eve, workers_json, HostWorker};
 use crate::settings::ReadSettings;
 
 /// Writes delivered packets to pcapng, adding each interface at its first
@@ -26,7 +36,7 @@ use crate::settings::ReadSettings;
 /// in the order of their first one).
 struct PcapngSink {
     writer: PcapngWriter<BufWriter<Box<dyn Write>>>,
-    ids: HashMap<usize, InterfaceId>,
+    ids: HashMap<usize, PcapInterfaceId>,
 }
 
 impl DeliverySink for PcapngSink {
@@ -62,20 +72,84 @@ impl DeliverySink for PcapngSink {
     }
 }
 
-/// Counts only.
-struct CountingSink;
+/// What `ringsieve read` does with a delivered packet: pcapng when asked,
+/// and the fan-out to the workers always.
+struct ReadSink {
+    pcap: Option<PcapngSink>,
+    fanout: Fanout,
+    /// The pipeline's id of each input interface, by input id.
+    ids: Vec<Option<InterfaceId>>,
+}
 
-impl DeliverySink for CountingSink {
+impl ReadSink {
+    fn interface_id(&mut self, interface: &InputInterface) -> InterfaceId {
+        if let Some(Some(id)) = self.ids.get(interface.id) {
+            return *id;
+        }
+        let id = self.fanout.interfaces().intern(InterfaceInfo {
+            name: interface.name.clone(),
+            role: interface.role,
+            ifindex: input_ifindex(interface),
+            link_type: interface.link_type,
+        });
+        if self.ids.len() <= interface.id {
+            self.ids.resize(interface.id + 1, None);
+        }
+        self.ids[interface.id] = Some(id);
+        id
+    }
+}
+
+impl DeliverySink for ReadSink {
     type Error = io::Error;
 
-    fn deliver(&mut self, _: &DeliveredPacket<'_>) -> io::Result<()> {
+    fn deliver(&mut self, packet: &DeliveredPacket<'_>) -> io::Result<()> {
+        if let Some(pcap) = &mut self.pcap {
+            pcap.deliver(packet)?;
+        }
+        let interface = self.interface_id(packet.interface);
+        let mut meta = PacketMeta::new(packet.timestamp_ns, packet.original_len, interface, packet.tap);
+        meta.packet_type = packet.packet_type;
+        meta.flow = packet.delivery.flow;
+        meta.flow_hash = packet.delivery.flow_hash;
+        meta.nat = packet.delivery.nat;
+        meta.overlap_different_data = packet.delivery.overlap_different_data;
+        self.fanout.advance_clock(packet.timestamp_ns);
+        self.fanout.deliver(meta, packet.data);
         Ok(())
+    }
+
+    fn wants_suppressed(&self) -> bool {
+        self.fanout.wants_notices()
+    }
+
+    fn suppressed(&mut self, interface: &InputInterface, copy: &SuppressedCopy, flow: &Delivery) {
+        let interface = self.interface_id(interface);
+        self.fanout.suppressed(SuppressedNotice {
+            tap: copy.tap,
+            interface,
+            timestamp_ns: copy.timestamp_ns,
+            flow: flow.flow,
+            flow_hash: flow.flow_hash,
+        });
     }
 }
 
 /// Runs `ringsieve read`.
 pub fn read(settings: &ReadSettings) -> anyhow::Result<ExitCode> {
-    let (result, pcap) = match &settings.pcap_out {
+    let eve = open_eve(&settings.pipeline).with_context(|| {
+        format!(
+            "opening the EVE output {}",
+            settings.pipeline.eve.as_deref().unwrap_or_default()
+        )
+    })?;
+    let pool_config = &settings.pipeline.pool;
+    let interfaces = Arc::new(InterfaceTable::new());
+    let pool = WorkerPool::start(pool_config, Arc::clone(&interfaces), |_| {
+        HostWorker::new(&settings.pipeline, eve.as_ref(), None, pool_config.workers)
+    })
+    .context("starting the worker threads")?;
+    let pcap = match &settings.pcap_out {
         Some(path) => {
             let out: Box<dyn Write> = if path == "-" {
                 Box::new(io::stdout().lock())
@@ -84,46 +158,89 @@ pub fn read(settings: &ReadSettings) -> anyhow::Result<ExitCode> {
             };
             let writer = PcapngWriter::new(BufWriter::with_capacity(1 << 16, out), "ringsieve read")
                 .with_context(|| format!("writing {path}"))?;
-            let mut sink = PcapngSink {
+            Some(PcapngSink {
                 writer,
                 ids: HashMap::new(),
-            };
-            let result = offline::run(&settings.files, &settings.offline, &mut sink);
-            let written = sink.writer.packets_written();
-            let finished = sink
-                .writer
-                .finish()
-                .and_then(|mut w| w.flush())
-                .with_context(|| format!("finishing {path}"));
-            (result, Some((path.clone(), written, finished)))
+            })
         }
-        None => (
-            offline::run(&settings.files, &settings.offline, &mut CountingSink),
-            None,
-        ),
+        None => None,
     };
-    let (report, result) = result;
+    let mut sink = ReadSink {
+        pcap,
+        fanout: pool.fanout(),
+        ids: Vec::new(),
+    };
+    let (report, result) = offline::run(&settings.files, &settings.offline, &mut sink);
+    let last_ns = report.last_timestamp_ns;
+    let mut fanout = sink.fanout.finish(last_ns);
+    let pool_report = pool.finish();
+    pool_report.settle(&mut fanout);
+
     let error = result.err();
-    let mut summary = summarize(&report);
-    let mut failed = false;
+    let mut summary = summarize(&report, &fanout, &interfaces);
+    let mut failed = !pool_report.panicked.is_empty();
     if let Some(error) = &error {
         eprintln!("ringsieve: {error}");
         failed = true;
     }
-    if let Some((path, written, finished)) = pcap {
-        if let Err(error) = finished {
+    if let Some(pcap) = sink.pcap {
+        let path = settings.pcap_out.clone().unwrap_or_default();
+        let written = pcap.writer.packets_written();
+        if let Err(error) = pcap
+            .writer
+            .finish()
+            .and_then(|mut w| w.flush())
+            .with_context(|| format!("finishing {path}"))
+        {
             eprintln!("ringsieve: {error:#}");
             failed = true;
         }
         summary["pcap"] = json!({ "file": path, "packets_written": written });
     }
+    if let Some(writer) = &eve {
+        if let Err(error) = writer.finish() {
+            eprintln!("ringsieve: finishing the EVE output: {error}");
+            failed = true;
+        }
+    }
+    summary["workers"] = workers_json(pool_config, &pool_report.workers, &pool_report.panicked);
     eprintln!("{summary}");
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
+/// The pipeline's ifindex of an input interface: its id, so interfaces of
+/// several files that share a name stay apart.
+fn input_ifindex(interface: &InputInterface) -> i32 {
+    i32::try_from(interface.id).unwrap_or(i32::MAX)
+}
+
+/// One accounting row: captured, delivered (to the workers), duplicates,
+/// malformed, queue drops by reason; `balanced` when they add up.
+fn accounting_row(row: [u64; 6]) -> serde_json::Value {
+    let [captured, delivered, duplicates, malformed, queue_full, worker_stopped] = row;
+    let queue_drops = queue_full + worker_stopped;
+    json!({
+        "captured": captured,
+        "delivered": delivered,
+        "duplicates": duplicates,
+        "malformed": malformed,
+        "queue_drops": queue_drops,
+        "queue_drops_by_reason": { "queue_full": queue_full, "worker_stopped": worker_stopped },
+        "balanced": captured == delivered + duplicates + malformed + queue_drops,
+    })
+}
+
+fn accounting_json(interface: &InputInterface, row: [u64; 6]) -> serde_json::Value {
+    let mut entry = accounting_row(row);
+    entry["role"] = json!(interface.role.name());
+    entry["file"] = json!(interface.file);
+    entry
+}
+
 /// The summary: per input interface, then the dedup's counters.
-fn summarize(report: &OfflineReport) -> serde_json::Value {
+fn summarize(report: &OfflineReport, fanout: &FanoutReport, table: &InterfaceTable) -> serde_json::Value {
     let mut interfaces = BTreeMap::new();
+    let mut total = [0u64; 6];
     for (interface, counts) in report.interfaces.iter().zip(&report.counts) {
         // Two files may name an interface alike: the later ones get a suffix.
         let mut name = interface.name.clone();
@@ -132,16 +249,28 @@ fn summarize(report: &OfflineReport) -> serde_json::Value {
             n += 1;
             name = format!("{}#{n}", interface.name);
         }
-        interfaces.insert(
-            name,
-            json!({
-                "captured": counts.captured,
-                "delivered": counts.delivered,
-                "role": interface.role.name(),
-                "file": interface.file,
-            }),
-        );
+        // What reached the workers: each input interface is one pipeline
+        // interface (its ifindex is the input's id).
+        let handed = (0..table.len())
+            .map(|index| InterfaceId(index as u16))
+            .find(|&id| table.get(id).ifindex == input_ifindex(interface))
+            .map(|id| fanout.interface(id))
+            .unwrap_or_default();
+        let row = [
+            counts.captured,
+            handed.delivered,
+            counts.duplicates,
+            counts.malformed,
+            handed.drops.queue_full,
+            handed.drops.worker_stopped,
+        ];
+        for (sum, value) in total.iter_mut().zip(row) {
+            *sum += value;
+        }
+        let entry = accounting_json(interface, row);
+        interfaces.insert(name, entry);
     }
+    let total = accounting_row(total);
     let label = |id: flow::TapId| {
         report
             .taps
@@ -151,6 +280,7 @@ fn summarize(report: &OfflineReport) -> serde_json::Value {
     };
     json!({
         "interfaces": interfaces,
+        "total": total,
         "dedup": dedup_json(&report.dedup, report.nat_bindings, label),
     })
 }

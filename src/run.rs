@@ -1,99 +1,63 @@
 //! `ringsieve run`: open a ring on every requested interface (one per capture
 //! thread, in a fanout group when there are several threads), capture until
-//! SIGINT or SIGTERM, write packets to pcapng, and print the counters as one
-//! JSON object on the last line of stderr.
+//! SIGINT or SIGTERM, dedup, fan the delivered packets out to the IDS worker
+//! threads (flow records to EVE, packets to pcapng), and print the counters
+//! as one JSON object on the last line of stderr.
+//!
+//! On a stop signal the capture threads drain their rings and release their
+//! holds, the workers drain their queues and end every open flow (reason
+//! "shutdown"), and the files are flushed and closed, so every EVE line is
+//! complete.
 
 use std::collections::{BTreeMap, HashMap};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
 use af_packet::{CaptureRing, FanoutGroup, Interface, InterfaceRole, Packet, RingConfig, RingSet};
 use anyhow::Context;
-use flow::{SieveShared, TapRegistry, TapRole};
-use pipeline::dedup_stage::{tap_role, DedupReport, DedupStage, DeliveredSink, LivePacket};
+use flow::{FlowHasher, SieveShared, TapRegistry, TapRole};
+use pipeline::dedup_stage::{tap_role, DedupReport, DedupStage};
+use pipeline::fanout_stage::{EveryCopy, LiveFanout};
+use pipeline::interfaces::InterfaceTable;
+use pipeline::worker_pool::{FanoutReport, WorkerPool};
 use pipeline::{CaptureReport, CaptureThreadConfig, PacketSink};
 use serde_json::json;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::dedup_summary::dedup_json;
+use crate::host_worker::{live_json, open_eve, workers_json, HostWorker};
 use crate::interface_roles::role_of;
-use crate::pcap_sink::{PcapOutput, PcapSink};
+use crate::pcap_worker::PcapOutput;
 use crate::settings::{RunSettings, SettingError};
 
-/// Where a capture thread's packets end: pcapng when asked, otherwise
-/// counted only.
-enum Output {
-    Pcap(PcapSink),
-    Discard,
-}
-
-impl PacketSink for Output {
-    fn packet(&mut self, interface: &Interface, packet: &Packet<'_>) {
-        if let Self::Pcap(sink) = self {
-            PacketSink::packet(sink, interface, packet);
-        }
-    }
-
-    fn end_of_turn(&mut self) {
-        if let Self::Pcap(sink) = self {
-            PacketSink::end_of_turn(sink);
-        }
-    }
-
-    fn finish(&mut self) {
-        if let Self::Pcap(sink) = self {
-            PacketSink::finish(sink);
-        }
-    }
-}
-
-impl DeliveredSink for Output {
-    fn delivered(&mut self, packet: &LivePacket<'_>) {
-        if let Self::Pcap(sink) = self {
-            sink.delivered(packet);
-        }
-    }
-
-    fn end_of_turn(&mut self) {
-        if let Self::Pcap(sink) = self {
-            DeliveredSink::end_of_turn(sink);
-        }
-    }
-
-    fn finish(&mut self) {
-        if let Self::Pcap(sink) = self {
-            DeliveredSink::finish(sink);
-        }
-    }
-}
-
-/// The sink of a capture thread: every copy to the output, or through the
+/// The sink of a capture thread: every copy to the workers, or through the
 /// dedup first.
 enum Sink {
-    Every(Output),
-    Dedup(Box<DedupStage<Output>>),
+    Every(Box<EveryCopy>),
+    Dedup(Box<DedupStage<LiveFanout>>),
 }
 
 impl PacketSink for Sink {
     fn packet(&mut self, interface: &Interface, packet: &Packet<'_>) {
         match self {
-            Self::Every(output) => output.packet(interface, packet),
+            Self::Every(stage) => stage.packet(interface, packet),
             Self::Dedup(stage) => stage.packet(interface, packet),
         }
     }
 
     fn end_of_turn(&mut self) {
         match self {
-            Self::Every(output) => PacketSink::end_of_turn(output),
+            Self::Every(stage) => stage.end_of_turn(),
             Self::Dedup(stage) => stage.end_of_turn(),
         }
     }
 
     fn finish(&mut self) {
         match self {
-            Self::Every(output) => PacketSink::finish(output),
+            Self::Every(stage) => stage.finish(),
             Self::Dedup(stage) => stage.finish(),
         }
     }
@@ -131,7 +95,7 @@ pub fn run(settings: &RunSettings, origin: &crate::settings::Origin<'_>) -> anyh
         });
     }
 
-    let output = match &settings.pcap_out {
+    let pcap = match &settings.pcap_out {
         Some(path) => Some(
             PcapOutput::create(path, targets.iter().map(|t| t.interface.name())).map_err(|e| SettingError {
                 source: origin.of("pcap_out"),
@@ -141,6 +105,11 @@ pub fn run(settings: &RunSettings, origin: &crate::settings::Origin<'_>) -> anyh
         ),
         None => None,
     };
+    let eve = open_eve(&settings.pipeline).map_err(|e| SettingError {
+        source: origin.of("eve"),
+        value: settings.pipeline.eve.clone().unwrap_or_default(),
+        expected: format!("a file that can be opened for appending, or - ({e})"),
+    })?;
 
     // Every ring exists before any thread starts reading, so the first
     // packets of every interface are captured.
@@ -169,22 +138,36 @@ pub fn run(settings: &RunSettings, origin: &crate::settings::Origin<'_>) -> anyh
         );
     }
 
-    // The main thread sleeps until a signal, or until the last capture thread
-    // ends on its own (every interface gone), which closes `signals`.
-    let signal_handle = signals.handle();
+    let pool_config = &settings.pipeline.pool;
+    let interfaces = Arc::new(InterfaceTable::new());
+    let pool = WorkerPool::start(pool_config, Arc::clone(&interfaces), |_| {
+        HostWorker::new(
+            &settings.pipeline,
+            eve.as_ref(),
+            pcap.as_ref().map(PcapOutput::worker),
+            pool_config.workers,
+        )
+    })
+    .context("starting the worker threads")?;
+
+    // The main thread waits for a signal, or for the last capture thread to
+    // end on its own (every interface gone), writing stats events meanwhile.
     let running = Arc::new(AtomicUsize::new(ring_sets.len()));
-    let dedup = settings.dedup.as_ref().map(|config| {
-        let roles: HashMap<String, TapRole> = targets
+    let roles: Arc<HashMap<String, TapRole>> = Arc::new(
+        targets
             .iter()
             .map(|t| (t.interface.name().to_owned(), tap_role(t.role)))
-            .collect();
-        (
-            SieveShared::new(config),
-            Arc::new(TapRegistry::new()),
-            Arc::new(roles),
-            Arc::new(Mutex::new(DedupReport::default())),
-        )
-    });
+            .collect(),
+    );
+    let registry = Arc::new(TapRegistry::new());
+    let dedup = settings
+        .dedup
+        .as_ref()
+        .map(|config| (SieveShared::new(config), Arc::new(Mutex::new(DedupReport::default()))));
+    // With the dedup off, flows are hashed by one hasher of random keys,
+    // shared by every capture thread.
+    let hasher = FlowHasher::new();
+    let fanout_report = Arc::new(Mutex::new(FanoutReport::default()));
     let retire_timeout_ms = targets
         .iter()
         .map(|t| t.config.geometry.retire_timeout_ms)
@@ -192,47 +175,57 @@ pub fn run(settings: &RunSettings, origin: &crate::settings::Origin<'_>) -> anyh
         .unwrap_or(0);
     let mut threads = Vec::new();
     for (index, set) in ring_sets.into_iter().enumerate() {
-        let output = match &output {
-            Some(output) => Output::Pcap(output.sink()),
-            None => Output::Discard,
-        };
+        let fanout = LiveFanout::new(pool.fanout(), Arc::clone(&roles), Arc::clone(&fanout_report));
         let sink = match &dedup {
-            Some((shared, registry, roles, report)) => Sink::Dedup(Box::new(DedupStage::new(
+            Some((shared, report)) => Sink::Dedup(Box::new(DedupStage::new(
                 shared,
-                Arc::clone(registry),
-                Arc::clone(roles),
+                Arc::clone(&registry),
+                Arc::clone(&roles),
                 retire_timeout_ms,
                 Arc::clone(report),
-                output,
+                fanout,
             )?)),
-            None => Sink::Every(output),
+            None => Sink::Every(Box::new(EveryCopy::new(fanout, hasher.clone(), Arc::clone(&registry)))),
         };
         let config = CaptureThreadConfig {
             cpu: settings.capture_cpus.as_ref().map(|cpus| cpus[index]),
-            // Holds end on the turn after their window: turn often.
-            poll_timeout: if dedup.is_some() {
-                std::time::Duration::from_millis(10)
-            } else {
-                CaptureThreadConfig::default().poll_timeout
-            },
+            // Holds end, and batches go to the workers, at the end of each
+            // turn: turn often.
+            poll_timeout: std::time::Duration::from_millis(10),
             ..CaptureThreadConfig::default()
         };
-        let (stop, running, signal_handle) = (Arc::clone(&stop), Arc::clone(&running), signal_handle.clone());
+        let (stop, running) = (Arc::clone(&stop), Arc::clone(&running));
         threads.push(
             std::thread::Builder::new()
                 .name(format!("capture-{index}"))
                 .spawn(move || {
                     let report = pipeline::capture_thread::run(set, config, &stop, sink);
-                    if running.fetch_sub(1, Ordering::AcqRel) == 1 {
-                        signal_handle.close();
-                    }
+                    running.fetch_sub(1, Ordering::AcqRel);
                     report
                 })?,
         );
     }
 
-    if let Some(signal) = signals.forever().next() {
-        tracing::info!(signal, "stopping: draining the rings");
+    let started = Instant::now();
+    let mut next_stats = settings.pipeline.stats_interval.map(|every| started + every);
+    loop {
+        if let Some(signal) = signals.pending().next() {
+            tracing::info!(signal, "stopping: draining the rings and the worker queues");
+            break;
+        }
+        if running.load(Ordering::Acquire) == 0 {
+            tracing::warn!("every capture thread ended: stopping");
+            break;
+        }
+        if let (Some(due), Some(writer), Some(every)) = (next_stats, &eve, settings.pipeline.stats_interval) {
+            if Instant::now() >= due {
+                let mut stats = live_json(&pool.live());
+                stats["uptime"] = json!(started.elapsed().as_secs());
+                writer.write_event(&eve::stats_event(wall_clock_ns(), stats));
+                next_stats = Some(due + every);
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
     stop.store(true, Ordering::Relaxed);
     let mut reports = Vec::new();
@@ -243,33 +236,137 @@ pub fn run(settings: &RunSettings, origin: &crate::settings::Origin<'_>) -> anyh
                 .map_err(|_| anyhow::anyhow!("a capture thread panicked"))?,
         );
     }
-    let pcap_summary = match output {
+    let mut pool_report = pool.finish();
+    // The workers are done: their handles on the pcapng file go, so it can
+    // be finished.
+    for (worker, _) in &mut pool_report.workers {
+        worker.pcap = None;
+    }
+    let mut fanout = std::mem::take(&mut *fanout_report.lock().unwrap_or_else(PoisonError::into_inner));
+    pool_report.settle(&mut fanout);
+    let mut failed = reports.iter().any(|r| r.error.is_some()) || !pool_report.panicked.is_empty();
+    let pcap_summary = match pcap {
         Some(output) => Some(output.finish().context("finishing the pcapng file")?),
         None => None,
     };
+    if let Some(writer) = &eve {
+        if let Err(error) = writer.finish() {
+            eprintln!("ringsieve: finishing the EVE output: {error}");
+            failed = true;
+        }
+    }
 
     let mut summary = summarize(&targets, &reports, pcap_summary);
-    if let Some((shared, registry, _, report)) = &dedup {
-        let report = report.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        add_dedup(&mut summary, &report, shared, registry);
+    let dedup_report = dedup
+        .as_ref()
+        .map(|(_, report)| std::mem::take(&mut *report.lock().unwrap_or_else(PoisonError::into_inner)));
+    account(
+        &mut summary,
+        &targets,
+        &reports,
+        dedup_report.as_ref(),
+        &fanout,
+        &interfaces,
+    );
+    if let (Some((shared, _)), Some(report)) = (&dedup, &dedup_report) {
+        summary["dedup"] = dedup_json(&report.counters, shared.nat().learned(), |id| registry.label(id));
     }
+    summary["workers"] = workers_json(pool_config, &pool_report.workers, &pool_report.panicked);
     eprintln!("{summary}");
-    let failed = reports.iter().any(|r| r.error.is_some());
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
-/// Adds the dedup's counters to the summary: per interface (`delivered`,
-/// `duplicates`, `malformed`) and a `dedup` object as `ringsieve read`
-/// prints it.
-fn add_dedup(summary: &mut serde_json::Value, report: &DedupReport, shared: &SieveShared, registry: &TapRegistry) {
-    for (name, counts) in &report.interfaces {
+fn wall_clock_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// Adds the accounting of every interface to the summary: what the dedup
+/// did with its packets and what reached the workers, and the same in
+/// total, where `captured = delivered + duplicates + malformed +
+/// queue_drops` holds exactly (`balanced`).
+fn account(
+    summary: &mut serde_json::Value,
+    targets: &[Target],
+    reports: &[CaptureReport],
+    dedup: Option<&DedupReport>,
+    fanout: &FanoutReport,
+    interfaces: &InterfaceTable,
+) {
+    let mut total = Accounting::default();
+    for target in targets {
+        let name = target.interface.name();
+        let captured: u64 = reports
+            .iter()
+            .flat_map(|r| &r.interfaces)
+            .filter(|r| r.interface.name() == name)
+            .map(|r| r.captured)
+            .sum();
+        let (duplicates, malformed) = dedup
+            .and_then(|d| d.interfaces.get(name))
+            .map_or((0, 0), |c| (c.duplicates, c.malformed));
+        let mut handed = pipeline::worker_pool::InterfaceFanout::default();
+        for index in 0..interfaces.len() {
+            let id = pipeline::interfaces::InterfaceId(index as u16);
+            if interfaces.get(id).name == name {
+                let counts = fanout.interface(id);
+                handed.delivered += counts.delivered;
+                handed.drops.add(counts.drops);
+            }
+        }
+        let row = Accounting {
+            captured,
+            delivered: handed.delivered,
+            duplicates,
+            malformed,
+            queue_full: handed.drops.queue_full,
+            worker_stopped: handed.drops.worker_stopped,
+        };
+        total.add(&row);
         if let Some(entry) = summary["interfaces"].get_mut(name) {
-            entry["delivered"] = json!(counts.delivered);
-            entry["duplicates"] = json!(counts.duplicates);
-            entry["malformed"] = json!(counts.malformed);
+            row.write(entry);
         }
     }
-    summary["dedup"] = dedup_json(&report.counters, shared.nat().learned(), |id| registry.label(id));
+    let mut out = json!({});
+    total.write(&mut out);
+    summary["total"] = out;
+}
+
+/// One row of the accounting.
+#[derive(Default)]
+struct Accounting {
+    captured: u64,
+    delivered: u64,
+    duplicates: u64,
+    malformed: u64,
+    queue_full: u64,
+    worker_stopped: u64,
+}
+
+impl Accounting {
+    fn add(&mut self, other: &Accounting) {
+        self.captured += other.captured;
+        self.delivered += other.delivered;
+        self.duplicates += other.duplicates;
+        self.malformed += other.malformed;
+        self.queue_full += other.queue_full;
+        self.worker_stopped += other.worker_stopped;
+    }
+
+    fn write(&self, entry: &mut serde_json::Value) {
+        let queue_drops = self.queue_full + self.worker_stopped;
+        entry["captured"] = json!(self.captured);
+        entry["delivered"] = json!(self.delivered);
+        entry["duplicates"] = json!(self.duplicates);
+        entry["malformed"] = json!(self.malformed);
+        entry["queue_drops"] = json!(queue_drops);
+        entry["queue_drops_by_reason"] = json!({
+            "queue_full": self.queue_full,
+            "worker_stopped": self.worker_stopped,
+        });
+        entry["balanced"] = json!(self.captured == self.delivered + self.duplicates + self.malformed + queue_drops);
+    }
 }
 
 /// The exit summary: per-interface counters summed over the rings of every
@@ -277,7 +374,7 @@ fn add_dedup(summary: &mut serde_json::Value, report: &DedupReport, shared: &Sie
 fn summarize(
     targets: &[Target],
     reports: &[CaptureReport],
-    pcap: Option<crate::pcap_sink::PcapSummary>,
+    pcap: Option<crate::pcap_worker::PcapSummary>,
 ) -> serde_json::Value {
     let mut interfaces = BTreeMap::new();
     for target in targets {

@@ -8,6 +8,7 @@ use std::fmt;
 use af_packet::{FanoutMode, RingGeometry};
 use clap::parser::ValueSource;
 use clap::ArgMatches;
+use pipeline::worker_pool::{Overflow, PoolClock, PoolConfig};
 
 /// A setting whose value is not accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,6 +153,8 @@ pub struct RunSettings {
     pub fanout: FanoutMode,
     /// The dedup engine's settings; `None` delivers every copy.
     pub dedup: Option<flow::SieveConfig>,
+    /// The worker threads and what they write.
+    pub pipeline: PipelineSettings,
 }
 
 impl RunSettings {
@@ -270,6 +273,7 @@ impl RunSettings {
             capture_cpus,
             fanout,
             dedup,
+            pipeline: pipeline_settings(&args.pipeline, origin, Overflow::Drop, PoolClock::Wall)?,
         })
     }
 }
@@ -359,6 +363,93 @@ fn advise_huge_pages(addr: usize, len: usize) {
     }
 }
 
+/// The validated settings of the worker threads, shared by `run` and
+/// `read`.
+#[derive(Clone, Debug)]
+pub struct PipelineSettings {
+    /// Workers, CPUs, queues.
+    pub pool: PoolConfig,
+    /// The EVE output, `-` for stdout.
+    pub eve: Option<String>,
+    /// Between EVE `stats` events; `None` for none.
+    pub stats_interval: Option<std::time::Duration>,
+    /// The flow tracker's timeouts.
+    pub flow_timeouts: eve::FlowTimeouts,
+    /// Flows tracked at once over all workers.
+    pub max_flows: usize,
+}
+
+/// Validates the pipeline's options; `overflow` is the subcommand's default
+/// policy, `clock` its clock.
+pub fn pipeline_settings(
+    args: &crate::cli::PipelineArgs,
+    origin: &Origin<'_>,
+    overflow: Overflow,
+    clock: PoolClock,
+) -> Result<PipelineSettings, SettingError> {
+    let workers = parse_in_range(origin, "workers", &args.workers, 1..=256)? as usize;
+    let cpus = match &args.worker_cpus {
+        None => None,
+        Some(text) => {
+            let cpus = af_packet::cpu::parse_cpu_list(text)
+                .map_err(|why| origin.error("worker_cpus", text, format!("a CPU list such as 1 or 2-3 ({why})")))?;
+            if cpus.len() < workers {
+                return Err(origin.error("worker_cpus", text, format!("one CPU per worker ({workers} workers)")));
+            }
+            Some(cpus)
+        }
+    };
+    let queue_depth = parse_bytes_in_range(
+        origin,
+        "queue_depth",
+        &args.queue_depth,
+        128..=16 << 20,
+        "a number of packets from 128 to 16M (K and M suffixes are powers of 1024)",
+    )? as usize;
+    let overflow = match args.overflow.as_deref().map(str::trim) {
+        None => overflow,
+        Some("drop") => Overflow::Drop,
+        Some("wait") => Overflow::Wait,
+        Some(other) => return Err(origin.error("overflow", other, "drop or wait")),
+    };
+    if let Some(eve) = &args.eve {
+        if eve.trim().is_empty() {
+            return Err(origin.error("eve", eve, "a file path, or - for stdout"));
+        }
+    }
+    let stats = parse_in_range(origin, "stats_interval", &args.stats_interval, 0..=86_400)?;
+    let flow_timeouts = match &args.flow_timeouts {
+        None => eve::FlowTimeouts::default(),
+        Some(text) => text
+            .parse::<eve::FlowTimeouts>()
+            .map_err(|why| origin.error("flow_timeouts", text, why))?,
+    };
+    let max_flows = parse_bytes_in_range(
+        origin,
+        "max_flows",
+        &args.max_flows,
+        1 << 10..=256 << 20,
+        "a number of flows from 1K to 256M (K and M suffixes are powers of 1024)",
+    )? as usize;
+    Ok(PipelineSettings {
+        pool: PoolConfig {
+            workers,
+            cpus,
+            queue_depth,
+            overflow,
+            // The flow tracker wants them; they cost a NAT lookup per
+            // suppressed copy, so only with EVE output.
+            suppressed_notices: args.eve.is_some(),
+            clock,
+            ..PoolConfig::default()
+        },
+        eve: args.eve.clone(),
+        stats_interval: (stats > 0).then(|| std::time::Duration::from_secs(stats)),
+        flow_timeouts,
+        max_flows,
+    })
+}
+
 /// The validated settings of `ringsieve read`.
 #[derive(Clone, Debug)]
 pub struct ReadSettings {
@@ -368,6 +459,8 @@ pub struct ReadSettings {
     pub pcap_out: Option<String>,
     /// What the offline pipeline needs.
     pub offline: pipeline::offline::OfflineConfig,
+    /// The worker threads and what they write.
+    pub pipeline: PipelineSettings,
 }
 
 impl ReadSettings {
@@ -410,6 +503,83 @@ impl ReadSettings {
                 roles,
                 order,
             },
+            pipeline: pipeline_settings(&args.pipeline, origin, Overflow::Wait, PoolClock::Packets)?,
+        })
+    }
+}
+
+/// The validated settings of `ringsieve bench`.
+#[derive(Clone, Debug)]
+pub struct BenchSettings {
+    /// Distinct flows.
+    pub flows: u64,
+    /// Packets.
+    pub packets: u64,
+    /// Fixed frame length, or `None` for IMIX.
+    pub frame_len: Option<u16>,
+    /// Paced copies per second.
+    pub rate: Option<u64>,
+    /// Spacing of the copies' timestamps when not paced (copies per second
+    /// of kernel time).
+    pub timestamp_rate: u64,
+    /// The worker.
+    pub worker: crate::bench::BenchWorker,
+    /// The dedup, or `None`.
+    pub dedup: Option<flow::SieveConfig>,
+    /// Workers and queues.
+    pub pipeline: PipelineSettings,
+}
+
+impl BenchSettings {
+    /// Validates the options of `ringsieve bench`.
+    pub fn from_args(args: &crate::cli::BenchArgs, origin: &Origin<'_>) -> Result<Self, SettingError> {
+        let flows = parse_bytes_in_range(
+            origin,
+            "flows",
+            &args.flows,
+            1..=16 << 20,
+            "a number of flows from 1 to 16M (K and M suffixes are powers of 1024)",
+        )?;
+        let packets = parse_bytes_in_range(
+            origin,
+            "packets",
+            &args.packets,
+            1..=1 << 30,
+            "a number of packets from 1 to 1G (K, M and G suffixes are powers of 1024)",
+        )?;
+        let frame_len = match args.frame_size.trim() {
+            "imix" => None,
+            text => Some(parse_in_range(origin, "frame_size", text, 55..=1514)? as u16),
+        };
+        let rate = match &args.rate {
+            None => None,
+            Some(text) => Some(parse_in_range(origin, "rate", text, 1000..=100_000_000)?),
+        };
+        let worker = match args.worker.trim() {
+            "null" => crate::bench::BenchWorker::Null,
+            "flows" => crate::bench::BenchWorker::Flows,
+            other => return Err(origin.error("worker", other, "null or flows")),
+        };
+        let dedup_on = parse_bool(&args.dedup_enabled).ok_or_else(|| {
+            origin.error(
+                "dedup_enabled",
+                &args.dedup_enabled,
+                "true or false (also 1/0, yes/no, on/off)",
+            )
+        })?;
+        let sieve = flow::SieveConfig {
+            max_threads: 1,
+            ..sieve_config(&args.dedup, origin)?
+        };
+        Ok(Self {
+            flows,
+            packets,
+            frame_len,
+            rate,
+            timestamp_rate: 20_000_000,
+            worker,
+            dedup: dedup_on.then_some(sieve),
+            pipeline: pipeline_settings(&args.pipeline, origin, Overflow::Wait, PoolClock::Wall)?,
         })
     }
 }

@@ -8,87 +8,17 @@
 //! recorded fixtures pass offline (tests/dedup_fixtures.rs), here live.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use capture_file::{CaptureFile, LinkKind};
 
 use crate::netns::privileged;
+use crate::process::{in_namespace, Watched};
 use crate::testbed::{one_at_a_time, Bed};
 
 const RINGSIEVE: &str = env!("CARGO_BIN_EXE_ringsieve");
-
-/// A child process whose stderr lines are collected.
-struct Watched {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Watched {
-    fn spawn(mut command: Command) -> Self {
-        let mut child = command
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the command starts");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Self {
-            child,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Waits for `count` stderr lines containing `needle`.
-    fn wait_for(&mut self, needle: &str, count: usize) {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        let mut found = 0;
-        while found < count {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    found += usize::from(line.contains(needle));
-                    self.seen.push(line);
-                }
-                Err(_) => panic!("no {count} lines with {needle:?}: {:?}", self.seen),
-            }
-        }
-    }
-
-    /// Sends `signal`, waits, returns the exit code and every stderr line.
-    fn stop(mut self, signal: &str) -> (i32, Vec<String>) {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args([signal, &pid]).status();
-        let status = self.child.wait().expect("the child exits");
-        self.seen.extend(self.lines.iter());
-        (status.code().unwrap_or(-1), std::mem::take(&mut self.seen))
-    }
-}
-
-impl Drop for Watched {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn in_namespace(namespace: &str, program: &str) -> Command {
-    let mut command = Command::new("ip");
-    command.args(["netns", "exec", namespace, program]);
-    command
-}
 
 /// IPv4 packets (network layer on) of a capture.
 fn ipv4_packets(path: &Path) -> Vec<Vec<u8>> {
@@ -131,6 +61,7 @@ fn run_delivers_each_packet_once_as_the_containers_saw_it() {
     let bed = Bed::up();
     let dir = tempfile::tempdir().unwrap();
     let host_out: PathBuf = dir.path().join("host.pcapng");
+    let eve_out: PathBuf = dir.path().join("eve.json");
 
     let mut containers = Vec::new();
     for n in 1..=3 {
@@ -160,8 +91,10 @@ fn run_delivers_each_packet_once_as_the_containers_saw_it() {
     }
     let mut command = in_namespace(&bed.namespace("host"), RINGSIEVE);
     command
-        .args(["run", "-i", "docker0,vethc1,vethc2,vethc3,eth0", "-w"])
+        .args(["run", "-i", "docker0,vethc1,vethc2,vethc3,eth0", "--workers", "2", "-w"])
         .arg(&host_out)
+        .arg("--eve")
+        .arg(&eve_out)
         .env("RUST_LOG", "info");
     let mut ringsieve = Watched::spawn(command);
     ringsieve.wait_for("capturing", 5);
@@ -213,6 +146,13 @@ fn run_delivers_each_packet_once_as_the_containers_saw_it() {
     );
     assert_eq!(count("late_duplicates"), 0, "{summary}");
     assert_eq!(summary["pcap"]["packets_written"], dedup["delivered"], "{summary}");
+    let total = &summary["total"];
+    assert_eq!(
+        total["balanced"], true,
+        "captured = delivered + duplicates + malformed + queue drops: {summary}"
+    );
+    assert_eq!(total["queue_drops"], 0, "{summary}");
+    assert_eq!(total["delivered"], dedup["delivered"], "{summary}");
 
     // What the containers saw, each packet once (a container-to-container
     // packet is in two captures, identical), against what ringsieve
@@ -248,4 +188,50 @@ fn run_delivers_each_packet_once_as_the_containers_saw_it() {
         unseen.is_empty() && missing.is_empty(),
         "delivered packets no container saw (e.g. NAT copies): {unseen:?}; container packets not delivered: {missing:?}"
     );
+
+    // The EVE flow records: one per connection that touched a container,
+    // with the containers' packet counts, in their address space.
+    let frames = testbed::fixtures::distinct_frames(&container_files).expect("container captures read");
+    let expected = testbed::fixtures::connections(
+        frames
+            .iter()
+            .map(|(_, frame)| frame.as_slice())
+            .filter(|frame| frame.len() > 14 && touches_a_container(&frame[14..])),
+    );
+    let text = std::fs::read_to_string(&eve_out).expect("the EVE file");
+    let mut found = std::collections::BTreeMap::new();
+    for line in text.lines() {
+        let event: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("EVE line {line:?}: {e}"));
+        if event["event_type"] != "flow" {
+            continue;
+        }
+        let (connection, packets) = flow_record_connection(&event);
+        let touches = [&connection.1, &connection.2].iter().any(|endpoint| {
+            endpoint.starts_with("172.17.") && !endpoint.starts_with("172.17.0.1:") && *endpoint != "172.17.0.1"
+        });
+        if touches {
+            assert!(
+                found.insert(connection, packets).is_none(),
+                "two records for one connection: {event}"
+            );
+        }
+    }
+    assert_eq!(found, expected, "flow records against the containers' connections");
+}
+
+/// The connection key (as `testbed::fixtures::connection_key` writes it)
+/// and packet count of an EVE flow record.
+fn flow_record_connection(event: &serde_json::Value) -> ((String, String, String), u64) {
+    let endpoint = |ip: &str, port: Option<u64>| match port {
+        Some(port) => format!("{ip}:{port}"),
+        None => ip.to_owned(),
+    };
+    let protocol = event["proto"].as_str().expect("proto").to_owned();
+    let a = endpoint(event["src_ip"].as_str().expect("src_ip"), event["src_port"].as_u64());
+    let b = endpoint(event["dest_ip"].as_str().expect("dest_ip"), event["dest_port"].as_u64());
+    let flow = &event["flow"];
+    let packets =
+        flow["pkts_toserver"].as_u64().expect("pkts_toserver") + flow["pkts_toclient"].as_u64().expect("pkts_toclient");
+    let key = if a <= b { (protocol, a, b) } else { (protocol, b, a) };
+    (key, packets)
 }

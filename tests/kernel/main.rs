@@ -7,6 +7,8 @@
 
 mod capture;
 mod live_dedup;
+mod live_pipeline;
 mod netns;
+mod process;
 mod run_command;
 mod testbed;

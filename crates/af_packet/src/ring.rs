@@ -76,6 +76,18 @@ impl PacketType {
         }
     }
 
+    /// Encodes it as `sll_pkttype`.
+    pub fn to_raw(self) -> u8 {
+        match self {
+            Self::Host => 0,
+            Self::Broadcast => 1,
+            Self::Multicast => 2,
+            Self::OtherHost => 3,
+            Self::Outgoing => 4,
+            Self::Other(raw) => raw,
+        }
+    }
+
     /// Whether the packet entered or left the interface.
     pub fn direction(self) -> Direction {
         match self {

@@ -89,7 +89,7 @@ impl TcpFlags {
 
     /// The flags as the low 9 bits.
     #[inline]
-    pub fn bits(self) -> u16 {
+    pub const fn bits(self) -> u16 {
         self.0
     }
 

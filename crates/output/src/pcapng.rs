@@ -263,6 +263,12 @@ impl<W: Write> PcapngWriter<W> {
         }
     }
 
+    /// Teaches `encoder` the interfaces added since it was made, so it can
+    /// encode their packets (their descriptions are already in the file).
+    pub fn refresh_encoder(&self, encoder: &mut PacketEncoder) {
+        encoder.snaplens.clone_from(&self.snaplens);
+    }
+
     /// Enhanced Packet Blocks written so far.
     pub fn packets_written(&self) -> u64 {
         self.packets_written

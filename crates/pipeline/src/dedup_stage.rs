@@ -31,6 +31,7 @@ use flow::{
     TapDirection, TapPoint, TapRegistry, TapRole,
 };
 
+use crate::by_ifindex::ByIfindex;
 use crate::PacketSink;
 
 /// Margin below `now - retire timeout` for packets stamped before they
@@ -140,8 +141,8 @@ pub struct DedupStage<D: DeliveredSink> {
     registry: Arc<TapRegistry>,
     roles: Arc<HashMap<String, TapRole>>,
     interfaces: Vec<KnownInterface>,
-    /// ifindex to index in `interfaces`, a short scan.
-    by_ifindex: Vec<(i32, usize)>,
+    /// ifindex to index in `interfaces`.
+    by_ifindex: ByIfindex<usize>,
     retire_timeout_ns: u64,
     report: Arc<Mutex<DedupReport>>,
     inner: D,
@@ -165,7 +166,7 @@ impl<D: DeliveredSink> DedupStage<D> {
             registry,
             roles,
             interfaces: Vec::new(),
-            by_ifindex: Vec::new(),
+            by_ifindex: ByIfindex::default(),
             retire_timeout_ns: u64::from(retire_timeout_ms) * 1_000_000,
             report,
             inner,
@@ -173,7 +174,7 @@ impl<D: DeliveredSink> DedupStage<D> {
     }
 
     fn interface_index(&mut self, interface: &Interface) -> usize {
-        if let Some(&(_, index)) = self.by_ifindex.iter().find(|(i, _)| *i == interface.ifindex()) {
+        if let Some(index) = self.by_ifindex.get(interface.ifindex()) {
             return index;
         }
         let role = self.roles.get(interface.name()).copied().unwrap_or(TapRole::Other);
@@ -195,7 +196,7 @@ impl<D: DeliveredSink> DedupStage<D> {
         };
         self.interfaces.push(known);
         let index = self.interfaces.len() - 1;
-        self.by_ifindex.push((interface.ifindex(), index));
+        self.by_ifindex.set(interface.ifindex(), index);
         index
     }
 

@@ -16,6 +16,7 @@ use flow::{
     parse_frame, Delivery, FlowHasher, FlowKey, FlowTuple, SuppressedCopy, TapDirection, TapPoint, TapRegistry, TapRole,
 };
 
+use crate::by_ifindex::ByIfindex;
 use crate::dedup_stage::{DeliveredSink, LivePacket};
 use crate::interfaces::{InterfaceId, InterfaceInfo, InterfaceTable};
 use crate::worker::{PacketMeta, SuppressedNotice};
@@ -32,8 +33,8 @@ fn wall_clock_ns() -> u64 {
 pub struct LiveFanout {
     fanout: Option<Fanout>,
     interfaces: Arc<InterfaceTable>,
-    /// ifindex to interface id, a short scan.
-    ids: Vec<(i32, InterfaceId)>,
+    /// ifindex to interface id.
+    ids: ByIfindex<InterfaceId>,
     roles: Arc<std::collections::HashMap<String, TapRole>>,
     report: Arc<Mutex<FanoutReport>>,
 }
@@ -51,7 +52,7 @@ impl LiveFanout {
         Self {
             fanout: Some(fanout),
             interfaces,
-            ids: Vec::new(),
+            ids: ByIfindex::default(),
             roles,
             report,
         }
@@ -59,7 +60,7 @@ impl LiveFanout {
 
     /// The id of `interface` in the shared table.
     pub fn interface_id(&mut self, interface: &Interface) -> InterfaceId {
-        if let Some(&(_, id)) = self.ids.iter().find(|(i, _)| *i == interface.ifindex()) {
+        if let Some(id) = self.ids.get(interface.ifindex()) {
             return id;
         }
         let role = self.roles.get(interface.name()).copied().unwrap_or(TapRole::Other);
@@ -69,7 +70,7 @@ impl LiveFanout {
             ifindex: interface.ifindex(),
             link_type: 1,
         });
-        self.ids.push((interface.ifindex(), id));
+        self.ids.set(interface.ifindex(), id);
         id
     }
 
@@ -131,7 +132,7 @@ pub struct EveryCopy {
     hasher: FlowHasher,
     registry: Arc<TapRegistry>,
     /// ifindex to (incoming, outgoing) tap points.
-    taps: Vec<(i32, TapPoint, TapPoint)>,
+    taps: ByIfindex<(TapPoint, TapPoint)>,
 }
 
 impl EveryCopy {
@@ -143,13 +144,13 @@ impl EveryCopy {
             inner,
             hasher,
             registry,
-            taps: Vec::new(),
+            taps: ByIfindex::default(),
         }
     }
 
     fn tap(&mut self, interface: &Interface, direction: Direction) -> TapPoint {
-        let (incoming, outgoing) = match self.taps.iter().find(|(i, ..)| *i == interface.ifindex()) {
-            Some(&(_, incoming, outgoing)) => (incoming, outgoing),
+        let (incoming, outgoing) = match self.taps.get(interface.ifindex()) {
+            Some(pair) => pair,
             None => {
                 let role = self
                     .inner
@@ -167,7 +168,7 @@ impl EveryCopy {
                         })
                 };
                 let pair = (intern(TapDirection::Incoming), intern(TapDirection::Outgoing));
-                self.taps.push((interface.ifindex(), pair.0, pair.1));
+                self.taps.set(interface.ifindex(), pair);
                 pair
             }
         };

@@ -36,7 +36,8 @@ pub struct InterfaceInfo {
     pub name: String,
     /// Its role on the host.
     pub role: TapRole,
-    /// The kernel's index live; 0 for an interface of a capture file.
+    /// The kernel's index live; for an interface of capture files, the
+    /// number `ringsieve read` gave it.
     pub ifindex: i32,
     /// The link type of its frames (1 for Ethernet, as pcap numbers them).
     pub link_type: u32,

@@ -10,6 +10,7 @@
 //! [`PacketSink`] it owns. Dedup and the fan-out to IDS worker threads come
 //! between the two in later steps; the sink contract stays.
 
+pub mod by_ifindex;
 pub mod capture_thread;
 pub mod dedup_stage;
 pub mod fanout_stage;

@@ -127,6 +127,10 @@ pub struct InterfaceCounts {
     pub captured: u64,
     /// Packets delivered.
     pub delivered: u64,
+    /// Copies suppressed as duplicates.
+    pub duplicates: u64,
+    /// Copies that did not parse.
+    pub malformed: u64,
 }
 
 /// What a run read and decided.
@@ -142,6 +146,8 @@ pub struct OfflineReport {
     pub nat_bindings: u64,
     /// Labels of the tap points (`interface/direction`), by tap id.
     pub taps: Vec<String>,
+    /// The latest timestamp read: the end of the capture.
+    pub last_timestamp_ns: u64,
 }
 
 /// Why a run stopped early. What was delivered before it stays delivered.
@@ -212,6 +218,8 @@ struct Run<'s, S: DeliverySink> {
     /// Tap points by interface id and direction (in, out, unknown), so the
     /// registry is asked once per tap, not per packet.
     tap_cache: Vec<[Option<TapPoint>; 3]>,
+    /// The latest timestamp read.
+    last_timestamp_ns: u64,
     sink: &'s mut S,
 }
 
@@ -248,6 +256,7 @@ pub fn run<S: DeliverySink>(
         free_pending: Vec::new(),
         spare: Vec::new(),
         tap_cache: Vec::new(),
+        last_timestamp_ns: 0,
         sink,
     };
     let result = match config.order {
@@ -408,6 +417,7 @@ impl<S: DeliverySink> Run<'_, S> {
     fn process(&mut self, packet: &OwnedPacket) {
         let interface = &self.interfaces[packet.interface];
         self.counts[packet.interface].captured += 1;
+        self.last_timestamp_ns = self.last_timestamp_ns.max(packet.timestamp_ns);
         let direction = match packet.direction {
             Some(Direction::Inbound) => TapDirection::Incoming,
             Some(Direction::Outbound) => TapDirection::Outgoing,
@@ -441,6 +451,7 @@ impl<S: DeliverySink> Run<'_, S> {
                 timestamp_ns: packet.timestamp_ns,
             };
             let _ = self.sieve.process(&copy, meta);
+            self.counts[packet.interface].malformed += 1;
             return;
         };
         let copy = CapturedCopy {
@@ -455,11 +466,15 @@ impl<S: DeliverySink> Run<'_, S> {
                 let data = copy_into(&mut self.spare, &packet.data);
                 self.queue(meta, packet.timestamp_ns, data, tap, delivery);
             }
-            Outcome::Duplicate(meta, copy) if self.sink.wants_suppressed() => {
-                let flow = self.sieve.canonical(&copy);
-                self.sink.suppressed(&self.interfaces[meta.interface], &copy, &flow);
+            Outcome::Duplicate(meta, copy) => {
+                self.counts[meta.interface].duplicates += 1;
+                if self.sink.wants_suppressed() {
+                    let flow = self.sieve.canonical(&copy);
+                    self.sink.suppressed(&self.interfaces[meta.interface], &copy, &flow);
+                }
             }
-            _ => {}
+            Outcome::Malformed(meta, _) => self.counts[meta.interface].malformed += 1,
+            Outcome::Held => {}
         }
     }
 
@@ -469,8 +484,10 @@ impl<S: DeliverySink> Run<'_, S> {
         for (meta, timestamp_ns, data, tap, delivery) in released {
             self.queue(meta, timestamp_ns, data, tap, delivery);
         }
-        if self.sink.wants_suppressed() {
-            for (meta, copy) in suppressed {
+        let notices = self.sink.wants_suppressed();
+        for (meta, copy) in suppressed {
+            self.counts[meta.interface].duplicates += 1;
+            if notices {
                 let flow = self.sieve.canonical(&copy);
                 self.sink.suppressed(&self.interfaces[meta.interface], &copy, &flow);
             }
@@ -563,6 +580,7 @@ impl<S: DeliverySink> Run<'_, S> {
             dedup: self.sieve.counters().clone(),
             nat_bindings: self.sieve.shared().nat().learned(),
             taps: self.registry.snapshot().iter().map(flow::TapInfo::label).collect(),
+            last_timestamp_ns: self.last_timestamp_ns,
         }
     }
 }

@@ -177,7 +177,9 @@ struct Shared {
 impl Shared {
     fn wake(&self, worker: usize) {
         let slot = &self.slots[worker];
-        if slot.sleeping.load(Ordering::SeqCst) {
+        // The first producer to see the worker asleep wakes it (one futex
+        // call per sleep, not one per batch).
+        if slot.sleeping.load(Ordering::SeqCst) && slot.sleeping.swap(false, Ordering::SeqCst) {
             if let Some(thread) = slot.thread.get() {
                 thread.unpark();
             }
@@ -606,6 +608,13 @@ impl Fanout {
             self.hand_over(worker);
         }
         self.pending[worker].push_suppressed(notice);
+    }
+
+    /// Moves the producer's clock on (offline: the time of the packet just
+    /// read), for the batches handed over from now.
+    #[inline]
+    pub fn advance_clock(&mut self, clock_ns: u64) {
+        self.clock_ns = self.clock_ns.max(clock_ns);
     }
 
     /// Hands every non-empty batch over; `clock_ns` is the producer's clock

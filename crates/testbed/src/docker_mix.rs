@@ -168,6 +168,9 @@ pub struct MixConfig {
     pub seed: u64,
     /// Relative weights of the classes, in [`TrafficClass::ALL`] order.
     pub class_weights: [u32; 4],
+    /// Every frame this many bytes ([`HEADERS_LEN`] + 1 to 1514); `None`
+    /// for the IMIX sizes.
+    pub frame_len: Option<u16>,
 }
 
 impl Default for MixConfig {
@@ -180,6 +183,7 @@ impl Default for MixConfig {
             start_ns: DEFAULT_START_NS,
             seed: 1,
             class_weights: [35, 5, 40, 20],
+            frame_len: None,
         }
     }
 }
@@ -288,6 +292,14 @@ impl DockerMix {
         }
         if config.copies_per_second == 0 {
             return Err(MixError("copies_per_second: must be at least 1".into()));
+        }
+        if let Some(len) = config.frame_len {
+            if !(HEADERS_LEN + 1..=1514).contains(&usize::from(len)) {
+                return Err(MixError(format!(
+                    "frame_len: {len} is outside {} to 1514 bytes",
+                    HEADERS_LEN + 1
+                )));
+            }
         }
         if config.class_weights.iter().all(|&w| w == 0) {
             return Err(MixError("class_weights: at least one must be above 0".into()));
@@ -494,10 +506,11 @@ impl DockerMix {
         let sent = round / 2;
         let side = mix64(f ^ if reply { 0xdead_beef } else { 0x1234_5678 });
         let other = mix64(f ^ if reply { 0x1234_5678 } else { 0xdead_beef });
-        let frame_len = match h % 12 {
-            0..=6 => 64 + ((h >> 8) % 64) as usize,
-            7..=10 => 576,
-            _ => 1514,
+        let frame_len = match (self.config.frame_len, h % 12) {
+            (Some(len), _) => usize::from(len),
+            (None, 0..=6) => 64 + ((h >> 8) % 64) as usize,
+            (None, 7..=10) => 576,
+            (None, _) => 1514,
         };
         let segment = Segment {
             src_mac: [0; 6],

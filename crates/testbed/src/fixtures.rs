@@ -391,6 +391,12 @@ struct ContainerFrame {
 /// between copies) and hold whole frames (a snapped frame's identity is
 /// unknown).
 pub fn expected_delivered(container_captures: &[PathBuf]) -> Result<u64, String> {
+    Ok(distinct_frames(container_captures)?.len() as u64)
+}
+
+/// The distinct packets of [`expected_delivered`] themselves: for each, the
+/// first frame of its group (timestamp and bytes), in time order.
+pub fn distinct_frames(container_captures: &[PathBuf]) -> Result<Vec<(u64, Vec<u8>)>, String> {
     let mut frames = Vec::new();
     for (capture, path) in container_captures.iter().enumerate() {
         let mut file = CaptureFile::open(path).map_err(|e| e.to_string())?;
@@ -419,7 +425,54 @@ pub fn expected_delivered(container_captures: &[PathBuf]) -> Result<u64, String>
             });
         }
     }
-    Ok(count_distinct(&mut frames))
+    Ok(first_of_each_packet(&mut frames))
+}
+
+/// The connection an IPv4 Ethernet frame belongs to, as EVE names it: the
+/// protocol (`TCP`, `UDP`, `ICMP`, or the number) and its two endpoints
+/// (`ip:port`, or `ip` for protocols without ports), the lesser first, so
+/// both directions give one key. Parsed here without any of ringsieve's
+/// code; `None` for anything but an unfragmented IPv4 frame.
+pub fn connection_key(frame: &[u8]) -> Option<(String, String, String)> {
+    if frame.len() < 34 || frame[12..14] != [0x08, 0x00] {
+        return None;
+    }
+    let ip = &frame[14..];
+    let header = usize::from(ip[0] & 0x0f) * 4;
+    let fragment = u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff;
+    if ip[0] >> 4 != 4 || header < 20 || ip.len() < header || fragment != 0 {
+        return None;
+    }
+    let src = std::net::Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
+    let dst = std::net::Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
+    let transport = &ip[header..];
+    let (protocol, ports) = match ip[9] {
+        6 => ("TCP".to_owned(), true),
+        17 => ("UDP".to_owned(), true),
+        1 => ("ICMP".to_owned(), false),
+        other => (other.to_string(), false),
+    };
+    let (a, b) = if ports {
+        if transport.len() < 4 {
+            return None;
+        }
+        let port = |at: usize| u16::from_be_bytes([transport[at], transport[at + 1]]);
+        (format!("{src}:{}", port(0)), format!("{dst}:{}", port(2)))
+    } else {
+        (src.to_string(), dst.to_string())
+    };
+    Some(if a <= b { (protocol, a, b) } else { (protocol, b, a) })
+}
+
+/// Packets per connection ([`connection_key`]) among `frames`.
+pub fn connections<'a>(frames: impl IntoIterator<Item = &'a [u8]>) -> BTreeMap<(String, String, String), u64> {
+    let mut out = BTreeMap::new();
+    for frame in frames {
+        if let Some(key) = connection_key(frame) {
+            *out.entry(key).or_default() += 1;
+        }
+    }
+    out
 }
 
 /// A set of byte-identical frames from different captures: one packet.
@@ -428,11 +481,11 @@ struct Group {
     captures: Vec<usize>,
 }
 
-fn count_distinct(frames: &mut [ContainerFrame]) -> u64 {
+fn first_of_each_packet(frames: &mut [ContainerFrame]) -> Vec<(u64, Vec<u8>)> {
     // Stable: frames of one capture at one instant keep their file order.
     frames.sort_by_key(|frame| frame.timestamp_ns);
     let mut open: HashMap<&[u8], Vec<Group>> = HashMap::new();
-    let mut distinct = 0;
+    let mut distinct = Vec::new();
     for frame in frames.iter() {
         let groups = open.entry(frame.data.as_slice()).or_default();
         // Frames come in time order: a group whose first frame is further
@@ -445,7 +498,7 @@ fn count_distinct(frames: &mut [ContainerFrame]) -> u64 {
                     first_ns: frame.timestamp_ns,
                     captures: vec![frame.capture],
                 });
-                distinct += 1;
+                distinct.push((frame.timestamp_ns, frame.data.clone()));
             }
         }
     }

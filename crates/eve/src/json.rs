@@ -1,0 +1,230 @@
+//! The JSON of EVE lines, written straight into a worker's line buffer:
+//! objects whose keys come out in the order they are added (Suricata's
+//! order, which `serde_json::Value` would sort), strings escaped as RFC 8259
+//! requires, numbers without allocating. `serde_json` is used for values
+//! built elsewhere (stats events), this for the per-flow hot path.
+
+use std::fmt::Display;
+use std::io::Write;
+
+/// Appends `value` in decimal.
+pub(crate) fn push_u64(out: &mut Vec<u8>, value: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut rest = value;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
+/// Appends `value` in decimal, zero-padded to at least `width` digits.
+pub(crate) fn push_padded(out: &mut Vec<u8>, value: u64, width: usize) {
+    let start = out.len();
+    push_u64(out, value);
+    let len = out.len() - start;
+    if len < width {
+        out.splice(start..start, std::iter::repeat_n(b'0', width - len));
+    }
+}
+
+/// Appends `text` as a JSON string: quoted, with `"`, `\` and control
+/// characters escaped.
+pub(crate) fn push_str(out: &mut Vec<u8>, text: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push(b'"');
+    let bytes = text.as_bytes();
+    let mut plain_from = 0;
+    for (at, &byte) in bytes.iter().enumerate() {
+        let escape: &[u8] = match byte {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0..=0x1f => &[],
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[plain_from..at]);
+        if escape.is_empty() {
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[usize::from(byte >> 4)]);
+            out.push(HEX[usize::from(byte & 0xf)]);
+        } else {
+            out.extend_from_slice(escape);
+        }
+        plain_from = at + 1;
+    }
+    out.extend_from_slice(&bytes[plain_from..]);
+    out.push(b'"');
+}
+
+/// A JSON object being written: keys in the order they are added. Keys are
+/// literals of this crate and are written unescaped.
+pub(crate) struct Object<'a> {
+    out: &'a mut Vec<u8>,
+    empty: bool,
+}
+
+impl<'a> Object<'a> {
+    /// Opens an object at the end of `out`.
+    pub(crate) fn begin(out: &'a mut Vec<u8>) -> Self {
+        out.push(b'{');
+        Self { out, empty: true }
+    }
+
+    fn key(&mut self, key: &str) {
+        if !self.empty {
+            self.out.push(b',');
+        }
+        self.empty = false;
+        self.out.push(b'"');
+        self.out.extend_from_slice(key.as_bytes());
+        self.out.extend_from_slice(b"\":");
+    }
+
+    /// A string member.
+    pub(crate) fn str(&mut self, key: &str, value: &str) {
+        self.key(key);
+        push_str(self.out, value);
+    }
+
+    /// A string member from a `Display` whose text needs no escaping (IP
+    /// addresses, numbers).
+    pub(crate) fn display_str(&mut self, key: &str, value: impl Display) {
+        self.key(key);
+        self.out.push(b'"');
+        // Writing to a Vec cannot fail.
+        let _ = write!(self.out, "{value}");
+        self.out.push(b'"');
+    }
+
+    /// A number member.
+    pub(crate) fn u64(&mut self, key: &str, value: u64) {
+        self.key(key);
+        push_u64(self.out, value);
+    }
+
+    /// A boolean member.
+    pub(crate) fn bool(&mut self, key: &str, value: bool) {
+        self.key(key);
+        self.out.extend_from_slice(if value { b"true" } else { b"false" });
+    }
+
+    /// A timestamp member, as Suricata writes them.
+    pub(crate) fn timestamp(&mut self, key: &str, timestamp_ns: u64) {
+        self.key(key);
+        self.out.push(b'"');
+        crate::timestamp::push_timestamp(self.out, timestamp_ns);
+        self.out.push(b'"');
+    }
+
+    /// An array of strings member.
+    pub(crate) fn str_array<'s>(&mut self, key: &str, values: impl IntoIterator<Item = &'s str>) {
+        self.key(key);
+        self.out.push(b'[');
+        for (index, value) in values.into_iter().enumerate() {
+            if index > 0 {
+                self.out.push(b',');
+            }
+            push_str(self.out, value);
+        }
+        self.out.push(b']');
+    }
+
+    /// A member whose value is `value` serialized by `serde_json`.
+    pub(crate) fn value(&mut self, key: &str, value: &serde_json::Value) {
+        self.key(key);
+        // Serializing a Value into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *self.out, value);
+    }
+
+    /// A member with a key from elsewhere (escaped) and a `serde_json`
+    /// value.
+    pub(crate) fn escaped_key_value(&mut self, key: &str, value: &serde_json::Value) {
+        if !self.empty {
+            self.out.push(b',');
+        }
+        self.empty = false;
+        push_str(self.out, key);
+        self.out.push(b':');
+        // Serializing a Value into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *self.out, value);
+    }
+
+    /// A nested object member; [`Object::end`] it before using this one again.
+    pub(crate) fn object(&mut self, key: &str) -> Object<'_> {
+        self.key(key);
+        Object::begin(self.out)
+    }
+
+    /// Closes the object.
+    pub(crate) fn end(self) {
+        self.out.push(b'}');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_and_padding() {
+        let mut out = Vec::new();
+        for value in [0, 7, 10, 12_345, u64::MAX] {
+            out.clear();
+            push_u64(&mut out, value);
+            assert_eq!(out, value.to_string().as_bytes());
+        }
+        out.clear();
+        push_padded(&mut out, 42, 6);
+        push_padded(&mut out, 1_234_567, 2);
+        assert_eq!(out, b"0000421234567");
+    }
+
+    #[test]
+    fn strings_with_anything_in_them_parse_back() {
+        for text in [
+            "veth0",
+            "quo\"te",
+            "back\\slash",
+            "ctl\u{1}\u{1f}\n\t\r\u{8}\u{c}",
+            "ünï€😀",
+            "",
+        ] {
+            let mut out = Vec::new();
+            push_str(&mut out, text);
+            let parsed: String = serde_json::from_slice(&out).unwrap();
+            assert_eq!(parsed, text);
+        }
+    }
+
+    #[test]
+    fn objects_keep_the_order_members_were_added_in() {
+        let mut out = Vec::new();
+        let mut object = Object::begin(&mut out);
+        object.str("b", "x");
+        object.u64("a", 1);
+        let mut inner = object.object("c");
+        inner.bool("t", true);
+        inner.str_array("l", ["p", "q"]);
+        inner.end();
+        object.display_str("ip", std::net::Ipv4Addr::new(10, 0, 0, 1));
+        object.value("v", &serde_json::json!({"k": [1, null]}));
+        object.timestamp("ts", 0);
+        object.end();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text,
+            r#"{"b":"x","a":1,"c":{"t":true,"l":["p","q"]},"ip":"10.0.0.1","v":{"k":[1,null]},"ts":"1970-01-01T00:00:00.000000+0000"}"#
+        );
+        let _: serde_json::Value = serde_json::from_str(&text).unwrap();
+    }
+}

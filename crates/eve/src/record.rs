@@ -1,0 +1,417 @@
+//! One tracked flow: its counters per direction, its Suricata-like state
+//! (`new`, `established`, `closed`, and for TCP the stream state and the
+//! flags seen each way), where it was seen, and its EVE `flow` record.
+//!
+//! Directions are the client's: the sender of the flow's first packet is
+//! the client, except when that packet is a TCP SYN+ACK (the handshake's
+//! SYN was missed), whose receiver is the client.
+
+use std::collections::HashMap;
+
+use flow::{Endpoint, FlowTuple, TapDirection, TcpFlags};
+use pipeline::interfaces::InterfaceId;
+
+use crate::json::Object;
+use crate::timeouts::{FlowState, FlowTimeouts, TimeoutProtocol};
+use crate::timestamp::seconds;
+
+/// Suricata masks flow ids to 51 bits, so they are exact as JSON numbers
+/// (doubles).
+pub const FLOW_ID_MASK: u64 = 0x0007_ffff_ffff_ffff;
+
+/// Most distinct tap points one flow remembers.
+const MAX_TAPS_PER_FLOW: usize = 64;
+
+/// Why a flow's record was written, Suricata's names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EndReason {
+    /// No packet for its timeout.
+    Timeout,
+    /// Evicted to make room in a full table.
+    Forced,
+    /// The capture ended with the flow still open.
+    Shutdown,
+}
+
+impl EndReason {
+    /// `timeout`, `forced`, `shutdown`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Timeout => "timeout",
+            Self::Forced => "forced",
+            Self::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// A flow's key in the table: the canonical tuple with its endpoints
+/// ordered, the same for both directions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct TableKey {
+    protocol: u8,
+    low: Endpoint,
+    high: Endpoint,
+}
+
+impl TableKey {
+    pub(crate) fn of(tuple: &FlowTuple) -> Self {
+        let (low, high) = tuple.ordered_endpoints();
+        Self {
+            protocol: tuple.protocol,
+            low,
+            high,
+        }
+    }
+}
+
+/// The way a packet travelled, relative to the flow's client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Side {
+    ToServer = 0,
+    ToClient = 1,
+}
+
+/// What the tracker reads from a packet's bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct PacketInfo {
+    /// TCP flags (the low 8 bits, as Suricata keeps them).
+    pub(crate) tcp_flags: Option<u8>,
+    /// Whether a TCP segment carries data.
+    pub(crate) tcp_data: bool,
+    /// ICMP or ICMPv6 type and code.
+    pub(crate) icmp: Option<(u8, u8)>,
+}
+
+// The header's flag bits (RFC 9293), as `flow::TcpFlags` numbers them.
+const FIN: u8 = 0x01;
+const SYN: u8 = 0x02;
+const RST: u8 = 0x04;
+const ACK: u8 = 0x10;
+
+/// What TCP has shown of the connection.
+#[derive(Clone, Copy, Debug, Default)]
+struct TcpSeen {
+    flags: [u8; 2],
+    syn: bool,
+    syn_ack: bool,
+    handshake: bool,
+    data: [bool; 2],
+    fin: [bool; 2],
+    rst: bool,
+}
+
+impl TcpSeen {
+    fn update(&mut self, side: Side, flags: u8, data: bool) {
+        let s = side as usize;
+        self.flags[s] |= flags;
+        let (syn, ack) = (flags & SYN != 0, flags & ACK != 0);
+        match side {
+            Side::ToServer if syn && !ack => self.syn = true,
+            Side::ToClient if syn && ack => self.syn_ack = true,
+            // The client's ACK of the SYN+ACK completes the handshake.
+            Side::ToServer if ack && !syn && self.syn_ack => self.handshake = true,
+            _ => {}
+        }
+        self.data[s] |= data;
+        self.fin[s] |= flags & FIN != 0;
+        self.rst |= flags & RST != 0;
+    }
+
+    fn closed(&self) -> bool {
+        self.rst || (self.fin[0] && self.fin[1])
+    }
+
+    fn established(&self) -> bool {
+        self.handshake || (self.data[0] && self.data[1])
+    }
+
+    /// The stream state, with Suricata's names (simplified: both FINs or a
+    /// RST is `closed`, the FIN_WAIT2/CLOSING/TIME_WAIT steps are not told
+    /// apart). Like Suricata's they are the server's: a client's FIN puts
+    /// it in `close_wait`, its own FIN in `fin_wait1`.
+    fn stream_state(&self) -> &'static str {
+        if self.closed() {
+            "closed"
+        } else if self.fin[Side::ToServer as usize] {
+            "close_wait"
+        } else if self.fin[Side::ToClient as usize] {
+            "fin_wait1"
+        } else if self.established() {
+            "established"
+        } else if self.syn_ack {
+            "syn_recv"
+        } else if self.syn {
+            "syn_sent"
+        } else {
+            "none"
+        }
+    }
+}
+
+/// One flow being tracked.
+#[derive(Clone, Debug)]
+pub(crate) struct Flow {
+    pub(crate) key: TableKey,
+    /// Creation order in this tracker: identifies the flow in the expiry
+    /// heap and orders flows that end at the same instant.
+    pub(crate) seq: u64,
+    /// The symmetric hash of the canonical tuple.
+    hash: u64,
+    client: Endpoint,
+    server: Endpoint,
+    pub(crate) start_ns: u64,
+    pub(crate) last_ns: u64,
+    in_iface: InterfaceId,
+    pkts: [u64; 2],
+    bytes: [u64; 2],
+    state: FlowState,
+    tcp: TcpSeen,
+    icmp: [Option<(u8, u8)>; 2],
+    taps: Vec<(InterfaceId, TapDirection)>,
+    copies_suppressed: u64,
+    /// The public tuple, client to server.
+    nat: Option<FlowTuple>,
+    overlap_different_data: u64,
+    pub(crate) out_of_order: u64,
+    /// The expiry of the flow's entry in the tracker's heap.
+    pub(crate) queued_expiry: u64,
+}
+
+impl Flow {
+    /// A flow whose first packet has `tuple` (canonical, its direction).
+    pub(crate) fn new(
+        tuple: &FlowTuple,
+        hash: u64,
+        seq: u64,
+        timestamp_ns: u64,
+        in_iface: InterfaceId,
+        first: &PacketInfo,
+    ) -> Self {
+        let reply_first = first.tcp_flags.is_some_and(|f| f & (SYN | ACK) == SYN | ACK);
+        let (client, server) = if reply_first {
+            (tuple.dst, tuple.src)
+        } else {
+            (tuple.src, tuple.dst)
+        };
+        Self {
+            key: TableKey::of(tuple),
+            seq,
+            hash,
+            client,
+            server,
+            start_ns: timestamp_ns,
+            last_ns: timestamp_ns,
+            in_iface,
+            pkts: [0; 2],
+            bytes: [0; 2],
+            state: FlowState::New,
+            tcp: TcpSeen::default(),
+            icmp: [None; 2],
+            taps: Vec::new(),
+            copies_suppressed: 0,
+            nat: None,
+            overlap_different_data: 0,
+            out_of_order: 0,
+            queued_expiry: u64::MAX,
+        }
+    }
+
+    fn protocol(&self) -> u8 {
+        self.key.protocol
+    }
+
+    /// The side a packet with `tuple` travelled.
+    pub(crate) fn side(&self, tuple: &FlowTuple) -> Side {
+        if tuple.src == self.client && tuple.dst == self.server {
+            Side::ToServer
+        } else if tuple.src == self.server {
+            Side::ToClient
+        } else {
+            Side::ToServer
+        }
+    }
+
+    /// Counts a packet (out-of-order ones are counted by the caller first).
+    pub(crate) fn packet(&mut self, side: Side, timestamp_ns: u64, wire_len: u32, info: &PacketInfo) {
+        let s = side as usize;
+        self.pkts[s] += 1;
+        self.bytes[s] += u64::from(wire_len);
+        self.start_ns = self.start_ns.min(timestamp_ns);
+        self.last_ns = self.last_ns.max(timestamp_ns);
+        if let Some(icmp) = info.icmp {
+            self.icmp[s].get_or_insert(icmp);
+        }
+        if self.protocol() == 6 {
+            if let Some(flags) = info.tcp_flags {
+                self.tcp.update(side, flags, info.tcp_data);
+            }
+            if self.tcp.closed() {
+                self.state = FlowState::Closed;
+            } else if self.state == FlowState::New && self.tcp.established() {
+                self.state = FlowState::Established;
+            }
+        } else if self.pkts[0] > 0 && self.pkts[1] > 0 {
+            self.state = FlowState::Established;
+        }
+    }
+
+    /// Remembers a tap point the flow was seen at; `true` when new.
+    pub(crate) fn add_tap(&mut self, interface: InterfaceId, direction: TapDirection) -> bool {
+        if self.taps.contains(&(interface, direction)) || self.taps.len() >= MAX_TAPS_PER_FLOW {
+            return false;
+        }
+        self.taps.push((interface, direction));
+        true
+    }
+
+    /// A suppressed copy of one of its packets.
+    pub(crate) fn suppressed_copy(&mut self) {
+        self.copies_suppressed += 1;
+    }
+
+    /// The NAT binding a packet of `side` carried (in its direction); the
+    /// first one seen is kept.
+    pub(crate) fn nat(&mut self, side: Side, public: FlowTuple) {
+        if self.nat.is_none() {
+            self.nat = Some(match side {
+                Side::ToServer => public,
+                Side::ToClient => public.reversed(),
+            });
+        }
+    }
+
+    pub(crate) fn overlap_different_data(&mut self) {
+        self.overlap_different_data += 1;
+    }
+
+    /// When the flow times out: its last packet plus the timeout of its
+    /// protocol and state.
+    pub(crate) fn expiry(&self, timeouts: &FlowTimeouts) -> u64 {
+        let timeout = timeouts.nanos(TimeoutProtocol::of(self.protocol()), self.state);
+        self.last_ns.saturating_add(timeout)
+    }
+
+    /// The flow id: the canonical flow hash mixed with the start time,
+    /// masked to 51 bits as Suricata does.
+    pub(crate) fn flow_id(&self) -> u64 {
+        mix64(self.hash ^ mix64(self.start_ns)) & FLOW_ID_MASK
+    }
+
+    /// Appends the flow's EVE record and a newline to `out`.
+    pub(crate) fn render(
+        &self,
+        out: &mut Vec<u8>,
+        reason: EndReason,
+        names: &HashMap<InterfaceId, Box<str>, ahash::RandomState>,
+    ) {
+        let name = |id: InterfaceId| names.get(&id).map_or("?", |name| &**name);
+        let protocol = self.protocol();
+        let mut record = Object::begin(out);
+        record.timestamp("timestamp", self.start_ns);
+        record.u64("flow_id", self.flow_id());
+        record.str("in_iface", name(self.in_iface));
+        record.str("event_type", "flow");
+        let has_ports = matches!(protocol, 6 | 17);
+        record.display_str("src_ip", self.client.addr);
+        if has_ports {
+            record.u64("src_port", u64::from(self.client.port));
+        }
+        record.display_str("dest_ip", self.server.addr);
+        if has_ports {
+            record.u64("dest_port", u64::from(self.server.port));
+        }
+        match protocol {
+            6 => record.str("proto", "TCP"),
+            17 => record.str("proto", "UDP"),
+            1 => record.str("proto", "ICMP"),
+            58 => record.str("proto", "IPv6-ICMP"),
+            other => record.display_str("proto", other),
+        }
+        if matches!(protocol, 1 | 58) {
+            if let Some((icmp_type, code)) = self.icmp[Side::ToServer as usize] {
+                record.u64("icmp_type", u64::from(icmp_type));
+                record.u64("icmp_code", u64::from(code));
+            }
+            if let Some((icmp_type, code)) = self.icmp[Side::ToClient as usize] {
+                record.u64("response_icmp_type", u64::from(icmp_type));
+                record.u64("response_icmp_code", u64::from(code));
+            }
+        }
+
+        let mut flow = record.object("flow");
+        flow.u64("pkts_toserver", self.pkts[0]);
+        flow.u64("pkts_toclient", self.pkts[1]);
+        flow.u64("bytes_toserver", self.bytes[0]);
+        flow.u64("bytes_toclient", self.bytes[1]);
+        flow.timestamp("start", self.start_ns);
+        flow.timestamp("end", self.last_ns);
+        // As Suricata: the difference of the whole seconds.
+        flow.u64("age", seconds(self.last_ns) - seconds(self.start_ns));
+        flow.str("state", self.state.name());
+        flow.str("reason", reason.name());
+        flow.bool("alerted", false);
+        flow.end();
+
+        if protocol == 6 {
+            let mut tcp = record.object("tcp");
+            let [ts, tc] = self.tcp.flags;
+            let all = ts | tc;
+            tcp.str("tcp_flags", &format!("{all:02x}"));
+            tcp.str("tcp_flags_ts", &format!("{ts:02x}"));
+            tcp.str("tcp_flags_tc", &format!("{tc:02x}"));
+            const NAMED: [(&str, u16); 8] = [
+                ("syn", TcpFlags::SYN.bits()),
+                ("fin", TcpFlags::FIN.bits()),
+                ("rst", TcpFlags::RST.bits()),
+                ("psh", TcpFlags::PSH.bits()),
+                ("ack", TcpFlags::ACK.bits()),
+                ("urg", TcpFlags::URG.bits()),
+                ("ecn", TcpFlags::ECE.bits()),
+                ("cwr", TcpFlags::CWR.bits()),
+            ];
+            for (key, bit) in NAMED {
+                if u16::from(all) & bit != 0 {
+                    tcp.bool(key, true);
+                }
+            }
+            tcp.str("state", self.tcp.stream_state());
+            tcp.end();
+        }
+
+        let mut ours = record.object("ringsieve");
+        let mut labels: Vec<String> = self
+            .taps
+            .iter()
+            .map(|&(interface, direction)| format!("{}:{}", name(interface), direction.name()))
+            .collect();
+        labels.sort_unstable();
+        labels.dedup();
+        ours.str_array("taps", labels.iter().map(String::as_str));
+        ours.u64("copies_suppressed", self.copies_suppressed);
+        ours.u64("delivered", self.pkts[0] + self.pkts[1]);
+        if let Some(public) = &self.nat {
+            let mut nat = ours.object("nat");
+            nat.display_str("src_ip", public.src.addr);
+            nat.u64("src_port", u64::from(public.src.port));
+            nat.display_str("dest_ip", public.dst.addr);
+            nat.u64("dest_port", u64::from(public.dst.port));
+            nat.end();
+        }
+        if self.overlap_different_data > 0 {
+            ours.u64("overlap_different_data", self.overlap_different_data);
+        }
+        if self.out_of_order > 0 {
+            ours.u64("out_of_order", self.out_of_order);
+        }
+        ours.end();
+        record.end();
+        out.push(b'\n');
+    }
+}
+
+/// splitmix64's finalizer.
+fn mix64(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}

@@ -1,0 +1,302 @@
+//! `ringsieve bench`: the whole live pipeline on synthetic traffic in
+//! memory. A generator (`testbed::docker_mix`) makes every copy that a
+//! Docker host's container veths, docker0 and eth0 would capture for a
+//! number of flows; they are written into TPACKET_V3 blocks as the kernel
+//! writes a ring (`af_packet::ring::synthetic`), and one capture thread
+//! walks the blocks through the real dedup stage, fan-out, queues and
+//! worker threads (the null worker, or the flow tracker writing EVE to
+//! nowhere).
+//!
+//! Writing the blocks is the kernel's work: it is timed apart and left out
+//! of the pipeline's time, so the figures are the capture thread's cost per
+//! copy (walk, parse, dedup, hand-over) with the workers keeping up (the
+//! queues wait when full, so a slow worker slows the capture thread and
+//! shows). Without `--rate` the blocks go as fast as the pipeline takes
+//! them; with `--rate COPIES` each block is handed over when the kernel
+//! would close it (full, or the retire timeout after its first packet) on
+//! a clock where the copies arrive at that rate, and the workers' latency,
+//! from each packet's timestamp to its batch leaving the queue, is the
+//! latency live capture would have at that load.
+//!
+//! Prints one JSON object on stdout: copies, packets delivered, seconds,
+//! copies and packets per second, ns per copy, and latency percentiles
+//! (paced runs only).
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use af_packet::ring::synthetic::{PacketSpec, SyntheticRing};
+use af_packet::Interface;
+use anyhow::Context;
+use flow::{FlowHasher, SieveShared, TapRegistry, TapRole};
+use pipeline::dedup_stage::{tap_role, DedupReport, DedupStage};
+use pipeline::fanout_stage::{EveryCopy, LiveFanout};
+use pipeline::interfaces::InterfaceTable;
+use pipeline::worker::{NullWorker, PacketBatch, Worker};
+use pipeline::worker_pool::{FanoutReport, LatencySummary, WorkerPool, WorkerReport};
+use pipeline::PacketSink;
+use serde_json::json;
+use testbed::docker_mix::{DockerMix, MixConfig, MixCopy};
+
+use crate::host_worker::latency_json;
+use crate::settings::BenchSettings;
+
+/// Bytes per synthetic block: a busy interface's ring block.
+const BLOCK_SIZE: usize = 1 << 20;
+/// The kernel closes a block this long after its first packet (paced runs).
+const RETIRE_TIMEOUT_MS: u32 = 8;
+
+/// The worker a bench runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BenchWorker {
+    /// Takes batches and does nothing: the pipeline's own cost.
+    Null,
+    /// The flow tracker, writing EVE flow records to nowhere.
+    Flows,
+}
+
+enum AnyWorker {
+    Null(NullWorker),
+    Flows(Box<eve::FlowTracker>),
+}
+
+impl Worker for AnyWorker {
+    fn batch(&mut self, batch: &PacketBatch) {
+        match self {
+            Self::Null(worker) => worker.batch(batch),
+            Self::Flows(worker) => worker.batch(batch),
+        }
+    }
+
+    fn tick(&mut self, clock_ns: u64) {
+        if let Self::Flows(worker) = self {
+            worker.tick(clock_ns);
+        }
+    }
+
+    fn finish(&mut self, clock_ns: u64) {
+        if let Self::Flows(worker) = self {
+            worker.finish(clock_ns);
+        }
+    }
+}
+
+enum Stage {
+    Dedup(Box<DedupStage<LiveFanout>>),
+    Every(Box<EveryCopy>),
+}
+
+impl Stage {
+    fn sink(&mut self) -> &mut dyn PacketSink {
+        match self {
+            Self::Dedup(stage) => stage.as_mut(),
+            Self::Every(stage) => stage.as_mut(),
+        }
+    }
+}
+
+fn wall_clock_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// Runs `ringsieve bench`.
+pub fn bench(settings: &BenchSettings) -> anyhow::Result<ExitCode> {
+    let paced = settings.rate.is_some();
+    let copies_per_second = settings.rate.unwrap_or(settings.timestamp_rate);
+    // Paced, the copies are stamped on the wall clock from shortly after
+    // the start; otherwise an hour back, so every hold ends as soon as the
+    // copies after it are read, as on a host whose rings are always full.
+    let start_ns = if paced {
+        wall_clock_ns() + 200_000_000
+    } else {
+        wall_clock_ns() - 3_600_000_000_000
+    };
+    let mix = DockerMix::new(MixConfig {
+        flows: settings.flows,
+        packets: settings.packets,
+        copies_per_second,
+        start_ns,
+        frame_len: settings.frame_len,
+        ..MixConfig::default()
+    })
+    .map_err(|e| anyhow::anyhow!("the synthetic traffic: {e}"))?;
+    let interfaces: Vec<Interface> = mix
+        .interfaces()
+        .iter()
+        .enumerate()
+        .map(|(index, interface)| Interface::new(interface.name.clone(), index as i32 + 1))
+        .collect();
+    let roles: Arc<HashMap<String, TapRole>> = Arc::new(
+        mix.interfaces()
+            .iter()
+            .map(|interface| (interface.name.clone(), tap_role(interface.role)))
+            .collect(),
+    );
+
+    let table = Arc::new(InterfaceTable::new());
+    let pool_config = &settings.pipeline.pool;
+    let workers = pool_config.workers;
+    let max_flows = settings.pipeline.max_flows;
+    let timeouts = settings.pipeline.flow_timeouts.clone();
+    let eve = Arc::new(eve::EveWriter::from_writer("(nowhere)", std::io::sink()));
+    let pool = WorkerPool::start(pool_config, Arc::clone(&table), |_| match settings.worker {
+        BenchWorker::Null => AnyWorker::Null(NullWorker),
+        BenchWorker::Flows => AnyWorker::Flows(Box::new(eve::FlowTracker::new(
+            eve::FlowTrackerConfig {
+                timeouts: timeouts.clone(),
+                max_flows: max_flows.div_ceil(workers),
+            },
+            Arc::clone(&eve),
+        ))),
+    })
+    .context("starting the worker threads")?;
+    let fanout_report = Arc::new(Mutex::new(FanoutReport::default()));
+    let fanout = LiveFanout::new(pool.fanout(), Arc::clone(&roles), Arc::clone(&fanout_report));
+    let registry = Arc::new(TapRegistry::new());
+    let dedup_report = Arc::new(Mutex::new(DedupReport::default()));
+    let shared = settings.dedup.as_ref().map(SieveShared::new);
+    let mut stage = match &shared {
+        Some(shared) => Stage::Dedup(Box::new(DedupStage::new(
+            shared,
+            Arc::clone(&registry),
+            Arc::clone(&roles),
+            RETIRE_TIMEOUT_MS,
+            Arc::clone(&dedup_report),
+            fanout,
+        )?)),
+        None => Stage::Every(Box::new(EveryCopy::new(
+            fanout,
+            FlowHasher::new(),
+            Arc::clone(&registry),
+        ))),
+    };
+
+    let mut ring = SyntheticRing::new(BLOCK_SIZE, 1);
+    let mut pipeline_time = Duration::ZERO;
+    let mut fill_time = Duration::ZERO;
+    let mut copies = 0u64;
+    let mut blocks = 0u64;
+    let mut block: Vec<MixCopy> = Vec::new();
+    let mut block_bytes = 48usize;
+    let retire_ns = u64::from(RETIRE_TIMEOUT_MS) * 1_000_000;
+    let started = Instant::now();
+    let mut run_block = |block: &mut Vec<MixCopy>, ring: &mut SyntheticRing, full: bool| {
+        if block.is_empty() {
+            return;
+        }
+        let filled = Instant::now();
+        let specs: Vec<PacketSpec<'_>> = block
+            .iter()
+            .map(|copy| PacketSpec {
+                timestamp_ns: copy.timestamp_ns,
+                ifindex: copy.interface as i32 + 1,
+                pkttype: copy.packet_type.to_raw(),
+                original_len: copy.frame.len() as u32,
+                ..PacketSpec::new(&copy.frame)
+            })
+            .collect();
+        let placed = ring.fill_block(0, blocks, &specs);
+        assert_eq!(placed, specs.len(), "a block holds what was cut for it");
+        fill_time += filled.elapsed();
+        if paced {
+            // The kernel hands the block over when it is full or its
+            // retire timeout has passed, whichever comes first.
+            let last = block.last().map_or(0, |c| c.timestamp_ns);
+            let first = block.first().map_or(0, |c| c.timestamp_ns);
+            let close = if full { last } else { first.saturating_add(retire_ns) };
+            let now = wall_clock_ns();
+            if close > now {
+                std::thread::sleep(Duration::from_nanos(close - now));
+            }
+        }
+        let walked = Instant::now();
+        let sink = stage.sink();
+        if let Some(ready) = ring.ring().next_block() {
+            for packet in ready.packets() {
+                let interface = &interfaces[(packet.ifindex() - 1) as usize];
+                sink.packet(interface, &packet);
+            }
+        }
+        sink.end_of_turn();
+        pipeline_time += walked.elapsed();
+        copies += block.len() as u64;
+        blocks += 1;
+        block.clear();
+    };
+    for copy in mix {
+        let footprint = SyntheticRing::packet_footprint(copy.frame.len());
+        let first = block.first().map(|c| c.timestamp_ns);
+        let full = block_bytes + footprint > BLOCK_SIZE;
+        let timed_out = paced && first.is_some_and(|first| copy.timestamp_ns > first + retire_ns);
+        if full || timed_out {
+            run_block(&mut block, &mut ring, full);
+            block_bytes = 48;
+        }
+        block_bytes += footprint;
+        block.push(copy);
+    }
+    run_block(&mut block, &mut ring, false);
+    let walked = Instant::now();
+    stage.sink().finish();
+    let pool_report = pool.finish();
+    pipeline_time += walked.elapsed();
+    let elapsed = started.elapsed();
+
+    let mut fanout = std::mem::take(&mut *fanout_report.lock().unwrap_or_else(PoisonError::into_inner));
+    pool_report.settle(&mut fanout);
+    let delivered = fanout.delivered();
+    let dedup = dedup_report.lock().unwrap_or_else(PoisonError::into_inner);
+    let seconds = pipeline_time.as_secs_f64();
+    let mut out = json!({
+        "flows": settings.flows,
+        "packets": settings.packets,
+        "frame_len": settings.frame_len.map_or_else(|| json!("imix"), |len| json!(len)),
+        "copies": copies,
+        "delivered": delivered,
+        "duplicates": dedup.counters.duplicates,
+        "queue_drops": fanout.drops().total(),
+        "workers": workers,
+        "worker": match settings.worker { BenchWorker::Null => "null", BenchWorker::Flows => "flows" },
+        "dedup": shared.is_some(),
+        "paced_copies_per_second": settings.rate,
+        "pipeline_seconds": seconds,
+        "kernel_fill_seconds": fill_time.as_secs_f64(),
+        "wall_seconds": elapsed.as_secs_f64(),
+        "copies_per_second": copies as f64 / seconds,
+        "packets_per_second": delivered as f64 / seconds,
+        "ns_per_copy": seconds * 1e9 / copies.max(1) as f64,
+        "ns_per_packet": seconds * 1e9 / delivered.max(1) as f64,
+    });
+    if paced {
+        out["latency"] = latency_json(&merged_latency(&pool_report.workers));
+        out["latency_by_worker"] = pool_report
+            .workers
+            .iter()
+            .filter_map(|(_, report)| report.latency.as_ref().map(latency_json))
+            .collect();
+    }
+    println!("{out}");
+    Ok(if pool_report.panicked.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// The workers' latencies together: counts add; each percentile is the
+/// largest of the workers' (an upper bound of the merged one).
+fn merged_latency(workers: &[(AnyWorker, WorkerReport)]) -> LatencySummary {
+    let mut merged = LatencySummary::default();
+    for latency in workers.iter().filter_map(|(_, report)| report.latency) {
+        merged.count += latency.count;
+        merged.p50 = merged.p50.max(latency.p50);
+        merged.p99 = merged.p99.max(latency.p99);
+        merged.p999 = merged.p999.max(latency.p999);
+        merged.max = merged.max.max(latency.max);
+    }
+    merged
+}

@@ -1,0 +1,140 @@
+//! The worker each IDS worker thread of `ringsieve run` and `read` runs:
+//! the flow tracker writing EVE flow records, and (live) the pcapng writer
+//! of delivered packets, each present when its output was asked for. Also
+//! the parts of the exit summary and of the EVE `stats` event that come from
+//! the workers: packets taken, latency percentiles, flow counters.
+
+use std::sync::Arc;
+
+use pipeline::worker::{PacketBatch, Worker};
+use pipeline::worker_pool::{LatencySummary, PoolConfig, PoolLive, WorkerReport};
+use serde_json::json;
+
+use crate::pcap_worker::PcapWorker;
+use crate::settings::PipelineSettings;
+
+/// The work of one worker thread.
+pub struct HostWorker {
+    /// EVE flow records.
+    pub flows: Option<eve::FlowTracker>,
+    /// Delivered packets to pcapng.
+    pub pcap: Option<PcapWorker>,
+}
+
+impl HostWorker {
+    /// The worker of thread `index` of `workers`: a flow tracker when EVE
+    /// output is open (its share of the flow table), a pcapng writer when
+    /// `pcap` gives one.
+    pub fn new(
+        settings: &PipelineSettings,
+        eve: Option<&Arc<eve::EveWriter>>,
+        pcap: Option<PcapWorker>,
+        workers: usize,
+    ) -> Self {
+        let flows = eve.map(|writer| {
+            eve::FlowTracker::new(
+                eve::FlowTrackerConfig {
+                    timeouts: settings.flow_timeouts.clone(),
+                    max_flows: settings.max_flows.div_ceil(workers.max(1)),
+                },
+                Arc::clone(writer),
+            )
+        });
+        Self { flows, pcap }
+    }
+}
+
+impl Worker for HostWorker {
+    fn batch(&mut self, batch: &PacketBatch) {
+        if let Some(flows) = &mut self.flows {
+            flows.batch(batch);
+        }
+        if let Some(pcap) = &mut self.pcap {
+            pcap.batch(batch);
+        }
+    }
+
+    fn tick(&mut self, clock_ns: u64) {
+        if let Some(flows) = &mut self.flows {
+            flows.tick(clock_ns);
+        }
+        if let Some(pcap) = &mut self.pcap {
+            pcap.tick(clock_ns);
+        }
+    }
+
+    fn finish(&mut self, clock_ns: u64) {
+        if let Some(flows) = &mut self.flows {
+            flows.finish(clock_ns);
+        }
+        if let Some(pcap) = &mut self.pcap {
+            pcap.finish(clock_ns);
+        }
+    }
+}
+
+/// Opens the EVE output of `settings`, if any.
+pub fn open_eve(settings: &PipelineSettings) -> std::io::Result<Option<Arc<eve::EveWriter>>> {
+    match &settings.eve {
+        Some(path) if path == "-" => Ok(Some(Arc::new(eve::EveWriter::stdout()))),
+        Some(path) => Ok(Some(Arc::new(eve::EveWriter::open(path)?))),
+        None => Ok(None),
+    }
+}
+
+/// Latency percentiles in microseconds, as printed.
+pub fn latency_json(latency: &LatencySummary) -> serde_json::Value {
+    let us = |ns: u64| ns as f64 / 1000.0;
+    json!({
+        "packets": latency.count,
+        "p50_us": us(latency.p50),
+        "p99_us": us(latency.p99),
+        "p99_9_us": us(latency.p999),
+        "max_us": us(latency.max),
+    })
+}
+
+/// The `workers` object of the exit summary: the pool's settings, each
+/// worker's packets and latency, the flow tracker's counters summed.
+pub fn workers_json(config: &PoolConfig, done: &[(HostWorker, WorkerReport)], panicked: &[usize]) -> serde_json::Value {
+    let mut flows: Option<eve::FlowTrackerCounters> = None;
+    let mut each = Vec::new();
+    for (worker, report) in done {
+        if let Some(tracker) = &worker.flows {
+            flows.get_or_insert_with(Default::default).add(&tracker.counters());
+        }
+        let mut entry = json!({ "worker": report.index, "packets": report.packets, "batches": report.batches });
+        if let Some(latency) = &report.latency {
+            entry["latency"] = latency_json(latency);
+        }
+        each.push(entry);
+    }
+    let mut out = json!({
+        "count": config.workers,
+        "queue_depth": config.queue_depth,
+        "overflow": config.overflow.name(),
+        "each": each,
+        "panicked": panicked,
+    });
+    if let Some(flows) = flows {
+        out["flows"] = flows.to_json();
+    }
+    out
+}
+
+/// The `ringsieve` part of a periodic EVE `stats` event.
+pub fn live_json(live: &PoolLive) -> serde_json::Value {
+    let workers: Vec<serde_json::Value> = live
+        .workers
+        .iter()
+        .enumerate()
+        .map(|(index, (packets, latency))| {
+            json!({ "worker": index, "packets": packets, "latency": latency_json(latency) })
+        })
+        .collect();
+    json!({
+        "queued": live.queued,
+        "queue_drops": live.dropped,
+        "workers": workers,
+    })
+}
