@@ -35,7 +35,7 @@ use pipeline::dedup_stage::{tap_role, DedupReport, DedupStage};
 use pipeline::fanout_stage::{EveryCopy, LiveFanout};
 use pipeline::interfaces::InterfaceTable;
 use pipeline::worker::{NullWorker, PacketBatch, Worker};
-use pipeline::worker_pool::{FanoutReport, LatencySummary, WorkerPool, WorkerReport};
+use pipeline::worker_pool::{FanoutReport, LatencySummary, PoolClock, PoolConfig, WorkerPool, WorkerReport};
 use pipeline::PacketSink;
 use serde_json::json;
 use testbed::docker_mix::{DockerMix, MixConfig, MixCopy};
@@ -107,14 +107,11 @@ fn wall_clock_ns() -> u64 {
 pub fn bench(settings: &BenchSettings) -> anyhow::Result<ExitCode> {
     let paced = settings.rate.is_some();
     let copies_per_second = settings.rate.unwrap_or(settings.timestamp_rate);
-    // Paced, the copies are stamped on the wall clock from shortly after
-    // the start; otherwise an hour back, so every hold ends as soon as the
+    // Stamped an hour back, so (unpaced) every hold ends as soon as the
     // copies after it are read, as on a host whose rings are always full.
-    let start_ns = if paced {
-        wall_clock_ns() + 200_000_000
-    } else {
-        wall_clock_ns() - 3_600_000_000_000
-    };
+    // Paced, the blocks are moved onto the wall clock as the timed part
+    // starts.
+    let start_ns = wall_clock_ns() - 3_600_000_000_000;
     let mix = DockerMix::new(MixConfig {
         flows: settings.flows,
         packets: settings.packets,
@@ -138,7 +135,12 @@ pub fn bench(settings: &BenchSettings) -> anyhow::Result<ExitCode> {
     );
 
     let table = Arc::new(InterfaceTable::new());
-    let pool_config = &settings.pipeline.pool;
+    // Unpaced, the copies go faster than their timestamps say: timeouts
+    // follow the packets' clock. Paced, the wall clock, and latency counts.
+    let pool_config = &PoolConfig {
+        clock: if paced { PoolClock::Wall } else { PoolClock::Packets },
+        ..settings.pipeline.pool.clone()
+    };
     let workers = pool_config.workers;
     let max_flows = settings.pipeline.max_flows;
     let timeouts = settings.pipeline.flow_timeouts.clone();
@@ -155,7 +157,10 @@ pub fn bench(settings: &BenchSettings) -> anyhow::Result<ExitCode> {
     })
     .context("starting the worker threads")?;
     let fanout_report = Arc::new(Mutex::new(FanoutReport::default()));
-    let fanout = LiveFanout::new(pool.fanout(), Arc::clone(&roles), Arc::clone(&fanout_report));
+    let mut fanout = LiveFanout::new(pool.fanout(), Arc::clone(&roles), Arc::clone(&fanout_report));
+    if !paced {
+        fanout = fanout.with_packet_clock();
+    }
     let registry = Arc::new(TapRegistry::new());
     let dedup_report = Arc::new(Mutex::new(DedupReport::default()));
     let shared = settings.dedup.as_ref().map(SieveShared::new);
@@ -175,44 +180,33 @@ pub fn bench(settings: &BenchSettings) -> anyhow::Result<ExitCode> {
         ))),
     };
 
+    // The blocks are cut and encoded before anything is timed: generating
+    // the traffic is not the pipeline's work (nor the kernel's).
+    let retire_ns = u64::from(RETIRE_TIMEOUT_MS) * 1_000_000;
+    let mut prepared = prepare_blocks(mix, paced, retire_ns);
+    let copies: u64 = prepared.iter().map(|b| b.copies).sum();
     let mut ring = SyntheticRing::new(BLOCK_SIZE, 1);
     let mut pipeline_time = Duration::ZERO;
     let mut fill_time = Duration::ZERO;
-    let mut copies = 0u64;
-    let mut blocks = 0u64;
-    let mut block: Vec<MixCopy> = Vec::new();
-    let mut block_bytes = 48usize;
-    let retire_ns = u64::from(RETIRE_TIMEOUT_MS) * 1_000_000;
     let started = Instant::now();
-    let mut run_block = |block: &mut Vec<MixCopy>, ring: &mut SyntheticRing, full: bool| {
-        if block.is_empty() {
-            return;
+    // Paced: the first copy arrives 10 ms from now.
+    let shift = wall_clock_ns() + 10_000_000 - start_ns;
+    for block in &mut prepared {
+        if paced {
+            SyntheticRing::shift_timestamps(&mut block.bytes, shift);
+            block.close_ns += shift;
         }
-        let filled = Instant::now();
-        let specs: Vec<PacketSpec<'_>> = block
-            .iter()
-            .map(|copy| PacketSpec {
-                timestamp_ns: copy.timestamp_ns,
-                ifindex: copy.interface as i32 + 1,
-                pkttype: copy.packet_type.to_raw(),
-                original_len: copy.frame.len() as u32,
-                ..PacketSpec::new(&copy.frame)
-            })
-            .collect();
-        let placed = ring.fill_block(0, blocks, &specs);
-        assert_eq!(placed, specs.len(), "a block holds what was cut for it");
-        fill_time += filled.elapsed();
         if paced {
             // The kernel hands the block over when it is full or its
             // retire timeout has passed, whichever comes first.
-            let last = block.last().map_or(0, |c| c.timestamp_ns);
-            let first = block.first().map_or(0, |c| c.timestamp_ns);
-            let close = if full { last } else { first.saturating_add(retire_ns) };
             let now = wall_clock_ns();
-            if close > now {
-                std::thread::sleep(Duration::from_nanos(close - now));
+            if block.close_ns > now {
+                std::thread::sleep(Duration::from_nanos(block.close_ns - now));
             }
         }
+        let filled = Instant::now();
+        ring.publish_raw_block(0, &block.bytes);
+        fill_time += filled.elapsed();
         let walked = Instant::now();
         let sink = stage.sink();
         if let Some(ready) = ring.ring().next_block() {
@@ -223,23 +217,7 @@ pub fn bench(settings: &BenchSettings) -> anyhow::Result<ExitCode> {
         }
         sink.end_of_turn();
         pipeline_time += walked.elapsed();
-        copies += block.len() as u64;
-        blocks += 1;
-        block.clear();
-    };
-    for copy in mix {
-        let footprint = SyntheticRing::packet_footprint(copy.frame.len());
-        let first = block.first().map(|c| c.timestamp_ns);
-        let full = block_bytes + footprint > BLOCK_SIZE;
-        let timed_out = paced && first.is_some_and(|first| copy.timestamp_ns > first + retire_ns);
-        if full || timed_out {
-            run_block(&mut block, &mut ring, full);
-            block_bytes = 48;
-        }
-        block_bytes += footprint;
-        block.push(copy);
     }
-    run_block(&mut block, &mut ring, false);
     let walked = Instant::now();
     stage.sink().finish();
     let pool_report = pool.finish();
@@ -285,6 +263,69 @@ pub fn bench(settings: &BenchSettings) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// One block as the kernel would hand it over.
+struct PreparedBlock {
+    /// Its bytes up to the end of its last packet.
+    bytes: Vec<u8>,
+    /// When the kernel would close it: its last packet's time when full,
+    /// the retire timeout after its first otherwise.
+    close_ns: u64,
+    /// Packets in it.
+    copies: u64,
+}
+
+/// Cuts the copies of `mix` into blocks as a ring of [`BLOCK_SIZE`] blocks
+/// would hold them (and, when `paced`, as the retire timeout closes them).
+fn prepare_blocks(mix: DockerMix, paced: bool, retire_ns: u64) -> Vec<PreparedBlock> {
+    let mut blocks = Vec::new();
+    let mut pending: Vec<MixCopy> = Vec::new();
+    let mut used = 0usize;
+    let mut close = |pending: &mut Vec<MixCopy>, full: bool| {
+        if pending.is_empty() {
+            return;
+        }
+        let specs: Vec<PacketSpec<'_>> = pending
+            .iter()
+            .map(|copy| PacketSpec {
+                timestamp_ns: copy.timestamp_ns,
+                ifindex: copy.interface as i32 + 1,
+                pkttype: copy.packet_type.to_raw(),
+                original_len: copy.frame.len() as u32,
+                ..PacketSpec::new(&copy.frame)
+            })
+            .collect();
+        let (bytes, placed) = SyntheticRing::encode_block(BLOCK_SIZE, blocks.len() as u64, &specs);
+        assert_eq!(placed, specs.len(), "a block holds what was cut for it");
+        let first = pending.first().map_or(0, |c| c.timestamp_ns);
+        let last = pending.last().map_or(0, |c| c.timestamp_ns);
+        blocks.push(PreparedBlock {
+            bytes,
+            close_ns: if full { last } else { first.saturating_add(retire_ns) },
+            copies: placed as u64,
+        });
+        pending.clear();
+    };
+    // The block descriptor, 16-aligned.
+    const FIRST_PACKET: usize = 48;
+    for copy in mix {
+        let footprint = SyntheticRing::packet_footprint(copy.frame.len());
+        let first = pending.first().map(|c| c.timestamp_ns);
+        let full = used + footprint > BLOCK_SIZE;
+        let timed_out = paced && first.is_some_and(|first| copy.timestamp_ns > first + retire_ns);
+        if full || timed_out {
+            close(&mut pending, full);
+            used = FIRST_PACKET;
+        }
+        if pending.is_empty() {
+            used = FIRST_PACKET;
+        }
+        used += footprint;
+        pending.push(copy);
+    }
+    close(&mut pending, false);
+    blocks
 }
 
 /// The workers' latencies together: counts add; each percentile is the

@@ -603,7 +603,18 @@ pub mod synthetic {
         /// Fills block `index` with `packets` as the kernel would and hands it
         /// to user space. Returns how many packets fit.
         pub fn fill_block(&mut self, index: usize, sequence: u64, packets: &[PacketSpec<'_>]) -> usize {
-            let size = self.ring.block_size;
+            let (mut block, placed) = Self::encode_block(self.ring.block_size, sequence, packets);
+            block.resize(self.ring.block_size, 0);
+            self.publish(index, &block);
+            placed
+        }
+
+        /// The bytes the kernel would write into a block of `size` bytes for
+        /// `packets` (as many as fit, counted in the second value), up to
+        /// the end of the last packet: [`SyntheticRing::publish_raw_block`]
+        /// hands them over later, for a benchmark that prepares its blocks
+        /// before timing.
+        pub fn encode_block(size: usize, sequence: u64, packets: &[PacketSpec<'_>]) -> (Vec<u8>, usize) {
             let mut block = vec![0u8; size];
             let first = block_desc::SIZE.next_multiple_of(16);
             let mut offset = first;
@@ -640,8 +651,31 @@ pub mod synthetic {
             write_u32(&mut block, block_desc::OFFSET_TO_FIRST_PKT, first as u32);
             write_u32(&mut block, block_desc::BLK_LEN, offset as u32);
             block[block_desc::SEQ_NUM..block_desc::SEQ_NUM + 8].copy_from_slice(&sequence.to_ne_bytes());
-            self.publish(index, &block);
-            placed
+            block.truncate(offset);
+            (block, placed)
+        }
+
+        /// Moves every packet of an encoded block ([`SyntheticRing::encode_block`])
+        /// `delta_ns` later in time: a benchmark encodes its blocks ahead and
+        /// stamps them on the wall clock when it hands them over.
+        pub fn shift_timestamps(block: &mut [u8], delta_ns: u64) {
+            let count = read_u32(block, block_desc::NUM_PKTS).unwrap_or(0);
+            let mut offset = read_u32(block, block_desc::OFFSET_TO_FIRST_PKT).unwrap_or(0) as usize;
+            for _ in 0..count {
+                let (Some(sec), Some(nsec)) = (
+                    read_u32(block, offset + packet_hdr::SEC),
+                    read_u32(block, offset + packet_hdr::NSEC),
+                ) else {
+                    return;
+                };
+                let ns = u64::from(sec) * 1_000_000_000 + u64::from(nsec) + delta_ns;
+                write_u32(block, offset + packet_hdr::SEC, (ns / 1_000_000_000) as u32);
+                write_u32(block, offset + packet_hdr::NSEC, (ns % 1_000_000_000) as u32);
+                match read_u32(block, offset + packet_hdr::NEXT_OFFSET) {
+                    Some(next) if next > 0 => offset += next as usize,
+                    _ => return,
+                }
+            }
         }
 
         /// Copies raw `bytes` (a whole block, descriptor included, truncated

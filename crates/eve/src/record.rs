@@ -45,24 +45,76 @@ impl EndReason {
 }
 
 /// A flow's key in the table: the canonical tuple with its endpoints
-/// ordered, the same for both directions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// ordered, the same for both directions, packed into words so comparing
+/// two keys is five word compares; hashed by the canonical flow's
+/// symmetric hash, which the dedup already computed with random keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct TableKey {
-    protocol: u8,
-    low: Endpoint,
-    high: Endpoint,
+    hash: u64,
+    /// Protocol, ports, address families; then each endpoint's address as
+    /// two words (IPv4 in the low bytes of the first).
+    words: [u64; 5],
+}
+
+impl std::hash::Hash for TableKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
 }
 
 impl TableKey {
-    pub(crate) fn of(tuple: &FlowTuple) -> Self {
+    pub(crate) fn of(tuple: &FlowTuple, hash: u64) -> Self {
         let (low, high) = tuple.ordered_endpoints();
+        let address = |endpoint: &Endpoint| -> (u64, u64, u64) {
+            match endpoint.addr {
+                std::net::IpAddr::V4(v4) => (u64::from(u32::from(v4)), 0, 4),
+                std::net::IpAddr::V6(v6) => {
+                    let bits = u128::from(v6);
+                    ((bits >> 64) as u64, bits as u64, 6)
+                }
+            }
+        };
+        let (l0, l1, lf) = address(&low);
+        let (h0, h1, hf) = address(&high);
+        let head =
+            u64::from(tuple.protocol) | u64::from(low.port) << 8 | u64::from(high.port) << 24 | lf << 40 | hf << 48;
         Self {
-            protocol: tuple.protocol,
-            low,
-            high,
+            hash,
+            words: [head, l0, l1, h0, h1],
         }
     }
+
+    /// The protocol number.
+    pub(crate) fn protocol(&self) -> u8 {
+        self.words[0] as u8
+    }
 }
+
+/// Hashes a [`TableKey`] by the hash it carries: it is already a keyed
+/// hash of the tuple.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct CarriedHash(u64);
+
+impl std::hash::Hasher for CarriedHash {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used by `TableKey`; anything else still
+        // hashes, byte by byte.
+        for &byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(byte);
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value;
+    }
+}
+
+/// The build-hasher of tables keyed by [`TableKey`].
+pub(crate) type CarriedHashBuilder = std::hash::BuildHasherDefault<CarriedHash>;
 
 /// The way a packet travelled, relative to the flow's client.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -194,7 +246,7 @@ impl Flow {
             (tuple.src, tuple.dst)
         };
         Self {
-            key: TableKey::of(tuple),
+            key: TableKey::of(tuple, hash),
             seq,
             hash,
             client,
@@ -217,7 +269,7 @@ impl Flow {
     }
 
     fn protocol(&self) -> u8 {
-        self.key.protocol
+        self.key.protocol()
     }
 
     /// The side a packet with `tuple` travelled.

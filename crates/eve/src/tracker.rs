@@ -52,7 +52,7 @@ use pipeline::interfaces::InterfaceId;
 use pipeline::worker::{BatchPacket, PacketBatch, SuppressedNotice, Worker};
 use serde_json::{json, Value};
 
-use crate::record::{EndReason, Flow, PacketInfo, TableKey};
+use crate::record::{CarriedHashBuilder, EndReason, Flow, PacketInfo, TableKey};
 use crate::timeouts::FlowTimeouts;
 use crate::writer::{EveWriter, FLUSH_BYTES};
 
@@ -188,7 +188,7 @@ pub struct FlowTracker {
     /// Lines not yet handed to the writer, and how many records they hold.
     out: Vec<u8>,
     out_records: u64,
-    table: HashMap<TableKey, u32, ahash::RandomState>,
+    table: HashMap<TableKey, u32, CarriedHashBuilder>,
     slots: Vec<Slot>,
     free: Vec<u32>,
     lru_head: u32,
@@ -198,7 +198,7 @@ pub struct FlowTracker {
     clock_ns: u64,
     next_seq: u64,
     names: HashMap<InterfaceId, Box<str>, ahash::RandomState>,
-    pending: HashMap<TableKey, Vec<PendingNotice>, ahash::RandomState>,
+    pending: HashMap<TableKey, Vec<PendingNotice>, CarriedHashBuilder>,
     /// (deadline, key) of each notice put in `pending`, oldest first.
     pending_order: VecDeque<(u64, TableKey)>,
     pending_count: usize,
@@ -225,7 +225,7 @@ impl FlowTracker {
             writer,
             out: Vec::with_capacity(FLUSH_BYTES + 4096),
             out_records: 0,
-            table: HashMap::with_hasher(ahash::RandomState::new()),
+            table: HashMap::default(),
             slots: Vec::new(),
             free: Vec::new(),
             lru_head: NIL,
@@ -234,7 +234,7 @@ impl FlowTracker {
             clock_ns: 0,
             next_seq: 0,
             names: HashMap::with_hasher(ahash::RandomState::new()),
-            pending: HashMap::with_hasher(ahash::RandomState::new()),
+            pending: HashMap::default(),
             pending_order: VecDeque::new(),
             pending_count: 0,
             counters: FlowTrackerCounters::default(),
@@ -275,7 +275,7 @@ impl FlowTracker {
             return;
         };
         self.advance(meta.timestamp_ns);
-        let table_key = TableKey::of(&key.tuple);
+        let table_key = TableKey::of(&key.tuple, key.hash);
         let info = packet_info(batch, packet, key.tuple.protocol);
         let slot = match self.table.get(&table_key) {
             Some(&slot) => slot,
@@ -369,7 +369,7 @@ impl FlowTracker {
             self.counters.notices_unmatched += 1;
             return;
         };
-        let table_key = TableKey::of(&key.tuple);
+        let table_key = TableKey::of(&key.tuple, key.hash);
         if let Some(&slot) = self.table.get(&table_key) {
             let timeouts = &self.timeouts;
             let mut matched = false;

@@ -37,6 +37,9 @@ pub struct LiveFanout {
     ids: ByIfindex<InterfaceId>,
     roles: Arc<std::collections::HashMap<String, TapRole>>,
     report: Arc<Mutex<FanoutReport>>,
+    /// The clock batches carry: wall time, or (replays faster than real
+    /// time) the latest packet timestamp handed over.
+    packet_clock: Option<u64>,
 }
 
 impl LiveFanout {
@@ -55,7 +58,19 @@ impl LiveFanout {
             ids: ByIfindex::default(),
             roles,
             report,
+            packet_clock: None,
         }
+    }
+
+    /// Batches carry the latest packet timestamp as their clock instead of
+    /// the wall clock: for traffic replayed faster than it was captured.
+    pub fn with_packet_clock(mut self) -> Self {
+        self.packet_clock = Some(0);
+        self
+    }
+
+    fn clock_ns(&self) -> u64 {
+        self.packet_clock.unwrap_or_else(wall_clock_ns)
     }
 
     /// The id of `interface` in the shared table.
@@ -75,6 +90,9 @@ impl LiveFanout {
     }
 
     fn deliver(&mut self, meta: PacketMeta, data: &[u8]) {
+        if let Some(clock) = &mut self.packet_clock {
+            *clock = (*clock).max(meta.timestamp_ns);
+        }
         if let Some(fanout) = &mut self.fanout {
             fanout.deliver(meta, data);
         }
@@ -112,14 +130,16 @@ impl DeliveredSink for LiveFanout {
     }
 
     fn end_of_turn(&mut self) {
+        let clock = self.clock_ns();
         if let Some(fanout) = &mut self.fanout {
-            fanout.flush(wall_clock_ns());
+            fanout.flush(clock);
         }
     }
 
     fn finish(&mut self) {
+        let clock = self.clock_ns();
         if let Some(fanout) = self.fanout.take() {
-            let report = fanout.finish(wall_clock_ns());
+            let report = fanout.finish(clock);
             self.report.lock().unwrap_or_else(PoisonError::into_inner).add(&report);
         }
     }
