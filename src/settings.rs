@@ -260,6 +260,10 @@ impl RunSettings {
 
         sieve.max_threads = capture_threads;
         let dedup = dedup_on.then_some(sieve);
+        let pipeline = pipeline_settings(&args.pipeline, origin, Overflow::Drop, PoolClock::Wall)?;
+        if pipeline.eve.as_deref() == Some("-") && args.pcap_out.as_deref() == Some("-") {
+            return Err(origin.error("eve", "-", "a file path: --pcap-out already writes to stdout"));
+        }
         Ok(Self {
             interfaces,
             pcap_out: args.pcap_out.clone().filter(|p| !p.is_empty()),
@@ -273,7 +277,7 @@ impl RunSettings {
             capture_cpus,
             fanout,
             dedup,
-            pipeline: pipeline_settings(&args.pipeline, origin, Overflow::Drop, PoolClock::Wall)?,
+            pipeline,
         })
     }
 }
@@ -491,6 +495,10 @@ impl ReadSettings {
                 return Err(origin.error("pcap_out", out, "a file path, or - for stdout"));
             }
         }
+        let pipeline = pipeline_settings(&args.pipeline, origin, Overflow::Wait, PoolClock::Packets)?;
+        if pipeline.eve.as_deref() == Some("-") && args.pcap_out.as_deref() == Some("-") {
+            return Err(origin.error("eve", "-", "a file path: --pcap-out already writes to stdout"));
+        }
         Ok(Self {
             files: args.files.clone(),
             pcap_out: args.pcap_out.clone(),
@@ -503,7 +511,7 @@ impl ReadSettings {
                 roles,
                 order,
             },
-            pipeline: pipeline_settings(&args.pipeline, origin, Overflow::Wait, PoolClock::Packets)?,
+            pipeline,
         })
     }
 }

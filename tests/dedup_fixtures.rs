@@ -242,6 +242,24 @@ fn bad_read_settings_exit_2_naming_the_option() {
         (vec!["--read-order", "random"], None, "--read-order"),
         (vec![], Some(("RINGSIEVE_DEDUP_WINDOW", "0")), "RINGSIEVE_DEDUP_WINDOW"),
         (vec!["--dedup-table", "12"], None, "--dedup-table"),
+        (vec!["--workers", "0"], None, "--workers"),
+        (vec![], Some(("RINGSIEVE_WORKERS", "many")), "RINGSIEVE_WORKERS"),
+        (vec!["--worker-cpus", "0-x"], None, "--worker-cpus"),
+        (vec!["--workers", "2", "--worker-cpus", "1"], None, "one CPU per worker"),
+        (vec!["--queue-depth", "5"], None, "--queue-depth"),
+        (vec!["--overflow", "block"], None, "drop or wait"),
+        (
+            vec![],
+            Some(("RINGSIEVE_STATS_INTERVAL", "-1")),
+            "RINGSIEVE_STATS_INTERVAL",
+        ),
+        (vec!["--flow-timeouts", "tcp.forever=1"], None, "--flow-timeouts"),
+        (vec!["--max-flows", "10"], None, "--max-flows"),
+        (
+            vec!["--eve", "-", "-w", "-"],
+            None,
+            "--pcap-out already writes to stdout",
+        ),
     ] {
         let mut command = Command::new(env!("CARGO_BIN_EXE_ringsieve"));
         command.args(["read", "x.pcap"]).args(&args);
