@@ -12,11 +12,15 @@
 //! [`docker_mix`] generates a synthetic Docker host's traffic as its
 //! interfaces show it (every copy of every packet, NAT rewrites included),
 //! for the dedup benchmarks and the capture files they time.
+//!
+//! [`netns`] gives tests network namespaces that delete themselves, and
+//! the privilege probe that decides whether kernel tests run or skip.
 
 #![forbid(unsafe_code)]
 
 pub mod docker_mix;
 pub mod fixtures;
+pub mod netns;
 
 /// Smallest frame built: an Ethernet header, IPv4, UDP and the 8-byte marker.
 pub const MIN_FRAME_LEN: usize = ETH_LEN + IPV4_LEN + UDP_LEN + MARKER_LEN;
