@@ -61,6 +61,13 @@ impl PacketSink for Sink {
             Self::Dedup(stage) => stage.finish(),
         }
     }
+
+    fn interface_closed(&mut self, interface: &Interface) {
+        match self {
+            Self::Every(stage) => stage.interface_closed(interface),
+            Self::Dedup(stage) => stage.interface_closed(interface),
+        }
+    }
 }
 
 /// One interface to capture, with its role and ring configuration.

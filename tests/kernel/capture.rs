@@ -1057,3 +1057,115 @@ fn interface_deleted_while_up_always_closes_its_ring() {
     }
     assert_eq!(missed, Vec::<usize>::new(), "deletions whose ring stayed open");
 }
+
+/// Counts packets per interface and remembers the interfaces whose ring
+/// closed, for a capture thread under control.
+#[derive(Clone, Default)]
+struct CountingSink {
+    counts: Arc<Mutex<BTreeMap<String, u64>>>,
+    closed: Arc<Mutex<Vec<String>>>,
+}
+
+impl pipeline::PacketSink for CountingSink {
+    fn packet(&mut self, interface: &Interface, packet: &Packet<'_>) {
+        if sequence_of(packet.data()).is_some() {
+            *self
+                .counts
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entry(interface.name().to_owned())
+                .or_default() += 1;
+        }
+    }
+
+    fn interface_closed(&mut self, interface: &Interface) {
+        self.closed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(interface.name().to_owned());
+    }
+}
+
+impl CountingSink {
+    fn wait_for(&self, what: &str, done: impl Fn(&BTreeMap<String, u64>, &[String]) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            {
+                let counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+                let closed = self.closed.lock().unwrap_or_else(PoisonError::into_inner);
+                if done(&counts, &closed) {
+                    return;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "timed out waiting for {what}: {counts:?} {closed:?}"
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+#[test]
+fn rings_added_and_removed_while_a_capture_thread_runs_are_each_reported() {
+    if !privileged("rings_added_and_removed_while_a_capture_thread_runs_are_each_reported") {
+        return;
+    }
+    let link = Link::new("ctl", "ca1", "cb1");
+    link.wait_until_frames_pass("ca1", "cb1");
+    let sink = CountingSink::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (control, commands) = mpsc::channel();
+    let thread = {
+        let (sink, stop) = (sink.clone(), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let config = pipeline::CaptureThreadConfig {
+                poll_timeout: Duration::from_millis(10),
+                ..pipeline::CaptureThreadConfig::default()
+            };
+            pipeline::capture_thread::run_controlled(RingSet::new().unwrap(), config, &stop, sink, Some(commands))
+        })
+    };
+
+    // A thread with no ring waits for one.
+    let first = open_ring(&link.b, "cb1", small_config());
+    let first_ifindex = first.interface().ifindex();
+    control.send(pipeline::capture_thread::RingCommand::Add(first)).unwrap();
+    send_all(&open_sender(&link.a, "ca1"), &frames(50, 0, sized));
+    sink.wait_for("50 frames on cb1", |counts, _| counts.get("cb1") == Some(&50));
+
+    control
+        .send(pipeline::capture_thread::RingCommand::Remove {
+            ifindex: first_ifindex,
+            reason: CloseReason::InterfaceGone,
+        })
+        .unwrap();
+    sink.wait_for("cb1's ring to close", |_, closed| closed == ["cb1"]);
+
+    link.add_pair("ca2", "cb2");
+    link.wait_until_frames_pass("ca2", "cb2");
+    let second = open_ring(&link.b, "cb2", small_config());
+    control
+        .send(pipeline::capture_thread::RingCommand::Add(second))
+        .unwrap();
+    send_all(&open_sender(&link.a, "ca2"), &frames(30, 100, sized));
+    // Frames to the closed ring's interface are no longer captured.
+    send_all(&open_sender(&link.a, "ca1"), &frames(20, 200, sized));
+    sink.wait_for("30 frames on cb2", |counts, _| counts.get("cb2") == Some(&30));
+
+    stop.store(true, Ordering::Relaxed);
+    let report = thread.join().unwrap();
+    assert!(report.error.is_none(), "{report:?}");
+    let by_name: BTreeMap<&str, &pipeline::InterfaceReport> =
+        report.interfaces.iter().map(|r| (r.interface.name(), r)).collect();
+    assert_eq!(by_name.len(), 2, "{report:?}");
+    let cb1 = by_name["cb1"];
+    assert_eq!(cb1.closed, Some(CloseReason::InterfaceGone));
+    // The probes of wait_until_frames_pass came before the ring existed:
+    // exactly the 50 test frames.
+    assert_eq!(cb1.captured, 50, "{cb1:?}");
+    let cb2 = by_name["cb2"];
+    assert_eq!(cb2.closed, None);
+    assert!(cb2.captured >= 30, "{cb2:?}");
+    assert_eq!(sink.counts.lock().unwrap().get("cb1"), Some(&50));
+}

@@ -48,6 +48,21 @@ impl<T: Copy> ByIfindex<T> {
     }
 }
 
+impl<T> ByIfindex<T> {
+    /// Forgets `ifindex` (its interface went away; the kernel may give the
+    /// index to another one).
+    pub fn remove(&mut self, ifindex: i32) {
+        match usize::try_from(ifindex) {
+            Ok(index) if index < DIRECT => {
+                if let Some(slot) = self.direct.get_mut(index) {
+                    *slot = None;
+                }
+            }
+            _ => self.others.retain(|(i, _)| *i != ifindex),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::ByIfindex;
@@ -64,5 +79,10 @@ mod tests {
         assert_eq!(map.get(1 << 20), Some('c'));
         assert_eq!(map.get(4), None);
         assert_eq!(map.get(0), None);
+        map.remove(3);
+        map.remove(-1);
+        assert_eq!(map.get(3), None);
+        assert_eq!(map.get(-1), None);
+        assert_eq!(map.get(1 << 20), Some('c'));
     }
 }

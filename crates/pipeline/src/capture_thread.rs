@@ -1,11 +1,18 @@
 //! One capture thread: waits on its rings, reads every ready block, hands each
 //! packet to its sink, refreshes the kernel counters periodically, and on stop
 //! drains what the rings still hold before reporting.
+//!
+//! A thread started with [`run_controlled`] also takes rings to add and
+//! remove while it runs ([`RingCommand`], checked at every turn of its loop),
+//! so host discovery can open a ring for a new interface on its own thread
+//! (the kernel captures into a ring from the moment it is bound) and hand it
+//! over, and keeps running with no ring at all.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
-use af_packet::{CloseReason, Interface, KernelCounters, Packet, RingGeometry, RingSet};
+use af_packet::{CaptureRing, CloseReason, Interface, KernelCounters, Packet, RingGeometry, RingSet};
 
 /// Where a capture thread delivers packets. Each capture thread owns its sink,
 /// so a sink needs no locking of its own for per-packet work.
@@ -19,6 +26,27 @@ pub trait PacketSink: Send {
 
     /// The capture thread is stopping; nothing more will be delivered.
     fn finish(&mut self) {}
+
+    /// `interface`'s ring closed: its ifindex may name another interface
+    /// from now on.
+    fn interface_closed(&mut self, interface: &Interface) {
+        let _ = interface;
+    }
+}
+
+/// A change to the rings of a running capture thread.
+#[derive(Debug)]
+pub enum RingCommand {
+    /// Serve this ring too.
+    Add(CaptureRing),
+    /// Close the ring of this interface (it was deleted, moved to another
+    /// namespace, or is no longer selected).
+    Remove {
+        /// The interface's index.
+        ifindex: i32,
+        /// Why.
+        reason: CloseReason,
+    },
 }
 
 /// How a capture thread runs.
@@ -73,12 +101,20 @@ pub struct CaptureReport {
     pub error: Option<String>,
 }
 
-/// Runs a capture loop on the calling thread until `stop` is set.
-pub fn run<S: PacketSink>(
+/// Runs a capture loop on the calling thread until `stop` is set, or until
+/// its last ring closed.
+pub fn run<S: PacketSink>(rings: RingSet, config: CaptureThreadConfig, stop: &AtomicBool, sink: S) -> CaptureReport {
+    run_controlled(rings, config, stop, sink, None)
+}
+
+/// [`run`], also taking ring changes from `control`; with a control
+/// channel the thread runs until `stop` even with no ring.
+pub fn run_controlled<S: PacketSink>(
     mut rings: RingSet,
     config: CaptureThreadConfig,
     stop: &AtomicBool,
     mut sink: S,
+    control: Option<Receiver<RingCommand>>,
 ) -> CaptureReport {
     if let Some(cpu) = config.cpu {
         match af_packet::cpu::pin_current_thread(cpu) {
@@ -86,28 +122,20 @@ pub fn run<S: PacketSink>(
             Err(e) => tracing::warn!(error = %e, "capture thread not pinned"),
         }
     }
-    let mut reports: Vec<Option<InterfaceReport>> = Vec::new();
+    let mut book = Bookkeeping::default();
     for (id, ring) in rings.rings() {
-        if reports.len() <= id.index() {
-            reports.resize(id.index() + 1, None);
-        }
-        reports[id.index()] = Some(InterfaceReport {
-            interface: ring.interface().clone(),
-            counters: KernelCounters::default(),
-            captured: 0,
-            geometry: ring.geometry(),
-            closed: None,
-            malformed_blocks: 0,
-        });
+        book.open(id.index(), ring);
     }
-    let mut captured = vec![0u64; reports.len()];
     let timeout_ms = i32::try_from(config.poll_timeout.as_millis()).unwrap_or(i32::MAX);
     let mut last_counters = Instant::now();
     let mut error = None;
 
-    while !stop.load(Ordering::Relaxed) && !rings.is_empty() {
+    while !stop.load(Ordering::Relaxed) && (control.is_some() || !rings.is_empty()) {
+        if let Some(control) = &control {
+            apply_commands(control, &mut rings, &mut book, &mut sink);
+        }
         let result = rings.poll(timeout_ms, config.blocks_per_turn, |id, interface, packet| {
-            captured[id.index()] += 1;
+            book.captured[id.index()] += 1;
             sink.packet(interface, packet);
         });
         sink.end_of_turn();
@@ -116,12 +144,7 @@ pub fn run<S: PacketSink>(
             error = Some(e.to_string());
             break;
         }
-        for closed in rings.take_closed() {
-            if let Some(Some(report)) = reports.get_mut(closed.id.index()) {
-                report.counters = closed.counters;
-                report.closed = Some(closed.reason);
-            }
-        }
+        book.retire_closed(&mut rings, &mut sink);
         if last_counters.elapsed() >= config.counters_interval {
             rings.update_counters();
             last_counters = Instant::now();
@@ -139,7 +162,7 @@ pub fn run<S: PacketSink>(
     let deadline = Instant::now() + Duration::from_millis(u64::from(retire) * 2 + 10);
     loop {
         let read = rings.drain_ready(usize::MAX, |id, interface, packet| {
-            captured[id.index()] += 1;
+            book.captured[id.index()] += 1;
             sink.packet(interface, packet);
         });
         sink.end_of_turn();
@@ -154,21 +177,106 @@ pub fn run<S: PacketSink>(
     sink.finish();
 
     for (id, ring) in rings.rings() {
-        if let Some(Some(report)) = reports.get_mut(id.index()) {
+        if let Some(Some(report)) = book.open.get_mut(id.index()) {
             report.counters = ring.counters();
             report.malformed_blocks = ring.malformed_blocks();
         }
     }
-    for closed in rings.take_closed() {
-        if let Some(Some(report)) = reports.get_mut(closed.id.index()) {
-            report.counters = closed.counters;
-            report.closed = Some(closed.reason);
+    book.retire_closed(&mut rings, &mut sink);
+    let Bookkeeping {
+        open,
+        captured,
+        mut finished,
+    } = book;
+    finished.extend(
+        open.into_iter()
+            .zip(captured)
+            .filter_map(|(report, captured)| report.map(|r| InterfaceReport { captured, ..r })),
+    );
+    CaptureReport {
+        interfaces: finished,
+        error,
+    }
+}
+
+/// The reports of a thread's rings: by slot while open, in a list once
+/// closed (a slot is reused by the next ring added).
+#[derive(Default)]
+struct Bookkeeping {
+    open: Vec<Option<InterfaceReport>>,
+    captured: Vec<u64>,
+    finished: Vec<InterfaceReport>,
+}
+
+impl Bookkeeping {
+    fn open(&mut self, slot: usize, ring: &CaptureRing) {
+        if self.open.len() <= slot {
+            self.open.resize(slot + 1, None);
+            self.captured.resize(slot + 1, 0);
+        }
+        self.open[slot] = Some(InterfaceReport {
+            interface: ring.interface().clone(),
+            counters: KernelCounters::default(),
+            captured: 0,
+            geometry: ring.geometry(),
+            closed: None,
+            malformed_blocks: 0,
+        });
+        self.captured[slot] = 0;
+    }
+
+    /// Moves the reports of the rings that closed to the finished list.
+    fn retire_closed<S: PacketSink>(&mut self, rings: &mut RingSet, sink: &mut S) {
+        for closed in rings.take_closed() {
+            sink.interface_closed(&closed.interface);
+            let slot = closed.id.index();
+            if let Some(report) = self.open.get_mut(slot).and_then(Option::take) {
+                self.finished.push(InterfaceReport {
+                    counters: closed.counters,
+                    closed: Some(closed.reason),
+                    captured: std::mem::take(&mut self.captured[slot]),
+                    ..report
+                });
+            }
         }
     }
-    let interfaces = reports
-        .into_iter()
-        .zip(captured)
-        .filter_map(|(report, captured)| report.map(|r| InterfaceReport { captured, ..r }))
-        .collect();
-    CaptureReport { interfaces, error }
+}
+
+/// Applies the ring changes waiting in `control`.
+fn apply_commands<S: PacketSink>(
+    control: &Receiver<RingCommand>,
+    rings: &mut RingSet,
+    book: &mut Bookkeeping,
+    sink: &mut S,
+) {
+    while let Ok(command) = control.try_recv() {
+        match command {
+            RingCommand::Add(ring) => {
+                let interface = ring.interface().clone();
+                let geometry = ring.geometry();
+                match rings.add(ring) {
+                    Ok(id) => {
+                        if let Some(ring) = rings.rings().find(|(i, _)| *i == id).map(|(_, r)| r) {
+                            book.open(id.index(), ring);
+                        }
+                        tracing::debug!(%interface, %geometry, "ring added to a capture thread");
+                    }
+                    Err(error) => {
+                        tracing::error!(%interface, %error, "a new ring could not join the capture thread");
+                    }
+                }
+            }
+            RingCommand::Remove { ifindex, reason } => {
+                let found = rings
+                    .rings()
+                    .find(|(_, ring)| ring.interface().ifindex() == ifindex)
+                    .map(|(id, _)| id);
+                if let Some(id) = found {
+                    rings.close(id, reason);
+                    // Before another ring can take the slot.
+                    book.retire_closed(rings, sink);
+                }
+            }
+        }
+    }
 }

@@ -73,6 +73,11 @@ pub trait DeliveredSink: Send {
         false
     }
 
+    /// `interface`'s ring closed.
+    fn interface_closed(&mut self, interface: &Interface) {
+        let _ = interface;
+    }
+
     /// A copy of `interface` suppressed as a duplicate, with its canonical
     /// flow (only when [`DeliveredSink::wants_suppressed`]).
     fn suppressed(&mut self, interface: &Interface, copy: &SuppressedCopy, flow: &Delivery) {
@@ -308,6 +313,15 @@ impl<D: DeliveredSink> PacketSink for DedupStage<D> {
             }
             Outcome::Malformed(..) => known.counts.malformed += 1,
         }
+    }
+
+    fn interface_closed(&mut self, interface: &Interface) {
+        // Its counts stay; its ifindex may come back as another interface.
+        if let Some(index) = self.by_ifindex.get(interface.ifindex()) {
+            self.interfaces[index].last_this_turn = None;
+        }
+        self.by_ifindex.remove(interface.ifindex());
+        self.inner.interface_closed(interface);
     }
 
     fn end_of_turn(&mut self) {

@@ -116,6 +116,10 @@ impl DeliveredSink for LiveFanout {
         self.fanout.as_ref().is_some_and(Fanout::wants_notices)
     }
 
+    fn interface_closed(&mut self, interface: &Interface) {
+        self.ids.remove(interface.ifindex());
+    }
+
     fn suppressed(&mut self, interface: &Interface, copy: &SuppressedCopy, flow: &Delivery) {
         let interface = self.interface_id(interface);
         if let Some(fanout) = &mut self.fanout {
@@ -225,5 +229,10 @@ impl PacketSink for EveryCopy {
 
     fn finish(&mut self) {
         DeliveredSink::finish(&mut self.inner);
+    }
+
+    fn interface_closed(&mut self, interface: &Interface) {
+        self.taps.remove(interface.ifindex());
+        DeliveredSink::interface_closed(&mut self.inner, interface);
     }
 }
