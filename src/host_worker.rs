@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use pipeline::live::{InterfaceLive, LiveSnapshot};
 use pipeline::worker::{PacketBatch, Worker};
 use pipeline::worker_pool::{LatencySummary, PoolConfig, PoolLive, WorkerReport};
 use serde_json::json;
@@ -122,8 +123,15 @@ pub fn workers_json(config: &PoolConfig, done: &[(HostWorker, WorkerReport)], pa
     out
 }
 
-/// The `ringsieve` part of a periodic EVE `stats` event.
-pub fn live_json(live: &PoolLive) -> serde_json::Value {
+/// The `ringsieve` part of a periodic EVE `stats` event: the workers'
+/// figures, and the capture's counters per interface and in total.
+pub fn live_json(live: &PoolLive, interfaces: &LiveSnapshot) -> serde_json::Value {
+    let mut total = InterfaceLive::default();
+    let mut by_name = serde_json::Map::new();
+    for (name, counts) in interfaces {
+        total.add(counts);
+        by_name.insert(name.clone(), interface_live_json(counts));
+    }
     let workers: Vec<serde_json::Value> = live
         .workers
         .iter()
@@ -133,8 +141,22 @@ pub fn live_json(live: &PoolLive) -> serde_json::Value {
         })
         .collect();
     json!({
+        "capture": interface_live_json(&total),
+        "interfaces": by_name,
         "queued": live.queued,
         "queue_drops": live.dropped,
         "workers": workers,
+    })
+}
+
+fn interface_live_json(counts: &InterfaceLive) -> serde_json::Value {
+    json!({
+        "kernel_packets": counts.kernel_received,
+        "kernel_drops": counts.kernel_drops,
+        "captured": counts.captured,
+        "delivered": counts.delivered,
+        "duplicates": counts.duplicates,
+        "malformed": counts.malformed,
+        "queue_drops": counts.queue_full + counts.worker_stopped,
     })
 }

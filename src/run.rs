@@ -18,9 +18,11 @@ use std::time::Instant;
 use af_packet::{CaptureRing, FanoutGroup, Interface, InterfaceRole, Packet, RingConfig, RingSet};
 use anyhow::Context;
 use flow::{FlowHasher, SieveShared, TapRegistry, TapRole};
+use pipeline::capture_thread::LivePublisher;
 use pipeline::dedup_stage::{tap_role, DedupReport, DedupStage};
 use pipeline::fanout_stage::{EveryCopy, LiveFanout};
 use pipeline::interfaces::InterfaceTable;
+use pipeline::live::{LiveCounters, LiveSnapshot};
 use pipeline::worker_pool::{FanoutReport, WorkerPool};
 use pipeline::{CaptureReport, CaptureThreadConfig, PacketSink};
 use serde_json::json;
@@ -66,6 +68,13 @@ impl PacketSink for Sink {
         match self {
             Self::Every(stage) => stage.interface_closed(interface),
             Self::Dedup(stage) => stage.interface_closed(interface),
+        }
+    }
+
+    fn live_counts(&self, out: &mut LiveSnapshot) {
+        match self {
+            Self::Every(stage) => stage.live_counts(out),
+            Self::Dedup(stage) => stage.live_counts(out),
         }
     }
 }
@@ -175,6 +184,7 @@ pub fn run(settings: &RunSettings, origin: &crate::settings::Origin<'_>) -> anyh
     // shared by every capture thread.
     let hasher = FlowHasher::new();
     let fanout_report = Arc::new(Mutex::new(FanoutReport::default()));
+    let live = Arc::new(LiveCounters::new());
     let retire_timeout_ms = targets
         .iter()
         .map(|t| t.config.geometry.retire_timeout_ms)
@@ -202,11 +212,16 @@ pub fn run(settings: &RunSettings, origin: &crate::settings::Origin<'_>) -> anyh
             ..CaptureThreadConfig::default()
         };
         let (stop, running) = (Arc::clone(&stop), Arc::clone(&running));
+        let publisher = LivePublisher {
+            counters: Arc::clone(&live),
+            slot: index,
+        };
         threads.push(
             std::thread::Builder::new()
                 .name(format!("capture-{index}"))
                 .spawn(move || {
-                    let report = pipeline::capture_thread::run(set, config, &stop, sink);
+                    let report =
+                        pipeline::capture_thread::run_controlled(set, config, &stop, sink, None, Some(publisher));
                     running.fetch_sub(1, Ordering::AcqRel);
                     report
                 })?,
@@ -226,9 +241,13 @@ pub fn run(settings: &RunSettings, origin: &crate::settings::Origin<'_>) -> anyh
         }
         if let (Some(due), Some(writer), Some(every)) = (next_stats, &eve, settings.pipeline.stats_interval) {
             if Instant::now() >= due {
-                let mut stats = live_json(&pool.live());
+                let mut stats = live_json(&pool.live(), &live.snapshot());
                 stats["uptime"] = json!(started.elapsed().as_secs());
                 writer.write_event(&eve::stats_event(wall_clock_ns(), stats));
+                // A reader tailing the file sees each stats event whole, now.
+                if let Err(error) = writer.flush() {
+                    tracing::warn!(%error, "flushing the EVE output");
+                }
                 next_stats = Some(due + every);
             }
         }

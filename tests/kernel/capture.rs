@@ -1116,14 +1116,26 @@ fn rings_added_and_removed_while_a_capture_thread_runs_are_each_reported() {
     let sink = CountingSink::default();
     let stop = Arc::new(AtomicBool::new(false));
     let (control, commands) = mpsc::channel();
+    let live = Arc::new(pipeline::live::LiveCounters::new());
     let thread = {
         let (sink, stop) = (sink.clone(), Arc::clone(&stop));
+        let publisher = pipeline::capture_thread::LivePublisher {
+            counters: Arc::clone(&live),
+            slot: 0,
+        };
         std::thread::spawn(move || {
             let config = pipeline::CaptureThreadConfig {
                 poll_timeout: Duration::from_millis(10),
                 ..pipeline::CaptureThreadConfig::default()
             };
-            pipeline::capture_thread::run_controlled(RingSet::new().unwrap(), config, &stop, sink, Some(commands))
+            pipeline::capture_thread::run_controlled(
+                RingSet::new().unwrap(),
+                config,
+                &stop,
+                sink,
+                Some(commands),
+                Some(publisher),
+            )
         })
     };
 
@@ -1168,4 +1180,10 @@ fn rings_added_and_removed_while_a_capture_thread_runs_are_each_reported() {
     assert_eq!(cb2.closed, None);
     assert!(cb2.captured >= 30, "{cb2:?}");
     assert_eq!(sink.counts.lock().unwrap().get("cb1"), Some(&50));
+    // The live counters keep the closed ring's final figures beside the
+    // open one's.
+    let snapshot = live.snapshot();
+    assert_eq!(snapshot["cb1"].captured, 50, "{snapshot:?}");
+    assert_eq!(snapshot["cb1"].kernel_received, 50, "{snapshot:?}");
+    assert_eq!(snapshot["cb2"].captured, cb2.captured, "{snapshot:?}");
 }

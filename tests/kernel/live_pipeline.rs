@@ -19,6 +19,25 @@ const RINGSIEVE: &str = env!("CARGO_BIN_EXE_ringsieve");
 /// `O_NONBLOCK`: opens a FIFO's read end without waiting for a writer.
 const O_NONBLOCK: i32 = 0o4000;
 
+/// Waits (up to 60 s: the first traffic case may build its generator) for
+/// an EVE `stats` event for which `done` holds.
+fn wait_for_stats(eve: &std::path::Path, done: impl Fn(&serde_json::Value) -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = std::fs::read_to_string(eve).unwrap_or_default();
+        let found = text
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|event| event["event_type"] == "stats")
+            .any(|event| done(&event["stats"]));
+        if found {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "no such stats event in {text}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn a_stalled_worker_drops_counted_packets_and_sigterm_mid_traffic_leaves_complete_eve() {
     let test = "a_stalled_worker_drops_counted_packets_and_sigterm_mid_traffic_leaves_complete_eve";
@@ -59,8 +78,9 @@ fn a_stalled_worker_drops_counted_packets_and_sigterm_mid_traffic_leaves_complet
                 println!("{}", bed.traffic(case));
             }
         });
-        // Mid-traffic: the worker has been stalled for a while.
-        std::thread::sleep(Duration::from_millis(2500));
+        // Mid-traffic: once a stats event shows queue drops, the worker has
+        // been stalled for a while and traffic is still running.
+        wait_for_stats(&eve, |stats| stats["queue_drops"].as_u64().unwrap_or(0) > 0);
         // The FIFO is drained a second after SIGTERM, so the stop starts
         // while the worker is still stalled.
         let drain = scope.spawn(move || {

@@ -10,9 +10,12 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Receiver;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use af_packet::{CaptureRing, CloseReason, Interface, KernelCounters, Packet, RingGeometry, RingSet};
+
+use crate::live::{LiveCounters, LiveSnapshot};
 
 /// Where a capture thread delivers packets. Each capture thread owns its sink,
 /// so a sink needs no locking of its own for per-packet work.
@@ -31,6 +34,12 @@ pub trait PacketSink: Send {
     /// from now on.
     fn interface_closed(&mut self, interface: &Interface) {
         let _ = interface;
+    }
+
+    /// Adds what it counted per interface (duplicates, delivered...) to a
+    /// live snapshot; the capture thread fills in what its rings counted.
+    fn live_counts(&self, out: &mut LiveSnapshot) {
+        let _ = out;
     }
 }
 
@@ -104,7 +113,17 @@ pub struct CaptureReport {
 /// Runs a capture loop on the calling thread until `stop` is set, or until
 /// its last ring closed.
 pub fn run<S: PacketSink>(rings: RingSet, config: CaptureThreadConfig, stop: &AtomicBool, sink: S) -> CaptureReport {
-    run_controlled(rings, config, stop, sink, None)
+    run_controlled(rings, config, stop, sink, None, None)
+}
+
+/// Where a capture thread publishes its live counters: the shared counters
+/// and its slot in them.
+#[derive(Clone, Debug)]
+pub struct LivePublisher {
+    /// The shared counters.
+    pub counters: Arc<LiveCounters>,
+    /// This thread's slot.
+    pub slot: usize,
 }
 
 /// [`run`], also taking ring changes from `control`; with a control
@@ -115,6 +134,7 @@ pub fn run_controlled<S: PacketSink>(
     stop: &AtomicBool,
     mut sink: S,
     control: Option<Receiver<RingCommand>>,
+    live: Option<LivePublisher>,
 ) -> CaptureReport {
     if let Some(cpu) = config.cpu {
         match af_packet::cpu::pin_current_thread(cpu) {
@@ -147,6 +167,9 @@ pub fn run_controlled<S: PacketSink>(
         book.retire_closed(&mut rings, &mut sink);
         if last_counters.elapsed() >= config.counters_interval {
             rings.update_counters();
+            if let Some(live) = &live {
+                live.counters.publish(live.slot, book.snapshot(&rings, &sink));
+            }
             last_counters = Instant::now();
         }
     }
@@ -183,6 +206,9 @@ pub fn run_controlled<S: PacketSink>(
         }
     }
     book.retire_closed(&mut rings, &mut sink);
+    if let Some(live) = &live {
+        live.counters.publish(live.slot, book.snapshot(&rings, &sink));
+    }
     let Bookkeeping {
         open,
         captured,
@@ -223,6 +249,26 @@ impl Bookkeeping {
             malformed_blocks: 0,
         });
         self.captured[slot] = 0;
+    }
+
+    /// What the rings (open and closed) and the sink counted, by interface.
+    fn snapshot<S: PacketSink>(&self, rings: &RingSet, sink: &S) -> LiveSnapshot {
+        let mut out = LiveSnapshot::new();
+        let mut add = |interface: &Interface, counters: KernelCounters, captured: u64| {
+            let entry = out.entry(interface.name().to_owned()).or_default();
+            entry.kernel_received += counters.received();
+            entry.kernel_drops += counters.drops;
+            entry.captured += captured;
+        };
+        for report in &self.finished {
+            add(&report.interface, report.counters, report.captured);
+        }
+        for (id, ring) in rings.rings() {
+            let captured = self.captured.get(id.index()).copied().unwrap_or(0);
+            add(ring.interface(), ring.counters(), captured);
+        }
+        sink.live_counts(&mut out);
+        out
     }
 
     /// Moves the reports of the rings that closed to the finished list.

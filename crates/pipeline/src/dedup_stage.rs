@@ -32,6 +32,7 @@ use flow::{
 };
 
 use crate::by_ifindex::ByIfindex;
+use crate::live::LiveSnapshot;
 use crate::PacketSink;
 
 /// Margin below `now - retire timeout` for packets stamped before they
@@ -76,6 +77,11 @@ pub trait DeliveredSink: Send {
     /// `interface`'s ring closed.
     fn interface_closed(&mut self, interface: &Interface) {
         let _ = interface;
+    }
+
+    /// Adds what it counted per interface to a live snapshot.
+    fn live_counts(&self, out: &mut LiveSnapshot) {
+        let _ = out;
     }
 
     /// A copy of `interface` suppressed as a duplicate, with its canonical
@@ -313,6 +319,15 @@ impl<D: DeliveredSink> PacketSink for DedupStage<D> {
             }
             Outcome::Malformed(..) => known.counts.malformed += 1,
         }
+    }
+
+    fn live_counts(&self, out: &mut LiveSnapshot) {
+        for known in &self.interfaces {
+            let entry = out.entry(known.interface.name().to_owned()).or_default();
+            entry.duplicates += known.counts.duplicates;
+            entry.malformed += known.counts.malformed;
+        }
+        self.inner.live_counts(out);
     }
 
     fn interface_closed(&mut self, interface: &Interface) {

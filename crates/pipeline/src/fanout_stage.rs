@@ -19,6 +19,7 @@ use flow::{
 use crate::by_ifindex::ByIfindex;
 use crate::dedup_stage::{DeliveredSink, LivePacket};
 use crate::interfaces::{InterfaceId, InterfaceInfo, InterfaceTable};
+use crate::live::LiveSnapshot;
 use crate::worker::{PacketMeta, SuppressedNotice};
 use crate::worker_pool::{Fanout, FanoutReport};
 use crate::PacketSink;
@@ -118,6 +119,22 @@ impl DeliveredSink for LiveFanout {
 
     fn interface_closed(&mut self, interface: &Interface) {
         self.ids.remove(interface.ifindex());
+    }
+
+    fn live_counts(&self, out: &mut LiveSnapshot) {
+        let Some(fanout) = &self.fanout else {
+            return;
+        };
+        for (index, counts) in fanout.report().interfaces.iter().enumerate() {
+            let id = InterfaceId(index as u16);
+            if counts.delivered == 0 && counts.drops.total() == 0 {
+                continue;
+            }
+            let entry = out.entry(self.interfaces.get(id).name.clone()).or_default();
+            entry.delivered += counts.delivered;
+            entry.queue_full += counts.drops.queue_full;
+            entry.worker_stopped += counts.drops.worker_stopped;
+        }
     }
 
     fn suppressed(&mut self, interface: &Interface, copy: &SuppressedCopy, flow: &Delivery) {
@@ -234,5 +251,9 @@ impl PacketSink for EveryCopy {
     fn interface_closed(&mut self, interface: &Interface) {
         self.taps.remove(interface.ifindex());
         DeliveredSink::interface_closed(&mut self.inner, interface);
+    }
+
+    fn live_counts(&self, out: &mut LiveSnapshot) {
+        DeliveredSink::live_counts(&self.inner, out);
     }
 }

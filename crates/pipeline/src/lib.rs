@@ -15,6 +15,7 @@ pub mod capture_thread;
 pub mod dedup_stage;
 pub mod fanout_stage;
 pub mod interfaces;
+pub mod live;
 pub mod offline;
 pub mod worker;
 pub mod worker_pool;
