@@ -8,7 +8,7 @@ set -euo pipefail
 packages=(
   iproute2 iptables ethtool procps kmod
   tcpdump tshark netsniff-ng
-  iputils-ping jq util-linux
+  iputils-ping jq util-linux curl coreutils
 )
 
 missing=()

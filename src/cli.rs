@@ -252,6 +252,11 @@ pub struct RunArgs {
     #[arg(long = "dedup", env = "RINGSIEVE_DEDUP", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", default_value = "true")]
     pub dedup_enabled: String,
 
+    /// Serve Prometheus metrics at http://ADDR/metrics: PORT or :PORT
+    /// (127.0.0.1), HOST:PORT, [IPV6]:PORT. Off by default.
+    #[arg(long, env = "RINGSIEVE_METRICS", value_name = "ADDR")]
+    pub metrics: Option<String>,
+
     /// The dedup's options.
     #[command(flatten)]
     pub dedup: DedupArgs,

@@ -7,6 +7,7 @@ mod cli;
 mod dedup_summary;
 mod host_worker;
 mod interface_roles;
+mod metrics;
 mod pcap_worker;
 mod read;
 mod run;

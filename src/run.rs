@@ -32,6 +32,7 @@ use signal_hook::iterator::Signals;
 use crate::dedup_summary::dedup_json;
 use crate::host_worker::{live_json, open_eve, workers_json, HostWorker};
 use crate::interface_roles::role_of;
+use crate::metrics::MetricsServer;
 use crate::pcap_worker::PcapOutput;
 use crate::settings::{RunSettings, SettingError};
 
@@ -229,6 +230,22 @@ pub fn run(settings: &RunSettings, origin: &crate::settings::Origin<'_>) -> anyh
     }
 
     let started = Instant::now();
+    let _metrics = match settings.metrics {
+        Some(address) => {
+            let (live, pool) = (Arc::clone(&live), pool.watcher());
+            let server = MetricsServer::start(address, move || {
+                crate::metrics::render(&live.snapshot(), &pool.live(), started.elapsed().as_secs_f64())
+            })
+            .map_err(|e| SettingError {
+                source: origin.of("metrics"),
+                value: address.to_string(),
+                expected: format!("an address this host can listen on ({e})"),
+            })?;
+            tracing::info!(address = %server.address(), "serving Prometheus metrics at /metrics");
+            Some(server)
+        }
+        None => None,
+    };
     let mut next_stats = settings.pipeline.stats_interval.map(|every| started + every);
     loop {
         if let Some(signal) = signals.pending().next() {

@@ -155,6 +155,8 @@ pub struct RunSettings {
     pub dedup: Option<flow::SieveConfig>,
     /// The worker threads and what they write.
     pub pipeline: PipelineSettings,
+    /// Where the Prometheus endpoint listens.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 impl RunSettings {
@@ -278,6 +280,12 @@ impl RunSettings {
             fanout,
             dedup,
             pipeline,
+            metrics: match &args.metrics {
+                None => None,
+                Some(text) => Some(
+                    crate::metrics::parse_address(text).map_err(|expected| origin.error("metrics", text, expected))?,
+                ),
+            },
         })
     }
 }

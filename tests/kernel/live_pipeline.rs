@@ -63,7 +63,15 @@ fn a_stalled_worker_drops_counted_packets_and_sigterm_mid_traffic_leaves_complet
     let mut command = in_namespace(&bed.namespace("host"), RINGSIEVE);
     command
         .args(["run", "-i", "docker0,vethc1,vethc2,vethc3,eth0", "--workers", "1"])
-        .args(["--queue-depth", "128", "--stats-interval", "1", "-w"])
+        .args([
+            "--queue-depth",
+            "128",
+            "--stats-interval",
+            "1",
+            "--metrics",
+            "19185",
+            "-w",
+        ])
         .arg(&fifo)
         .arg("--eve")
         .arg(&eve)
@@ -81,6 +89,40 @@ fn a_stalled_worker_drops_counted_packets_and_sigterm_mid_traffic_leaves_complet
         // Mid-traffic: once a stats event shows queue drops, the worker has
         // been stalled for a while and traffic is still running.
         wait_for_stats(&eve, |stats| stats["queue_drops"].as_u64().unwrap_or(0) > 0);
+        // A real scrape of the Prometheus endpoint, inside the host
+        // namespace (its loopback): counters per interface, drops by reason.
+        let scrape = in_namespace(&bed.namespace("host"), "curl")
+            .args(["-sS", "--max-time", "5", "http://127.0.0.1:19185/metrics"])
+            .output()
+            .expect("curl runs");
+        let metrics = String::from_utf8_lossy(&scrape.stdout).into_owned();
+        assert!(
+            scrape.status.success(),
+            "scrape: {metrics} {}",
+            String::from_utf8_lossy(&scrape.stderr)
+        );
+        let sample = |series: &str| -> f64 {
+            metrics
+                .lines()
+                .find_map(|line| line.strip_prefix(series).and_then(|rest| rest.trim().parse().ok()))
+                .unwrap_or_else(|| panic!("no {series} in {metrics}"))
+        };
+        assert!(
+            sample("ringsieve_captured_total{interface=\"vethc1\"}") > 0.0,
+            "{metrics}"
+        );
+        assert!(
+            sample("ringsieve_kernel_packets_total{interface=\"eth0\"}") > 0.0,
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("ringsieve_queue_drops_total{interface=\"vethc1\",reason=\"queue_full\"}"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("ringsieve_worker_latency_seconds{worker=\"0\",quantile=\"0.99\"}"),
+            "{metrics}"
+        );
         // The FIFO is drained a second after SIGTERM, so the stop starts
         // while the worker is still stalled.
         let drain = scope.spawn(move || {

@@ -276,21 +276,12 @@ impl<W: Worker + 'static> WorkerPool<W> {
     /// Live figures: per worker (packets received, latency so far), and
     /// packets queued and dropped over all producers.
     pub fn live(&self) -> PoolLive {
-        PoolLive {
-            workers: self
-                .shared
-                .slots
-                .iter()
-                .map(|slot| {
-                    (
-                        slot.received.load(Ordering::Relaxed),
-                        *slot.latency.lock().unwrap_or_else(PoisonError::into_inner),
-                    )
-                })
-                .collect(),
-            queued: self.shared.queued.load(Ordering::Relaxed),
-            dropped: self.shared.dropped.load(Ordering::Relaxed),
-        }
+        self.watcher().live()
+    }
+
+    /// A handle that reads the live figures from another thread.
+    pub fn watcher(&self) -> PoolWatcher {
+        PoolWatcher(Arc::clone(&self.shared))
     }
 
     /// Waits for every fanout to finish and every queue to drain, ends the
@@ -351,6 +342,32 @@ impl<W> PoolReport<W> {
             let entry = &mut fanout.interfaces[index];
             entry.delivered = entry.delivered.saturating_sub(count);
             entry.drops.worker_stopped += count;
+        }
+    }
+}
+
+/// Reads a pool's live figures from any thread.
+#[derive(Clone)]
+pub struct PoolWatcher(Arc<Shared>);
+
+impl PoolWatcher {
+    /// Per worker (packets received, latency so far), and packets queued
+    /// and dropped over all producers.
+    pub fn live(&self) -> PoolLive {
+        let shared = &self.0;
+        PoolLive {
+            workers: shared
+                .slots
+                .iter()
+                .map(|slot| {
+                    (
+                        slot.received.load(Ordering::Relaxed),
+                        *slot.latency.lock().unwrap_or_else(PoisonError::into_inner),
+                    )
+                })
+                .collect(),
+            queued: shared.queued.load(Ordering::Relaxed),
+            dropped: shared.dropped.load(Ordering::Relaxed),
         }
     }
 }

@@ -1,0 +1,282 @@
+//! `--metrics ADDR`: a Prometheus text endpoint (`GET /metrics`, exposition
+//! format 0.0.4) on a thread of its own, rendering the capture's live
+//! counters at each scrape: per interface (kernel, captured, delivered,
+//! duplicates, malformed, queue drops by reason), per worker (packets,
+//! latency quantiles from kernel timestamp to receipt), and the totals.
+//!
+//! The HTTP side is `tiny_http` (a small, well-kept synchronous server: one
+//! endpoint, no async runtime needed); the text format is written here, as
+//! the metrics are snapshots of counters the pipeline already keeps rather
+//! than a registry of their own.
+
+use std::fmt::Write as _;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use pipeline::live::LiveSnapshot;
+use pipeline::worker_pool::PoolLive;
+
+/// Parses `--metrics`: `PORT`, `:PORT` (both on 127.0.0.1), `HOST:PORT` or
+/// `[V6]:PORT`.
+pub fn parse_address(text: &str) -> Result<SocketAddr, String> {
+    let text = text.trim();
+    let with_host = match text.strip_prefix(':') {
+        Some(port) => format!("127.0.0.1:{port}"),
+        None if text.parse::<u16>().is_ok() => format!("127.0.0.1:{text}"),
+        None => text.to_owned(),
+    };
+    with_host
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or_else(|| "PORT, :PORT, HOST:PORT or [IPV6]:PORT (a host alone binds nothing)".to_owned())
+}
+
+/// The running endpoint.
+pub struct MetricsServer {
+    server: Arc<tiny_http::Server>,
+    thread: Option<JoinHandle<()>>,
+    address: SocketAddr,
+}
+
+impl MetricsServer {
+    /// Listens on `address` and answers each scrape with `render()`.
+    pub fn start(
+        address: SocketAddr,
+        render: impl Fn() -> String + Send + 'static,
+    ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        let server = Arc::new(tiny_http::Server::http(address)?);
+        let bound = server.server_addr().to_ip().unwrap_or(address);
+        let serving = Arc::clone(&server);
+        let thread = std::thread::Builder::new().name("metrics".to_owned()).spawn(move || {
+            for request in serving.incoming_requests() {
+                let response = if request.method() == &tiny_http::Method::Get
+                    && (request.url() == "/metrics" || request.url().starts_with("/metrics?"))
+                {
+                    let header = tiny_http::Header::from_bytes(
+                        &b"Content-Type"[..],
+                        &b"text/plain; version=0.0.4; charset=utf-8"[..],
+                    )
+                    .expect("a valid header");
+                    tiny_http::Response::from_string(render()).with_header(header)
+                } else {
+                    tiny_http::Response::from_string("ringsieve serves GET /metrics\n").with_status_code(404)
+                };
+                if let Err(error) = request.respond(response) {
+                    tracing::debug!(%error, "a metrics scrape ended early");
+                }
+            }
+        })?;
+        Ok(Self {
+            server,
+            thread: Some(thread),
+            address: bound,
+        })
+    }
+
+    /// Where it listens.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+}
+
+impl Drop for MetricsServer {
+    fn drop(&mut self) {
+        self.server.unblock();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// One metric family's header.
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// A label value escaped as the text format wants.
+fn label(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+/// The exposition text for `interfaces`, `pool` and `uptime_seconds`.
+pub fn render(interfaces: &LiveSnapshot, pool: &PoolLive, uptime_seconds: f64) -> String {
+    let mut out = String::with_capacity(4096);
+    family(
+        &mut out,
+        "ringsieve_uptime_seconds",
+        "gauge",
+        "Seconds since the capture started.",
+    );
+    let _ = writeln!(out, "ringsieve_uptime_seconds {uptime_seconds}");
+    type Field = fn(&pipeline::live::InterfaceLive) -> u64;
+    let per_interface: [(&str, &str, Field); 6] = [
+        (
+            "ringsieve_kernel_packets_total",
+            "Packets the kernel put in the interface's rings.",
+            |c| c.kernel_received,
+        ),
+        (
+            "ringsieve_kernel_drops_total",
+            "Packets the kernel dropped because a ring was full.",
+            |c| c.kernel_drops,
+        ),
+        ("ringsieve_captured_total", "Packets read from the rings.", |c| {
+            c.captured
+        }),
+        (
+            "ringsieve_delivered_total",
+            "Packets handed to an IDS worker's queue.",
+            |c| c.delivered,
+        ),
+        (
+            "ringsieve_duplicates_total",
+            "Copies suppressed as duplicates of a copy seen at another tap point.",
+            |c| c.duplicates,
+        ),
+        ("ringsieve_malformed_total", "Packets that did not parse.", |c| {
+            c.malformed
+        }),
+    ];
+    for (name, help, field) in per_interface {
+        family(&mut out, name, "counter", help);
+        for (interface, counts) in interfaces {
+            let _ = writeln!(out, "{name}{{interface=\"{}\"}} {}", label(interface), field(counts));
+        }
+    }
+    family(
+        &mut out,
+        "ringsieve_queue_drops_total",
+        "counter",
+        "Packets dropped between capture and a worker, by reason.",
+    );
+    for (interface, counts) in interfaces {
+        for (reason, value) in [
+            ("queue_full", counts.queue_full),
+            ("worker_stopped", counts.worker_stopped),
+        ] {
+            let _ = writeln!(
+                out,
+                "ringsieve_queue_drops_total{{interface=\"{}\",reason=\"{reason}\"}} {value}",
+                label(interface)
+            );
+        }
+    }
+    family(
+        &mut out,
+        "ringsieve_worker_packets_total",
+        "counter",
+        "Packets an IDS worker took off its queue.",
+    );
+    for (index, (packets, _)) in pool.workers.iter().enumerate() {
+        let _ = writeln!(out, "ringsieve_worker_packets_total{{worker=\"{index}\"}} {packets}");
+    }
+    family(
+        &mut out,
+        "ringsieve_worker_latency_seconds",
+        "summary",
+        "From a packet's kernel timestamp to its worker taking it, refreshed every second.",
+    );
+    for (index, (_, latency)) in pool.workers.iter().enumerate() {
+        for (quantile, ns) in [
+            ("0.5", latency.p50),
+            ("0.99", latency.p99),
+            ("0.999", latency.p999),
+            ("1", latency.max),
+        ] {
+            let _ = writeln!(
+                out,
+                "ringsieve_worker_latency_seconds{{worker=\"{index}\",quantile=\"{quantile}\"}} {}",
+                ns as f64 / 1e9
+            );
+        }
+        let _ = writeln!(
+            out,
+            "ringsieve_worker_latency_seconds_count{{worker=\"{index}\"}} {}",
+            latency.count
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pipeline::live::InterfaceLive;
+    use pipeline::worker_pool::LatencySummary;
+
+    #[test]
+    fn addresses_without_a_host_bind_loopback() {
+        assert_eq!(parse_address("9100").unwrap(), "127.0.0.1:9100".parse().unwrap());
+        assert_eq!(parse_address(":9100").unwrap(), "127.0.0.1:9100".parse().unwrap());
+        assert_eq!(parse_address("0.0.0.0:9100").unwrap(), "0.0.0.0:9100".parse().unwrap());
+        assert_eq!(parse_address("[::1]:9100").unwrap(), "[::1]:9100".parse().unwrap());
+        for bad in ["", "localhost", "99999", ":x", "1.2.3.4"] {
+            assert!(parse_address(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn every_sample_line_is_name_labels_value() {
+        let mut interfaces = LiveSnapshot::new();
+        interfaces.insert(
+            "veth\"x".to_owned(),
+            InterfaceLive {
+                captured: 7,
+                queue_full: 2,
+                ..InterfaceLive::default()
+            },
+        );
+        let pool = PoolLive {
+            workers: vec![(
+                5,
+                LatencySummary {
+                    count: 5,
+                    p50: 1_000,
+                    p99: 2_000,
+                    p999: 3_000,
+                    max: 4_000,
+                },
+            )],
+            queued: 5,
+            dropped: 2,
+        };
+        let text = render(&interfaces, &pool, 1.5);
+        assert!(
+            text.contains("ringsieve_captured_total{interface=\"veth\\\"x\"} 7\n"),
+            "{text}"
+        );
+        assert!(text.contains("reason=\"queue_full\"} 2\n"), "{text}");
+        assert!(
+            text.contains("ringsieve_worker_latency_seconds{worker=\"0\",quantile=\"0.99\"} 0.000002\n"),
+            "{text}"
+        );
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let (series, value) = line.rsplit_once(' ').expect("a value");
+            assert!(value.parse::<f64>().is_ok(), "{line}");
+            assert!(series.starts_with("ringsieve_"), "{line}");
+        }
+    }
+
+    #[test]
+    fn a_real_scrape_gets_the_text_and_other_paths_get_404() {
+        let server = MetricsServer::start("127.0.0.1:0".parse().unwrap(), || "ringsieve_up 1\n".to_owned())
+            .expect("the endpoint starts");
+        let get = |path: &str| {
+            use std::io::{Read, Write};
+            let mut stream = std::net::TcpStream::connect(server.address()).unwrap();
+            write!(stream, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+            let mut response = String::new();
+            stream.read_to_string(&mut response).unwrap();
+            response
+        };
+        let ok = get("/metrics");
+        assert!(ok.starts_with("HTTP/1.0 200") || ok.starts_with("HTTP/1.1 200"), "{ok}");
+        assert!(ok.contains("text/plain; version=0.0.4"), "{ok}");
+        assert!(ok.ends_with("ringsieve_up 1\n"), "{ok}");
+        let missing = get("/");
+        assert!(missing.contains(" 404 "), "{missing}");
+    }
+}
