@@ -33,6 +33,7 @@ use anyhow::Context;
 use flow::{FlowHasher, SieveShared, TapRegistry, TapRole};
 use pipeline::dedup_stage::{tap_role, DedupReport, DedupStage};
 use pipeline::fanout_stage::{EveryCopy, LiveFanout};
+use pipeline::host_book::HostBook;
 use pipeline::interfaces::InterfaceTable;
 use pipeline::worker::{NullWorker, PacketBatch, Worker};
 use pipeline::worker_pool::{FanoutReport, LatencySummary, PoolClock, PoolConfig, WorkerPool, WorkerReport};
@@ -127,12 +128,12 @@ pub fn bench(settings: &BenchSettings) -> anyhow::Result<ExitCode> {
         .enumerate()
         .map(|(index, interface)| Interface::new(interface.name.clone(), index as i32 + 1))
         .collect();
-    let roles: Arc<HashMap<String, TapRole>> = Arc::new(
+    let roles: Arc<HostBook> = Arc::new(HostBook::with_roles(
         mix.interfaces()
             .iter()
             .map(|interface| (interface.name.clone(), tap_role(interface.role)))
-            .collect(),
-    );
+            .collect::<HashMap<String, TapRole>>(),
+    ));
 
     let table = Arc::new(InterfaceTable::new());
     // Unpaced, the copies go faster than their timestamps say: timeouts

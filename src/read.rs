@@ -91,6 +91,7 @@ impl ReadSink {
             role: interface.role,
             ifindex: input_ifindex(interface),
             link_type: interface.link_type,
+            container: None,
         });
         if self.ids.len() <= interface.id {
             self.ids.resize(interface.id + 1, None);

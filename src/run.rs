@@ -21,6 +21,7 @@ use flow::{FlowHasher, SieveShared, TapRegistry, TapRole};
 use pipeline::capture_thread::LivePublisher;
 use pipeline::dedup_stage::{tap_role, DedupReport, DedupStage};
 use pipeline::fanout_stage::{EveryCopy, LiveFanout};
+use pipeline::host_book::HostBook;
 use pipeline::interfaces::InterfaceTable;
 use pipeline::live::{LiveCounters, LiveSnapshot};
 use pipeline::worker_pool::{FanoutReport, WorkerPool};
@@ -170,12 +171,12 @@ pub fn run(settings: &RunSettings, origin: &crate::settings::Origin<'_>) -> anyh
     // The main thread waits for a signal, or for the last capture thread to
     // end on its own (every interface gone), writing stats events meanwhile.
     let running = Arc::new(AtomicUsize::new(ring_sets.len()));
-    let roles: Arc<HashMap<String, TapRole>> = Arc::new(
+    let roles: Arc<HostBook> = Arc::new(HostBook::with_roles(
         targets
             .iter()
             .map(|t| (t.interface.name().to_owned(), tap_role(t.role)))
-            .collect(),
-    );
+            .collect::<HashMap<String, TapRole>>(),
+    ));
     let registry = Arc::new(TapRegistry::new());
     let dedup = settings
         .dedup

@@ -221,6 +221,9 @@ pub(crate) struct Flow {
     icmp: [Option<(u8, u8)>; 2],
     taps: Vec<(InterfaceId, TapDirection)>,
     copies_suppressed: u64,
+    /// The containers of the client and the server, when a container veth
+    /// showed one of its packets.
+    containers: [Option<Box<str>>; 2],
     /// The public tuple, client to server.
     nat: Option<FlowTuple>,
     overlap_different_data: u64,
@@ -261,6 +264,7 @@ impl Flow {
             icmp: [None; 2],
             taps: Vec::new(),
             copies_suppressed: 0,
+            containers: [None, None],
             nat: None,
             overlap_different_data: 0,
             out_of_order: 0,
@@ -314,6 +318,33 @@ impl Flow {
         }
         self.taps.push((interface, direction));
         true
+    }
+
+    /// Names the container behind a container veth that showed a packet of
+    /// `side` in `direction`: received by the host-side veth, the container
+    /// sent it (it is the packet's source); sent, the container receives it.
+    pub(crate) fn attribute(&mut self, side: Side, direction: TapDirection, container: &str) {
+        if let Some(endpoint) = Self::container_endpoint(side, direction) {
+            if self.containers[endpoint].is_none() {
+                self.containers[endpoint] = Some(container.into());
+            }
+        }
+    }
+
+    /// Whether a container veth's packet of `side` in `direction` would name
+    /// an endpoint not named yet.
+    pub(crate) fn wants_container(&self, side: Side, direction: TapDirection) -> bool {
+        Self::container_endpoint(side, direction).is_some_and(|endpoint| self.containers[endpoint].is_none())
+    }
+
+    /// The endpoint (0 client, 1 server) inside the container of a veth
+    /// that showed a packet of `side` in `direction`.
+    fn container_endpoint(side: Side, direction: TapDirection) -> Option<usize> {
+        match (direction, side) {
+            (TapDirection::Incoming, Side::ToServer) | (TapDirection::Outgoing, Side::ToClient) => Some(0),
+            (TapDirection::Incoming, Side::ToClient) | (TapDirection::Outgoing, Side::ToServer) => Some(1),
+            (TapDirection::Unknown, _) => None,
+        }
     }
 
     /// A suppressed copy of one of its packets.
@@ -378,6 +409,12 @@ impl Flow {
             1 => record.str("proto", "ICMP"),
             58 => record.str("proto", "IPv6-ICMP"),
             other => record.display_str("proto", other),
+        }
+        if let Some(container) = &self.containers[0] {
+            record.str("src_container", container);
+        }
+        if let Some(container) = &self.containers[1] {
+            record.str("dest_container", container);
         }
         if matches!(protocol, 1 | 58) {
             if let Some((icmp_type, code)) = self.icmp[Side::ToServer as usize] {

@@ -144,6 +144,7 @@ impl Bed {
                 role,
                 ifindex,
                 link_type: 1,
+                container: None,
             })
         };
         let veth = add("veth1", TapRole::ContainerVeth, 5);
@@ -834,4 +835,47 @@ fn write_failures_are_counted_not_fatal() {
     assert_eq!((counters.write_errors, counters.records_lost), (1, 2));
     assert_eq!(writer.errors(), 1);
     assert!(writer.finish().is_err());
+}
+
+#[test]
+fn containers_are_named_from_the_veths_that_showed_the_flow() {
+    let mut bed = Bed::new();
+    let add = |name: &str, ifindex, container: &str| {
+        bed.interfaces.intern(InterfaceInfo {
+            name: name.to_owned(),
+            role: TapRole::ContainerVeth,
+            ifindex,
+            link_type: 1,
+            container: Some(pipeline::host_book::ContainerLabel {
+                id: None,
+                name: Some(container.to_owned()),
+            }),
+        })
+    };
+    let web = add("vethweb", 10, "web");
+    let db = add("vethdb", 11, "db");
+    bed.veth = web;
+    let mut tracker = bed.tracker(1024);
+    // web (the client) sends on its veth; the copy on db's veth going out
+    // to db is a suppressed duplicate; db's answer comes in on db's veth.
+    let query = bed.pkt_at(T0, udp(c(5353), s(53), b"query"), web, TapDirection::Incoming);
+    let answer = bed.pkt_at(
+        T0 + 1_000_000,
+        udp(s(53), c(5353), b"answer"),
+        db,
+        TapDirection::Incoming,
+    );
+    let duplicate = bed.notice(&query, db, TapDirection::Outgoing);
+    tracker.batch(&bed.batch(&[query, answer], &[duplicate]));
+    tracker.finish(T0 + S);
+    let records = bed.records();
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0]["src_container"], "web");
+    assert_eq!(records[0]["dest_container"], "db");
+
+    // A flow to the outside names its container only.
+    let bed = Bed::new();
+    let mut tracker = bed.tracker(1024);
+    let records = bed.run(&mut tracker, &[bed.pkt(T0, udp(c(1), s(2), b"x"))], T0 + S);
+    assert!(records[0].get("src_container").is_none() && records[0].get("dest_container").is_none());
 }

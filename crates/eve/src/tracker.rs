@@ -294,6 +294,11 @@ impl FlowTracker {
             let side = flow.side(&key.tuple);
             flow.packet(side, meta.timestamp_ns, meta.original_len, &info);
             new_tap = flow.add_tap(meta.interface, meta.tap.direction);
+            if flow.wants_container(side, meta.tap.direction) {
+                if let Some(container) = container_of(batch, meta.interface) {
+                    flow.attribute(side, meta.tap.direction, &container);
+                }
+            }
             if let Some(nat) = meta.nat {
                 flow.nat(side, nat.public);
             }
@@ -379,6 +384,12 @@ impl FlowTracker {
                 if within {
                     flow.suppressed_copy();
                     flow.add_tap(notice.interface, notice.tap.direction);
+                    let side = flow.side(&key.tuple);
+                    if flow.wants_container(side, notice.tap.direction) {
+                        if let Some(container) = container_of(batch, notice.interface) {
+                            flow.attribute(side, notice.tap.direction, &container);
+                        }
+                    }
                     matched = true;
                 } else if notice.timestamp_ns < flow.start_ns {
                     // From an earlier flow with this tuple, already ended.
@@ -665,4 +676,16 @@ pub(crate) fn parse_link(data: &[u8], link: u32, vlan: Option<(u16, u16)>) -> Op
         }
         _ => None,
     }
+}
+
+/// The container behind `interface`, when it is a container veth whose
+/// container is known.
+fn container_of(batch: &PacketBatch, interface: InterfaceId) -> Option<String> {
+    let info = batch.interface(interface);
+    if info.role != flow::TapRole::ContainerVeth {
+        return None;
+    }
+    info.container
+        .as_ref()
+        .and_then(pipeline::host_book::ContainerLabel::display)
 }

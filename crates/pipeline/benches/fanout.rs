@@ -45,6 +45,7 @@ fn fanout_run(workers: usize, frames: &[Vec<u8>], packets: u64) -> Duration {
         role: TapRole::Uplink,
         ifindex: 2,
         link_type: 1,
+        container: None,
     });
     let config = PoolConfig {
         workers,

@@ -36,6 +36,12 @@ pub trait PacketSink: Send {
         let _ = interface;
     }
 
+    /// What host discovery knows of `interface` changed (its role, its
+    /// container): look it up again.
+    fn interface_updated(&mut self, interface: &Interface) {
+        let _ = interface;
+    }
+
     /// Adds what it counted per interface (duplicates, delivered...) to a
     /// live snapshot; the capture thread fills in what its rings counted.
     fn live_counts(&self, out: &mut LiveSnapshot) {
@@ -48,6 +54,12 @@ pub trait PacketSink: Send {
 pub enum RingCommand {
     /// Serve this ring too.
     Add(CaptureRing),
+    /// What discovery knows of this interface changed (see
+    /// [`PacketSink::interface_updated`]).
+    Updated {
+        /// The interface's index.
+        ifindex: i32,
+    },
     /// Close the ring of this interface (it was deleted, moved to another
     /// namespace, or is no longer selected).
     Remove {
@@ -310,6 +322,15 @@ fn apply_commands<S: PacketSink>(
                     Err(error) => {
                         tracing::error!(%interface, %error, "a new ring could not join the capture thread");
                     }
+                }
+            }
+            RingCommand::Updated { ifindex } => {
+                let interface = rings
+                    .rings()
+                    .find(|(_, ring)| ring.interface().ifindex() == ifindex)
+                    .map(|(_, ring)| ring.interface().clone());
+                if let Some(interface) = interface {
+                    sink.interface_updated(&interface);
                 }
             }
             RingCommand::Remove { ifindex, reason } => {

@@ -32,6 +32,7 @@ use flow::{
 };
 
 use crate::by_ifindex::ByIfindex;
+use crate::host_book::HostBook;
 use crate::live::LiveSnapshot;
 use crate::PacketSink;
 
@@ -76,6 +77,11 @@ pub trait DeliveredSink: Send {
 
     /// `interface`'s ring closed.
     fn interface_closed(&mut self, interface: &Interface) {
+        let _ = interface;
+    }
+
+    /// What discovery knows of `interface` changed.
+    fn interface_updated(&mut self, interface: &Interface) {
         let _ = interface;
     }
 
@@ -150,7 +156,7 @@ struct KnownInterface {
 pub struct DedupStage<D: DeliveredSink> {
     sieve: Sieve<HeldMeta>,
     registry: Arc<TapRegistry>,
-    roles: Arc<HashMap<String, TapRole>>,
+    book: Arc<HostBook>,
     interfaces: Vec<KnownInterface>,
     /// ifindex to index in `interfaces`.
     by_ifindex: ByIfindex<usize>,
@@ -161,13 +167,13 @@ pub struct DedupStage<D: DeliveredSink> {
 
 impl<D: DeliveredSink> DedupStage<D> {
     /// A stage for one capture thread: its engine from `shared`, tap points
-    /// interned in `registry`, interface roles from `roles` (by name; others
+    /// interned in `registry`, interface roles from `book` (others
     /// are Other), rings whose longest retire timeout is
     /// `retire_timeout_ms`, counters summed into `report` at finish.
     pub fn new(
         shared: &Arc<SieveShared>,
         registry: Arc<TapRegistry>,
-        roles: Arc<HashMap<String, TapRole>>,
+        book: Arc<HostBook>,
         retire_timeout_ms: u32,
         report: Arc<Mutex<DedupReport>>,
         inner: D,
@@ -175,7 +181,7 @@ impl<D: DeliveredSink> DedupStage<D> {
         Ok(Self {
             sieve: shared.thread()?,
             registry,
-            roles,
+            book,
             interfaces: Vec::new(),
             by_ifindex: ByIfindex::default(),
             retire_timeout_ns: u64::from(retire_timeout_ms) * 1_000_000,
@@ -188,7 +194,23 @@ impl<D: DeliveredSink> DedupStage<D> {
         if let Some(index) = self.by_ifindex.get(interface.ifindex()) {
             return index;
         }
-        let role = self.roles.get(interface.name()).copied().unwrap_or(TapRole::Other);
+        let (incoming, outgoing) = self.tap_points(interface);
+        let known = KnownInterface {
+            interface: interface.clone(),
+            incoming,
+            outgoing,
+            counts: InterfaceDedup::default(),
+            last_this_turn: None,
+        };
+        self.interfaces.push(known);
+        let index = self.interfaces.len() - 1;
+        self.by_ifindex.set(interface.ifindex(), index);
+        index
+    }
+
+    /// The tap points of `interface`, by the role the book gives it.
+    fn tap_points(&self, interface: &Interface) -> (TapPoint, TapPoint) {
+        let role = self.book.get(interface.ifindex(), interface.name()).role;
         let intern = |direction| {
             self.registry
                 .intern(interface.name(), role, direction)
@@ -198,17 +220,7 @@ impl<D: DeliveredSink> DedupStage<D> {
                     direction,
                 })
         };
-        let known = KnownInterface {
-            interface: interface.clone(),
-            incoming: intern(TapDirection::Incoming),
-            outgoing: intern(TapDirection::Outgoing),
-            counts: InterfaceDedup::default(),
-            last_this_turn: None,
-        };
-        self.interfaces.push(known);
-        let index = self.interfaces.len() - 1;
-        self.by_ifindex.set(interface.ifindex(), index);
-        index
+        (intern(TapDirection::Incoming), intern(TapDirection::Outgoing))
     }
 
     /// Releases what the watermark allows (everything, when `all`) and
@@ -328,6 +340,16 @@ impl<D: DeliveredSink> PacketSink for DedupStage<D> {
             entry.malformed += known.counts.malformed;
         }
         self.inner.live_counts(out);
+    }
+
+    fn interface_updated(&mut self, interface: &Interface) {
+        if let Some(index) = self.by_ifindex.get(interface.ifindex()) {
+            let (incoming, outgoing) = self.tap_points(interface);
+            let known = &mut self.interfaces[index];
+            known.incoming = incoming;
+            known.outgoing = outgoing;
+        }
+        self.inner.interface_updated(interface);
     }
 
     fn interface_closed(&mut self, interface: &Interface) {

@@ -13,11 +13,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use af_packet::{Direction, Interface, Packet};
 use flow::{
-    parse_frame, Delivery, FlowHasher, FlowKey, FlowTuple, SuppressedCopy, TapDirection, TapPoint, TapRegistry, TapRole,
+    parse_frame, Delivery, FlowHasher, FlowKey, FlowTuple, SuppressedCopy, TapDirection, TapPoint, TapRegistry,
 };
 
 use crate::by_ifindex::ByIfindex;
 use crate::dedup_stage::{DeliveredSink, LivePacket};
+use crate::host_book::HostBook;
 use crate::interfaces::{InterfaceId, InterfaceInfo, InterfaceTable};
 use crate::live::LiveSnapshot;
 use crate::worker::{PacketMeta, SuppressedNotice};
@@ -36,7 +37,7 @@ pub struct LiveFanout {
     interfaces: Arc<InterfaceTable>,
     /// ifindex to interface id.
     ids: ByIfindex<InterfaceId>,
-    roles: Arc<std::collections::HashMap<String, TapRole>>,
+    book: Arc<HostBook>,
     report: Arc<Mutex<FanoutReport>>,
     /// The clock batches carry: wall time, or (replays faster than real
     /// time) the latest packet timestamp handed over.
@@ -44,20 +45,15 @@ pub struct LiveFanout {
 }
 
 impl LiveFanout {
-    /// Hands packets to `fanout`, naming interfaces with the roles in
-    /// `roles` (others are Other), summing its report into `report` at
-    /// finish.
-    pub fn new(
-        fanout: Fanout,
-        roles: Arc<std::collections::HashMap<String, TapRole>>,
-        report: Arc<Mutex<FanoutReport>>,
-    ) -> Self {
+    /// Hands packets to `fanout`, naming interfaces with their roles and
+    /// containers from `book`, summing its report into `report` at finish.
+    pub fn new(fanout: Fanout, book: Arc<HostBook>, report: Arc<Mutex<FanoutReport>>) -> Self {
         let interfaces = Arc::clone(fanout.interfaces());
         Self {
             fanout: Some(fanout),
             interfaces,
             ids: ByIfindex::default(),
-            roles,
+            book,
             report,
             packet_clock: None,
         }
@@ -79,12 +75,13 @@ impl LiveFanout {
         if let Some(id) = self.ids.get(interface.ifindex()) {
             return id;
         }
-        let role = self.roles.get(interface.name()).copied().unwrap_or(TapRole::Other);
+        let known = self.book.get(interface.ifindex(), interface.name());
         let id = self.interfaces.intern(InterfaceInfo {
             name: interface.name().to_owned(),
-            role,
+            role: known.role,
             ifindex: interface.ifindex(),
             link_type: 1,
+            container: known.container,
         });
         self.ids.set(interface.ifindex(), id);
         id
@@ -118,6 +115,12 @@ impl DeliveredSink for LiveFanout {
     }
 
     fn interface_closed(&mut self, interface: &Interface) {
+        self.ids.remove(interface.ifindex());
+    }
+
+    fn interface_updated(&mut self, interface: &Interface) {
+        // Interned again, with its new role and container, at its next
+        // packet.
         self.ids.remove(interface.ifindex());
     }
 
@@ -193,12 +196,7 @@ impl EveryCopy {
         let (incoming, outgoing) = match self.taps.get(interface.ifindex()) {
             Some(pair) => pair,
             None => {
-                let role = self
-                    .inner
-                    .roles
-                    .get(interface.name())
-                    .copied()
-                    .unwrap_or(TapRole::Other);
+                let role = self.inner.book.get(interface.ifindex(), interface.name()).role;
                 let intern = |direction| {
                     self.registry
                         .intern(interface.name(), role, direction)
@@ -251,6 +249,11 @@ impl PacketSink for EveryCopy {
     fn interface_closed(&mut self, interface: &Interface) {
         self.taps.remove(interface.ifindex());
         DeliveredSink::interface_closed(&mut self.inner, interface);
+    }
+
+    fn interface_updated(&mut self, interface: &Interface) {
+        self.taps.remove(interface.ifindex());
+        DeliveredSink::interface_updated(&mut self.inner, interface);
     }
 
     fn live_counts(&self, out: &mut LiveSnapshot) {

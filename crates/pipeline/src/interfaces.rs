@@ -12,6 +12,8 @@ use std::sync::{Mutex, OnceLock, PoisonError};
 
 use flow::TapRole;
 
+use crate::host_book::ContainerLabel;
+
 /// Distinct interfaces one table holds.
 pub const MAX_INTERFACES: usize = 16_384;
 
@@ -41,6 +43,8 @@ pub struct InterfaceInfo {
     pub ifindex: i32,
     /// The link type of its frames (1 for Ethernet, as pcap numbers them).
     pub link_type: u32,
+    /// The container behind it, for a container veth.
+    pub container: Option<ContainerLabel>,
 }
 
 /// The interface table shared by capture threads and workers.
@@ -67,6 +71,7 @@ impl InterfaceTable {
                 role: TapRole::Other,
                 ifindex: 0,
                 link_type: 1,
+                container: None,
             },
             added: Mutex::new(0),
         }
@@ -117,6 +122,7 @@ mod tests {
             role: TapRole::ContainerVeth,
             ifindex,
             link_type: 1,
+            container: None,
         }
     }
 

@@ -14,6 +14,7 @@ pub mod by_ifindex;
 pub mod capture_thread;
 pub mod dedup_stage;
 pub mod fanout_stage;
+pub mod host_book;
 pub mod interfaces;
 pub mod live;
 pub mod offline;

@@ -793,6 +793,7 @@ mod tests {
             role: TapRole::Uplink,
             ifindex: 2,
             link_type: 1,
+            container: None,
         });
         let pool = WorkerPool::start(config, interfaces, |_| Recorder {
             seen: Vec::new(),
