@@ -13,7 +13,7 @@
 # IPv6 is disabled in every namespace of the bed so captures hold only the
 # traffic a test sends (plus ARP).
 #
-# Usage: scripts/docker-host.sh up N | down | status
+# Usage: scripts/docker-host.sh up N | down | status | start K | stop K
 # Namespaces are named from $RINGSIEVE_BED (default rsbed): PREFIX-host,
 # PREFIX-c1..PREFIX-cN, PREFIX-out. `up` tears down any previous bed of that
 # prefix first and removes what it built when a step fails; `down` kills the
@@ -37,7 +37,7 @@ die() {
 }
 
 usage() {
-    echo "usage: $0 up N | down | status   (namespace prefix: \$RINGSIEVE_BED, now '$PREFIX')" >&2
+    echo "usage: $0 up N | down | status | start K | stop K   (namespace prefix: \$RINGSIEVE_BED, now '$PREFIX')" >&2
     exit 2
 }
 
@@ -123,6 +123,50 @@ new_namespace() {
     fi
 }
 
+# Container K, started the way Docker does: the veth is created with its
+# peer already in the container, then enslaved to docker0, then set up.
+start_container() {
+    local k=$1 ns mac
+    ns="$PREFIX-c$k"
+    mac=$(printf '02:42:ac:11:00:%02x' $((k + 1)))
+    new_namespace "$ns"
+    ipn "$HOST" link add "vethc$k" type veth peer name eth0 address "$mac" netns "$ns"
+    ipn "$HOST" link set "vethc$k" master docker0
+    ipn "$HOST" link set "vethc$k" up
+    ipn "$ns" addr add "172.17.0.$((k + 1))/16" dev eth0
+    ipn "$ns" link set eth0 up
+    ipn "$ns" route add default via 172.17.0.1
+}
+
+# `start K`: container K joins a running bed; `stop K`: it leaves (its
+# processes killed, its namespace deleted, which deletes the veth pair), as
+# `docker run` and `docker rm -f` do.
+cmd_start() {
+    local k=$1
+    [[ "$k" =~ ^[0-9]+$ ]] && ((k >= 1 && k <= MAX_CONTAINERS)) || die "K must be 1..$MAX_CONTAINERS, got '$k'"
+    ip netns list | grep -qw "$HOST" || die "no bed '$PREFIX': run up first"
+    ! ip netns list | grep -qw "$PREFIX-c$k" || die "container $k is already running"
+    start_container "$k"
+    echo "started $PREFIX-c$k (vethc$k, 172.17.0.$((k + 1)))"
+}
+
+cmd_stop() {
+    local k=$1 ns pid
+    [[ "$k" =~ ^[0-9]+$ ]] || die "K must be a number, got '$k'"
+    ns="$PREFIX-c$k"
+    ip netns list | grep -qw "$ns" || die "container $k is not running"
+    for pid in $(ip netns pids "$ns" 2>/dev/null); do
+        kill -9 "$pid" 2>/dev/null || true
+    done
+    ip netns del "$ns"
+    # The veth pair goes with the namespace, asynchronously: wait for it.
+    for _ in $(seq 100); do
+        ipn "$HOST" link show "vethc$k" >/dev/null 2>&1 || break
+        sleep 0.01
+    done
+    echo "stopped $ns"
+}
+
 cmd_up() {
     local n=$1 k ns mac
     if ! [[ "$n" =~ ^[0-9]+$ ]] || ((n < 1 || n > MAX_CONTAINERS)); then
@@ -160,18 +204,8 @@ cmd_up() {
         echo "br_netfilter not available: bridged traffic bypasses iptables (as on a host without it)"
     fi
 
-    # Containers, started the way Docker does: the veth is created with its
-    # peer already in the container, then enslaved to docker0, then set up.
     for ((k = 1; k <= n; k++)); do
-        ns="$PREFIX-c$k"
-        mac=$(printf '02:42:ac:11:00:%02x' $((k + 1)))
-        new_namespace "$ns"
-        ipn "$HOST" link add "vethc$k" type veth peer name eth0 address "$mac" netns "$ns"
-        ipn "$HOST" link set "vethc$k" master docker0
-        ipn "$HOST" link set "vethc$k" up
-        ipn "$ns" addr add "172.17.0.$((k + 1))/16" dev eth0
-        ipn "$ns" link set eth0 up
-        ipn "$ns" route add default via 172.17.0.1
+        start_container "$k"
     done
 
     # The uplink: eth0 in the host, a veth to the outside router.
@@ -216,6 +250,14 @@ down)
 status)
     [[ $# -eq 1 ]] || usage
     cmd_status
+    ;;
+start)
+    [[ $# -eq 2 ]] || usage
+    cmd_start "$2"
+    ;;
+stop)
+    [[ $# -eq 2 ]] || usage
+    cmd_stop "$2"
     ;;
 *) usage ;;
 esac
