@@ -252,6 +252,12 @@ pub struct RunArgs {
     #[arg(long = "dedup", env = "RINGSIEVE_DEDUP", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", default_value = "true")]
     pub dedup_enabled: String,
 
+    /// Learn NAT bindings from conntrack events (as well as from the
+    /// copies NAT rewrote), so a connection's uplink copies are in its
+    /// container's flow from the first packet. true or false.
+    #[arg(long, env = "RINGSIEVE_CONNTRACK", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", default_value = "true")]
+    pub conntrack: String,
+
     /// Serve Prometheus metrics at http://ADDR/metrics: PORT or :PORT
     /// (127.0.0.1), HOST:PORT, [IPV6]:PORT. Off by default.
     #[arg(long, env = "RINGSIEVE_METRICS", value_name = "ADDR")]

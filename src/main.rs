@@ -8,6 +8,7 @@ mod dedup_summary;
 mod host_worker;
 mod interface_roles;
 mod metrics;
+mod nat_feed;
 mod pcap_worker;
 mod read;
 mod run;

@@ -230,6 +230,12 @@ pub fn run(settings: &RunSettings, origin: &crate::settings::Origin<'_>) -> anyh
         );
     }
 
+    let nat_feed = match (&dedup, settings.conntrack) {
+        (Some((shared, _)), true) => Some(
+            crate::nat_feed::start(Arc::clone(shared), Arc::clone(&stop)).context("starting the conntrack thread")?,
+        ),
+        _ => None,
+    };
     let started = Instant::now();
     let _metrics = match settings.metrics {
         Some(address) => {
@@ -280,6 +286,7 @@ pub fn run(settings: &RunSettings, origin: &crate::settings::Origin<'_>) -> anyh
                 .map_err(|_| anyhow::anyhow!("a capture thread panicked"))?,
         );
     }
+    let nat_feed = nat_feed.map(|thread| thread.join().unwrap_or_default());
     let mut pool_report = pool.finish();
     // The workers are done: their handles on the pcapng file go, so it can
     // be finished.
@@ -316,6 +323,9 @@ pub fn run(settings: &RunSettings, origin: &crate::settings::Origin<'_>) -> anyh
         summary["dedup"] = dedup_json(&report.counters, shared.nat().learned(), |id| registry.label(id));
     }
     summary["workers"] = workers_json(pool_config, &pool_report.workers, &pool_report.panicked);
+    if let Some(feed) = &nat_feed {
+        summary["conntrack"] = feed.to_json();
+    }
     eprintln!("{summary}");
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }

@@ -157,6 +157,8 @@ pub struct RunSettings {
     pub pipeline: PipelineSettings,
     /// Where the Prometheus endpoint listens.
     pub metrics: Option<std::net::SocketAddr>,
+    /// Whether NAT bindings are also learned from conntrack.
+    pub conntrack: bool,
 }
 
 impl RunSettings {
@@ -280,6 +282,9 @@ impl RunSettings {
             fanout,
             dedup,
             pipeline,
+            conntrack: parse_bool(&args.conntrack).ok_or_else(|| {
+                origin.error("conntrack", &args.conntrack, "true or false (also 1/0, yes/no, on/off)")
+            })?,
             metrics: match &args.metrics {
                 None => None,
                 Some(text) => Some(

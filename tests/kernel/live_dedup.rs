@@ -146,6 +146,10 @@ fn run_delivers_each_packet_once_as_the_containers_saw_it() {
     );
     assert_eq!(count("late_duplicates"), 0, "{summary}");
     assert_eq!(summary["pcap"]["packets_written"], dedup["delivered"], "{summary}");
+    // conntrack told of the MASQUERADE and DNAT connections.
+    let conntrack = &summary["conntrack"];
+    assert_eq!(conntrack["available"], true, "{summary}");
+    assert!(conntrack["bound"].as_u64().unwrap_or(0) >= 2, "{summary}");
     let total = &summary["total"];
     assert_eq!(
         total["balanced"], true,
