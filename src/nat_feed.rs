@@ -30,7 +30,7 @@ pub struct NatFeedReport {
 
 impl NatFeedReport {
     /// The `conntrack` object of the exit summary.
-    pub fn to_json(&self) -> serde_json::Value {
+    pub fn summary(&self) -> serde_json::Value {
         let c = &self.counters;
         json!({
             "available": self.available,

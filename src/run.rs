@@ -324,7 +324,7 @@ pub fn run(settings: &RunSettings, origin: &crate::settings::Origin<'_>) -> anyh
     }
     summary["workers"] = workers_json(pool_config, &pool_report.workers, &pool_report.panicked);
     if let Some(feed) = &nat_feed {
-        summary["conntrack"] = feed.to_json();
+        summary["conntrack"] = feed.summary();
     }
     eprintln!("{summary}");
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
