@@ -44,8 +44,7 @@
 //! duplicate or malformed, once released: `copies = delivered + duplicates +
 //! malformed + held_now` ([`SieveCounters::balances`]).
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -54,6 +53,7 @@ use crossbeam_utils::CachePadded;
 use crate::dedup_table::{DedupTable, HoldTicket, TapId, Verdict, DEFAULT_WINDOW_NS};
 use crate::error::ParseError;
 use crate::flow_key::{flow_tag, FlowHasher, FlowKey, FlowTuple};
+use crate::hold_queue::{HoldKey, HoldQueue};
 use crate::identity::{IdentityHasher, PacketIdentity};
 use crate::nat::{NatBindings, NatTranslation};
 use crate::parse::{parse_frame, parse_network, ParsedPacket, Transport};
@@ -173,7 +173,7 @@ impl SieveShared {
             slot,
             held: Vec::new(),
             free_held: Vec::new(),
-            order: BinaryHeap::new(),
+            order: HoldQueue::default(),
             spare_buffers: Vec::new(),
             held_bytes: 0,
             next_order: 0,
@@ -434,7 +434,7 @@ pub struct Sieve<M> {
     held: Vec<Option<HeldCopy<M>>>,
     free_held: Vec<usize>,
     /// (release after, arrival order, index in `held`), earliest first.
-    order: BinaryHeap<Reverse<(u64, u64, usize)>>,
+    order: HoldQueue,
     spare_buffers: Vec<Vec<u8>>,
     held_bytes: usize,
     next_order: u64,
@@ -472,7 +472,7 @@ impl<M> Sieve<M> {
         // Held in order of timestamp + window: the first is the oldest.
         self.order
             .peek()
-            .map(|Reverse((after, _, _))| after.saturating_sub(self.shared.window_ns))
+            .map(|key| key.after.saturating_sub(self.shared.window_ns))
     }
 
     /// Publishes that this thread has read every copy with a kernel
@@ -599,7 +599,7 @@ impl<M> Sieve<M> {
     /// [`Self::release`], telling also of the held copies suppressed.
     pub fn release_each(&mut self, mut out: impl FnMut(HoldEnd<'_, M>)) {
         let low = self.shared.low_watermark();
-        while let Some(&Reverse((after, _, index))) = self.order.peek() {
+        while let Some(HoldKey { after, index, .. }) = self.order.peek() {
             let due = low > after;
             if !due && self.held_bytes <= self.shared.hold_budget_bytes {
                 break;
@@ -625,7 +625,7 @@ impl<M> Sieve<M> {
     /// [`Self::finish`], telling also of the held copies suppressed.
     pub fn finish_each(&mut self, mut out: impl FnMut(HoldEnd<'_, M>)) {
         self.shared.watermarks[self.slot].store(UNUSED, Ordering::Release);
-        while let Some(Reverse((_, _, index))) = self.order.pop() {
+        while let Some(HoldKey { index, .. }) = self.order.pop() {
             self.end_hold(index, &mut out);
         }
     }
@@ -680,7 +680,11 @@ impl<M> Sieve<M> {
                 self.held.len() - 1
             }
         };
-        self.order.push(Reverse((after, self.next_order, index)));
+        self.order.push(HoldKey {
+            after,
+            order: self.next_order,
+            index,
+        });
         self.next_order += 1;
     }
 
