@@ -765,9 +765,17 @@ impl DedupTable {
                             continue;
                         }
                     }
+                    if instance.is_some() {
+                        // A copy that joins an instance needs no slot.
+                        continue;
+                    }
                     // Relaxed: if these were overwritten by a newer
                     // generation, the claim CAS on `control` fails.
                     let first_ts = entry.first_ts.load(Ordering::Relaxed);
+                    if free.is_some_and(|(_, _, oldest)| oldest <= (true, first_ts)) {
+                        // No older than the slot already chosen.
+                        continue;
+                    }
                     let best = entry.best.load(Ordering::Relaxed);
                     if !self.expired(first_ts, best, timestamp_ns) {
                         continue;
