@@ -61,6 +61,10 @@
 //! `cargo bench -p flow --bench sieve`. Under `cargo test` (no `--bench`
 //! argument) the same code runs once on 5 k flows at 1 M copies per second
 //! (a 64 Ki-entry table) with one pass of warm-up, to stay quick and small.
+//! `RINGSIEVE_BENCH_NAT_CAPACITY` sets [`SieveConfig::nat_capacity`]
+//! (binding entries, two per NAT'd flow; default 262 144, room for 131 k
+//! NAT'd flows of the 600 k of 1 M flows: the bindings then evict one
+//! another before their flow's next packet).
 //! `RINGSIEVE_BENCH_FLOWS` sets the flow count in either mode; a pass of
 //! `cargo bench` stays 1 M packets (or the flow count if larger), the flows
 //! taking turns, so only the flow-related state changes with it.
@@ -351,6 +355,10 @@ impl Workload {
             window_ns,
             seeds: Some(SEEDS),
             memory_advice: Some(advise_huge_pages),
+            nat_capacity: std::env::var("RINGSIEVE_BENCH_NAT_CAPACITY")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(SieveConfig::default().nat_capacity),
             ..SieveConfig::default()
         };
         // A repeated pass must find only expired instances: passes follow
