@@ -43,6 +43,10 @@
 //! - `threads/1`: one [`Sieve`] over every copy in timestamp order; after
 //!   each 1 MiB of frames (a ring block) it publishes its watermark and
 //!   ends the holds it allows ([`Sieve::advance`], [`Sieve::release`]).
+//!   The copies of a block go through [`Sieve::process_batch`], as the
+//!   capture threads and `ringsieve read` give them;
+//!   `RINGSIEVE_BENCH_BATCH=0` gives them one [`Sieve::process`] each
+//!   instead (the same decisions, without the batch's prefetching).
 //! - `threads/2`: two Sieves of one [`SieveShared`] on two threads, the
 //!   interfaces split between them as capture threads split rings (docker0
 //!   and the odd veths on one, eth0 and the even veths on the other: half
@@ -57,6 +61,10 @@
 //! `cargo bench -p flow --bench sieve`. Under `cargo test` (no `--bench`
 //! argument) the same code runs once on 5 k flows at 1 M copies per second
 //! (a 64 Ki-entry table) with one pass of warm-up, to stay quick and small.
+//! `RINGSIEVE_BENCH_NAT_CAPACITY` sets [`SieveConfig::nat_capacity`]
+//! (binding entries, two per NAT'd flow; default 262 144, room for 131 k
+//! NAT'd flows of the 600 k of 1 M flows: the bindings then evict one
+//! another before their flow's next packet).
 //! `RINGSIEVE_BENCH_FLOWS` sets the flow count in either mode; a pass of
 //! `cargo bench` stays 1 M packets (or the flow count if larger), the flows
 //! taking turns, so only the flow-related state changes with it.
@@ -347,6 +355,10 @@ impl Workload {
             window_ns,
             seeds: Some(SEEDS),
             memory_advice: Some(advise_huge_pages),
+            nat_capacity: std::env::var("RINGSIEVE_BENCH_NAT_CAPACITY")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(SieveConfig::default().nat_capacity),
             ..SieveConfig::default()
         };
         // A repeated pass must find only expired instances: passes follow
@@ -478,10 +490,22 @@ fn identity_span(lane: &Lane, ring: &[u8], hasher: &IdentityHasher, from: u64, t
 
 /// Gives the copies at lane positions `from..to` to `sieve`, timestamps
 /// moved on by `pass_ns` per pass, publishing the watermark and releasing
-/// after the last copy of each block.
+/// after the last copy of each block. `batch`: through
+/// [`Sieve::process_batch`] (the default), else one [`Sieve::process`] per
+/// copy.
 #[inline(never)]
-fn sieve_span(sieve: &mut Sieve<u32>, lane: &Lane, ring: &[u8], pass_ns: u64, from: u64, to: u64, tally: &mut Tally) {
-    for (position, copy, frame) in frames(lane, ring, from, to) {
+#[allow(clippy::too_many_arguments)]
+fn sieve_span(
+    sieve: &mut Sieve<u32>,
+    lane: &Lane,
+    ring: &[u8],
+    pass_ns: u64,
+    from: u64,
+    to: u64,
+    batch: bool,
+    tally: &mut Tally,
+) {
+    let captured = |position: u64, copy: &LaneCopy, frame| {
         let timestamp_ns = copy.timestamp_ns + position / lane.len() * pass_ns;
         let captured = CapturedCopy {
             bytes: frame,
@@ -490,22 +514,44 @@ fn sieve_span(sieve: &mut Sieve<u32>, lane: &Lane, ring: &[u8], pass_ns: u64, fr
             tap: copy.tap,
             timestamp_ns,
         };
-        match sieve.process(&captured, (position % lane.len()) as u32) {
-            Outcome::Deliver { meta, .. } => {
-                black_box(meta);
-                tally.delivered += 1;
+        (captured, (position % lane.len()) as u32)
+    };
+    let mut count = |outcome| match outcome {
+        Outcome::Deliver { meta, .. } => {
+            black_box(meta);
+            tally.delivered += 1;
+        }
+        Outcome::Held => tally.held += 1,
+        Outcome::Duplicate(..) => tally.duplicates += 1,
+        Outcome::Malformed(..) => tally.malformed += 1,
+    };
+    // A span is one block or the start of one: only its last copy can end
+    // a block.
+    let mut block_end = None;
+    if batch {
+        let copies = frames(lane, ring, from, to).map(|(position, copy, frame)| {
+            let (captured, meta) = captured(position, copy, frame);
+            if copy.block_end {
+                block_end = Some(captured.timestamp_ns);
             }
-            Outcome::Held => tally.held += 1,
-            Outcome::Duplicate(..) => tally.duplicates += 1,
-            Outcome::Malformed(..) => tally.malformed += 1,
+            (captured, meta)
+        });
+        sieve.process_batch(copies, &mut count);
+    } else {
+        for (position, copy, frame) in frames(lane, ring, from, to) {
+            let (captured, meta) = captured(position, copy, frame);
+            if copy.block_end {
+                block_end = Some(captured.timestamp_ns);
+            }
+            count(sieve.process(&captured, meta));
         }
-        if copy.block_end {
-            sieve.advance(timestamp_ns);
-            sieve.release(|released| {
-                black_box(released.bytes.len());
-                tally.delivered += 1;
-            });
-        }
+    }
+    if let Some(timestamp_ns) = block_end {
+        sieve.advance(timestamp_ns);
+        sieve.release(|released| {
+            black_box(released.bytes.len());
+            tally.delivered += 1;
+        });
     }
 }
 
@@ -522,6 +568,9 @@ struct Engine {
     /// Merged-stream position every lane has read up to.
     merged: u64,
     tally: Tally,
+    /// Copies go through [`Sieve::process_batch`] (else one
+    /// [`Sieve::process`] each): `RINGSIEVE_BENCH_BATCH=0` turns it off.
+    batch: bool,
 }
 
 impl Engine {
@@ -536,6 +585,7 @@ impl Engine {
             rings: workload.lanes.iter().map(|_| ring()).collect(),
             merged: 0,
             tally: Tally::default(),
+            batch: std::env::var("RINGSIEVE_BENCH_BATCH").map_or(true, |v| v != "0"),
         }
     }
 
@@ -548,11 +598,12 @@ impl Engine {
         let to = from + copies;
         self.merged = to;
         let pass_ns = workload.pass_ns;
+        let batch = self.batch;
         if let ([sieve], [ring]) = (&mut self.sieves[..], &mut self.rings[..]) {
             let lane = &workload.lanes[0];
             let mut tally = Tally::default();
             let timed = for_each_block(lane, ring, fill, from, to, |ring, a, b| {
-                sieve_span(sieve, lane, ring, pass_ns, a, b, &mut tally)
+                sieve_span(sieve, lane, ring, pass_ns, a, b, batch, &mut tally)
             });
             self.tally.add(tally);
             return timed;
@@ -575,7 +626,7 @@ impl Engine {
                             let end = (step + STEP_COPIES).min(to);
                             let (a, b) = (workload.lane_position(index, step), workload.lane_position(index, end));
                             steps.push(for_each_block(lane, ring, fill, a, b, |ring, a, b| {
-                                sieve_span(sieve, lane, ring, pass_ns, a, b, &mut tally)
+                                sieve_span(sieve, lane, ring, pass_ns, a, b, batch, &mut tally)
                             }));
                             barrier.wait();
                             step = end;

@@ -632,6 +632,18 @@ impl DedupTable {
         }
     }
 
+    /// Starts fetching the home slot of `identity` into the cache, so that
+    /// an [`Self::observe_flow`] or [`Self::release`] of it soon after does
+    /// not wait for memory: a caller with several copies to look up
+    /// prefetches them all first, and their misses overlap. A plain relaxed
+    /// load whose value is discarded (safe code; the processor runs on past
+    /// it while the line comes in); it changes nothing.
+    #[inline]
+    pub fn prefetch(&self, identity: PacketIdentity) {
+        let entry = &self.entries[self.home(identity)];
+        std::hint::black_box(entry.control.load(Ordering::Relaxed));
+    }
+
     /// Ends the hold of a copy: `identity`, held under `ticket`, read at
     /// kernel time `timestamp_ns`. Call it once every capture thread has read
     /// past `timestamp_ns` + window. `true`: deliver the copy (it is still its
@@ -753,9 +765,17 @@ impl DedupTable {
                             continue;
                         }
                     }
+                    if instance.is_some() {
+                        // A copy that joins an instance needs no slot.
+                        continue;
+                    }
                     // Relaxed: if these were overwritten by a newer
                     // generation, the claim CAS on `control` fails.
                     let first_ts = entry.first_ts.load(Ordering::Relaxed);
+                    if free.is_some_and(|(_, _, oldest)| oldest <= (true, first_ts)) {
+                        // No older than the slot already chosen.
+                        continue;
+                    }
                     let best = entry.best.load(Ordering::Relaxed);
                     if !self.expired(first_ts, best, timestamp_ns) {
                         continue;

@@ -37,6 +37,7 @@ pub mod error;
 pub mod ethernet;
 pub mod flow_key;
 pub mod fuzzing;
+mod hold_queue;
 pub mod icmpv4;
 pub mod icmpv6;
 pub mod identity;

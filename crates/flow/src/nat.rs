@@ -25,12 +25,18 @@
 //!
 //! Fixed: [`BINDING_SHARDS`] shards of at most `capacity / BINDING_SHARDS`
 //! bindings each (the oldest quarter is evicted when a shard is full) and as
-//! many waiting halves, plus two bit sets of [`FILTER_BITS`] bits that keep
-//! the common case (no NAT on this flow) to one load. Shards are mutexes: a
-//! binding is looked up for delivered uplink copies and learned once per
-//! connection, not touched per packet.
+//! many waiting halves, plus two filters of [`FILTER_BITS`] four-bit
+//! counters (512 KiB each) that keep the common case (no NAT on this flow, no
+//! half waiting for it) to one load. A filter counts the keys of its maps
+//! by their low bits, up on an insert and down on a removal or an eviction,
+//! so it stays as selective as the maps are full: with bit sets, which
+//! could not forget an evicted key, 1 M flows set every bit within seconds
+//! and every copy went on to lock a shard (45 % of the engine's time).
+//! Shards are mutexes: a binding is looked up for delivered uplink copies
+//! and learned once per connection, not touched per packet.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
@@ -39,7 +45,9 @@ use crate::flow_key::{flow_tag, FlowHasher, FlowTuple};
 /// Shards of the binding and half tables.
 pub const BINDING_SHARDS: usize = 64;
 
-/// Bits in each of the two filters (128 KiB each).
+/// Counters in each of the two filters (four bits each: 512 KiB): 4 per
+/// key at the default capacity (about 1 in 5 lookups of an absent key
+/// passes on to the map when the maps are full).
 pub const FILTER_BITS: usize = 1 << 20;
 
 /// A binding between the two sides of a NAT, both in the direction of one
@@ -75,32 +83,104 @@ struct Binding {
     learned_ns: u64,
 }
 
-/// A lock-free bit set over hashes: "maybe present" filter.
+/// The hasher of the shards' maps. Their keys are keyed hashes already (a
+/// flow's symmetric hash, or its 32-bit tag), so one multiply by an odd
+/// constant spreads them over the map's bucket bits (low) and tag bits
+/// (high); hashing them again with `ahash` cost about 20 instructions per
+/// lookup, on every delivered copy of a NAT'd flow.
+#[derive(Clone, Copy, Debug, Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.write_u64(u64::from(byte));
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(29) ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+/// A shard's map, keyed by a hash.
+type KeyMap<K, V> = HashMap<K, V, BuildHasherDefault<KeyHasher>>;
+
+/// A lock-free counting filter over hashes: "maybe present". Each key
+/// counts in the four-bit counter of its low bits (16 to a word); a counter
+/// that reached 15 stays there (never a false "absent").
 #[derive(Debug)]
 struct Filter {
     words: Box<[AtomicU64]>,
 }
 
+/// Four-bit counters in a word.
+const COUNTERS_PER_WORD: usize = 16;
+
 impl Filter {
-    fn new(bits: usize) -> Self {
+    fn new(counters: usize) -> Self {
         Self {
-            words: (0..bits.div_ceil(64)).map(|_| AtomicU64::new(0)).collect(),
+            words: (0..counters.div_ceil(COUNTERS_PER_WORD).max(1))
+                .map(|_| AtomicU64::new(0))
+                .collect(),
         }
     }
 
-    fn position(&self, key: u64) -> (usize, u64) {
-        let bit = (key as usize) % (self.words.len() * 64);
-        (bit / 64, 1 << (bit % 64))
+    /// The word of `key`'s counter and the counter's shift in it.
+    fn position(&self, key: u64) -> (&AtomicU64, u32) {
+        let counter = (key as usize) % (self.words.len() * COUNTERS_PER_WORD);
+        (
+            &self.words[counter / COUNTERS_PER_WORD],
+            4 * (counter % COUNTERS_PER_WORD) as u32,
+        )
     }
 
-    fn set(&self, key: u64) {
-        let (word, mask) = self.position(key);
-        self.words[word].fetch_or(mask, Ordering::Relaxed);
+    /// Counts `key` one up (`up`) or down, unless its counter is stuck at
+    /// 15 or would go below 0.
+    fn count(&self, key: u64, up: bool) {
+        let (word, shift) = self.position(key);
+        let _ = word.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| {
+            match ((w >> shift) & 0xf, up) {
+                (0xf, _) | (0, false) => None,
+                (_, true) => Some(w + (1 << shift)),
+                (_, false) => Some(w - (1 << shift)),
+            }
+        });
+    }
+
+    /// A key was added to a map (a new one, not a replaced value).
+    fn add(&self, key: u64) {
+        self.count(key, true);
+    }
+
+    /// A key that [`Self::add`] counted left its map.
+    fn remove(&self, key: u64) {
+        self.count(key, false);
     }
 
     fn maybe(&self, key: u64) -> bool {
-        let (word, mask) = self.position(key);
-        self.words[word].load(Ordering::Relaxed) & mask != 0
+        let (word, shift) = self.position(key);
+        (word.load(Ordering::Relaxed) >> shift) & 0xf != 0
+    }
+
+    /// The sum of the counters (tests).
+    #[cfg(test)]
+    fn total(&self) -> u64 {
+        self.words
+            .iter()
+            .map(|w| {
+                let w = w.load(Ordering::Relaxed);
+                (0..COUNTERS_PER_WORD).map(|i| (w >> (4 * i)) & 0xf).sum::<u64>()
+            })
+            .sum()
     }
 }
 
@@ -110,10 +190,10 @@ pub struct NatBindings {
     hasher: FlowHasher,
     per_shard: usize,
     /// Waiting halves by the flow tag of the other side.
-    halves: Box<[Mutex<HashMap<u32, Half>>]>,
+    halves: Box<[Mutex<KeyMap<u32, Half>>]>,
     half_filter: Filter,
     /// Bindings by the symmetric hash of either side's tuple.
-    bindings: Box<[Mutex<HashMap<u64, Binding>>]>,
+    bindings: Box<[Mutex<KeyMap<u64, Binding>>]>,
     binding_filter: Filter,
     learned: AtomicU64,
     evicted: AtomicU64,
@@ -159,11 +239,11 @@ impl NatBindings {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         if shard.len() >= self.per_shard && !shard.contains_key(&other_tag) {
-            evict_oldest(&mut shard, |h| h.timestamp_ns);
+            evict_oldest(&mut shard, |h| h.timestamp_ns, &self.half_filter);
         }
-        shard.insert(other_tag, half);
-        drop(shard);
-        self.half_filter.set(u64::from(other_tag));
+        if shard.insert(other_tag, half).is_none() {
+            self.half_filter.add(u64::from(other_tag));
+        }
     }
 
     /// Whether the binding of the flow of `tuple` (symmetric hash `hash`)
@@ -187,7 +267,9 @@ impl NatBindings {
                 .unwrap_or_else(PoisonError::into_inner);
             match shard.get(&tag) {
                 Some(half) if half.public_side != public_side && half.tuple.protocol == tuple.protocol => {
-                    shard.remove(&tag)?
+                    let half = shard.remove(&tag)?;
+                    self.half_filter.remove(u64::from(tag));
+                    half
                 }
                 _ => return None,
             }
@@ -229,13 +311,13 @@ impl NatBindings {
             if known != Some(true) {
                 new = true;
                 if shard.len() >= self.per_shard && known.is_none() {
-                    let evicted = evict_oldest(&mut shard, |b| b.learned_ns);
+                    let evicted = evict_oldest(&mut shard, |b| b.learned_ns, &self.binding_filter);
                     self.evicted.fetch_add(evicted, Ordering::Relaxed);
                 }
             }
-            shard.insert(key, binding);
-            drop(shard);
-            self.binding_filter.set(key);
+            if shard.insert(key, binding).is_none() {
+                self.binding_filter.add(key);
+            }
         }
         if new {
             self.learned.fetch_add(1, Ordering::Relaxed);
@@ -288,8 +370,13 @@ fn same_binding(a: &NatTranslation, b: &NatTranslation) -> bool {
 
 /// Makes room in a full shard: removes its oldest quarter (by `age`, a
 /// timestamp) in one pass, so each insert into a full shard costs O(1)
-/// amortized, not a scan. Returns how many entries went.
-fn evict_oldest<K: Copy + Eq + std::hash::Hash, V>(map: &mut HashMap<K, V>, age: impl Fn(&V) -> u64) -> u64 {
+/// amortized, not a scan, and uncounts them in `filter`. Returns how many
+/// entries went.
+fn evict_oldest<K: Copy + Eq + std::hash::Hash + Into<u64>, V>(
+    map: &mut KeyMap<K, V>,
+    age: impl Fn(&V) -> u64,
+    filter: &Filter,
+) -> u64 {
     let mut ages: Vec<u64> = map.values().map(&age).collect();
     if ages.is_empty() {
         return 0;
@@ -298,7 +385,13 @@ fn evict_oldest<K: Copy + Eq + std::hash::Hash, V>(map: &mut HashMap<K, V>, age:
     let (_, threshold, _) = ages.select_nth_unstable(cut);
     let threshold = *threshold;
     let before = map.len();
-    map.retain(|_, v| age(v) > threshold);
+    map.retain(|key, v| {
+        let keep = age(v) > threshold;
+        if !keep {
+            filter.remove((*key).into());
+        }
+        keep
+    });
     (before - map.len()) as u64
 }
 
@@ -379,6 +472,36 @@ mod tests {
         let tag = nat.tag_of(&hairpin);
         nat.offer_half(tag, tcp(ep([10, 9, 9, 9], 3), ep([10, 8, 8, 8], 4)), false, 3);
         assert!(nat.complete(tag, hairpin, true, 4).is_none());
+    }
+
+    #[test]
+    fn the_filters_forget_completed_and_evicted_keys() {
+        let nat = NatBindings::new(BINDING_SHARDS * 4, FlowHasher::with_seeds([3, 1, 4, 1]));
+        let tuple = tcp(ep([198, 18, 0, 2], 1), ep([198, 18, 0, 1], 80));
+        let tags = 1..=(BINDING_SHARDS as u32 * 64);
+        for tag in tags.clone() {
+            nat.offer_half(tag, tuple, true, u64::from(tag));
+            // Offered again: still one key.
+            nat.offer_half(tag, tuple, true, u64::from(tag));
+        }
+        // Distinct small tags have counters of their own: the filter says
+        // "maybe" for exactly the halves still waiting.
+        let waiting: usize = nat.halves.iter().map(|s| s.lock().unwrap().len()).sum();
+        assert!(waiting <= BINDING_SHARDS * 4);
+        assert_eq!(tags.clone().filter(|&tag| nat.may_complete(tag)).count(), waiting);
+        let last = *tags.end();
+        assert!(nat.may_complete(last));
+        let container = tcp(ep([172, 17, 0, 2], 1), ep([198, 18, 0, 1], 80));
+        assert!(nat.complete(last, container, false, u64::from(last) + 1).is_some());
+        assert!(!nat.may_complete(last), "completed: forgotten");
+        // Bindings: learned ones pass the filter, evicted ones no longer do.
+        for port in 0..2048u16 {
+            let public = tcp(ep([198, 18, 0, 2], port), ep([198, 18, 0, 1], 443));
+            let container = tcp(ep([172, 17, 0, 2], port), ep([198, 18, 0, 1], 443));
+            nat.learn(NatTranslation { public, container }, u64::from(port));
+        }
+        let kept: usize = nat.bindings.iter().map(|s| s.lock().unwrap().len()).sum();
+        assert_eq!(nat.binding_filter.total(), kept as u64, "one count per key kept");
     }
 
     #[test]
