@@ -30,9 +30,25 @@ pub enum Command {
     /// cooked captures), writing the delivered packets to pcapng and the
     /// counters as JSON on the last line of stderr.
     Read(ReadArgs),
+    /// List this namespace's interfaces: role, container, ring size,
+    /// promiscuity, and whether `ringsieve run` with the same options would
+    /// capture it.
+    Interfaces(InterfacesArgs),
     /// Run the live pipeline (dedup, fan-out, workers) on synthetic
     /// Docker-host traffic in memory and print its speed as JSON.
     Bench(BenchArgs),
+}
+
+/// Options of `ringsieve interfaces`: those of `run`, and the format.
+#[derive(Debug, Args)]
+pub struct InterfacesArgs {
+    /// One JSON object per interface, in an array, instead of a table.
+    #[arg(long)]
+    pub json: bool,
+
+    /// The options `ringsieve run` would be given.
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 /// Options of `ringsieve bench`.
@@ -191,17 +207,26 @@ pub struct ReadArgs {
 /// Options of `ringsieve run`. Sizes accept a K, M or G suffix (powers of 1024).
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Interface to capture on; repeat for several. The variable takes a
-    /// comma-separated list.
+    /// Interfaces to capture: names or globs (`veth*`, `br-*`), repeat for
+    /// several (the variable takes a comma-separated list). Default: every
+    /// interface but loopback, those that appear later too.
     #[arg(
         short = 'i',
         long = "interface",
         env = "RINGSIEVE_INTERFACE",
-        value_name = "IF",
-        value_delimiter = ',',
-        required = true
+        value_name = "GLOB",
+        value_delimiter = ','
     )]
     pub interfaces: Vec<String>,
+
+    /// Interfaces not to capture: names or globs, repeat for several.
+    #[arg(
+        long = "exclude",
+        env = "RINGSIEVE_EXCLUDE",
+        value_name = "GLOB",
+        value_delimiter = ','
+    )]
+    pub exclude: Vec<String>,
 
     /// Write every captured packet to this pcapng file (`-` for stdout).
     /// Without it, packets are only counted.

@@ -5,8 +5,9 @@
 mod bench;
 mod cli;
 mod dedup_summary;
+mod host;
 mod host_worker;
-mod interface_roles;
+mod interfaces_cmd;
 mod metrics;
 mod nat_feed;
 mod pcap_worker;
@@ -73,6 +74,16 @@ fn main() -> ExitCode {
             let result = ReadSettings::from_args(&args, &origin)
                 .map_err(anyhow::Error::from)
                 .and_then(|settings| read::read(&settings));
+            finish(result)
+        }
+        Command::Interfaces(args) => {
+            let sub = matches
+                .subcommand_matches("interfaces")
+                .expect("clap matched the interfaces subcommand");
+            let origin = Origin::new("interfaces", sub);
+            let result = RunSettings::from_args(&args.run, &origin)
+                .map_err(anyhow::Error::from)
+                .and_then(|settings| interfaces_cmd::list(&settings, args.json));
             finish(result)
         }
         Command::Bench(args) => {

@@ -12,14 +12,17 @@
 use std::collections::{BTreeMap, HashMap};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
-use af_packet::{CaptureRing, FanoutGroup, Interface, InterfaceRole, Packet, RingConfig, RingSet};
+use af_packet::{CaptureRing, CloseReason, FanoutGroup, Interface, Packet, RingSet, UnboundRing};
 use anyhow::Context;
 use flow::{FlowHasher, SieveShared, TapRegistry, TapRole};
+use hdrhistogram::Histogram;
 use pipeline::capture_thread::LivePublisher;
-use pipeline::dedup_stage::{tap_role, DedupReport, DedupStage};
+use pipeline::capture_thread::RingCommand;
+use pipeline::dedup_stage::{DedupReport, DedupStage};
 use pipeline::fanout_stage::{EveryCopy, LiveFanout};
 use pipeline::host_book::HostBook;
 use pipeline::interfaces::InterfaceTable;
@@ -31,8 +34,8 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::dedup_summary::dedup_json;
+use crate::host::{ring_config, ring_role, Host, HostChange};
 use crate::host_worker::{live_json, open_eve, workers_json, HostWorker};
-use crate::interface_roles::role_of;
 use crate::metrics::MetricsServer;
 use crate::pcap_worker::PcapOutput;
 use crate::settings::{RunSettings, SettingError};
@@ -81,11 +84,178 @@ impl PacketSink for Sink {
     }
 }
 
-/// One interface to capture, with its role and ring configuration.
-struct Target {
-    interface: Interface,
-    role: InterfaceRole,
-    config: RingConfig,
+/// The names of the interfaces the capture threads had rings on, each once.
+fn interface_names(reports: &[CaptureReport]) -> std::collections::BTreeSet<String> {
+    reports
+        .iter()
+        .flat_map(|r| &r.interfaces)
+        .map(|r| r.interface.name().to_owned())
+        .collect()
+}
+
+/// The rings of every capture thread: opened here (on the thread that
+/// discovered the interface), handed to the threads through their control
+/// channels, one ring per interface and thread, in one fanout group per
+/// interface when there are several threads.
+struct Rings<'s> {
+    settings: &'s RunSettings,
+    senders: Vec<Sender<RingCommand>>,
+    receivers: Vec<Receiver<RingCommand>>,
+    groups: HashMap<i32, FanoutGroup>,
+    /// The role each captured interface had, by name, for the summary.
+    roles: BTreeMap<String, TapRole>,
+    /// From reading an interface's discovery event to its rings being open.
+    latency: Histogram<u64>,
+    /// Container-veth rings prepared ahead by a thread of their own, so a
+    /// new container's veth is captured as soon as it appears.
+    spares: Receiver<UnboundRing>,
+}
+
+/// Spare rings kept ready per capture thread.
+const SPARE_RINGS_PER_THREAD: usize = 2;
+
+impl<'s> Rings<'s> {
+    fn new(settings: &'s RunSettings) -> Self {
+        let (senders, receivers) = (0..settings.capture_threads).map(|_| mpsc::channel()).unzip();
+        Self {
+            settings,
+            senders,
+            receivers,
+            groups: HashMap::new(),
+            roles: BTreeMap::new(),
+            latency: Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid histogram bounds"),
+            spares: spare_rings(settings),
+        }
+    }
+
+    fn take_receivers(&mut self) -> Vec<Receiver<RingCommand>> {
+        std::mem::take(&mut self.receivers)
+    }
+
+    /// Opens interface `ifindex`'s rings and hands them to the threads; a
+    /// veth takes prepared container-veth rings when there are.
+    fn open(
+        &mut self,
+        ifindex: i32,
+        name: &str,
+        role: TapRole,
+        veth: bool,
+        seen: Option<Instant>,
+    ) -> anyhow::Result<()> {
+        let settings = self.settings;
+        let interface = Interface::new(name, ifindex);
+        let sized_as = if veth && role == TapRole::Other {
+            TapRole::ContainerVeth
+        } else {
+            role
+        };
+        let config = ring_config(sized_as, &settings.geometry, settings.promiscuous);
+        let group = self
+            .groups
+            .entry(ifindex)
+            .or_insert_with(|| FanoutGroup::new(settings.fanout));
+        let mut opened = Vec::with_capacity(self.senders.len());
+        for _ in 0..self.senders.len() {
+            let spare = if sized_as == TapRole::ContainerVeth {
+                self.spares.try_recv().ok()
+            } else {
+                None
+            };
+            let ring = match spare {
+                Some(spare) => spare.bind(&interface),
+                None => CaptureRing::open(&interface, &config),
+            }
+            .with_context(|| format!("opening a ring on {name}"))?;
+            if self.senders.len() > 1 {
+                ring.join_fanout(group)
+                    .with_context(|| format!("joining the fanout group of {name}"))?;
+            }
+            opened.push(ring);
+        }
+        if let Some(seen) = seen {
+            let _ = self.latency.record(seen.elapsed().as_nanos().max(1) as u64);
+            tracing::debug!(
+                interface = name,
+                after_event_us = seen.elapsed().as_micros() as u64,
+                "rings open"
+            );
+        }
+        for (ring, sender) in opened.into_iter().zip(&self.senders) {
+            let _ = sender.send(RingCommand::Add(ring));
+        }
+        self.roles.insert(name.to_owned(), role);
+        tracing::info!(
+            interface = name,
+            role = %ring_role(role),
+            ring = %config.geometry,
+            rings = self.senders.len(),
+            promiscuous = config.promiscuous,
+            "capturing"
+        );
+        Ok(())
+    }
+
+    /// Acts on a discovery change; a ring that cannot be opened (the
+    /// interface went away meanwhile) is logged, not fatal.
+    fn apply(&mut self, change: HostChange) {
+        match change {
+            HostChange::Capture {
+                ifindex,
+                name,
+                role,
+                veth,
+                seen,
+            } => {
+                if let Err(error) = self.open(ifindex, &name, role, veth, Some(seen)) {
+                    tracing::warn!(interface = %name, error = format!("{error:#}"), "not captured");
+                }
+            }
+            HostChange::Updated { ifindex } => {
+                for sender in &self.senders {
+                    let _ = sender.send(RingCommand::Updated { ifindex });
+                }
+            }
+            HostChange::Release { ifindex, name } => {
+                self.groups.remove(&ifindex);
+                for sender in &self.senders {
+                    let _ = sender.send(RingCommand::Remove {
+                        ifindex,
+                        reason: CloseReason::InterfaceGone,
+                    });
+                }
+                tracing::info!(interface = %name, "released");
+            }
+        }
+    }
+}
+
+/// Starts the thread that keeps container-veth rings ready (socket, ring
+/// memory and mapping done, not bound): it blocks once it has
+/// [`SPARE_RINGS_PER_THREAD`] per capture thread waiting, and ends when the
+/// receiver is dropped. It runs in the namespace of the calling thread,
+/// where the rings' sockets are then created.
+fn spare_rings(settings: &RunSettings) -> Receiver<UnboundRing> {
+    let (sender, receiver) = mpsc::sync_channel(SPARE_RINGS_PER_THREAD * settings.capture_threads);
+    let config = ring_config(TapRole::ContainerVeth, &settings.geometry, settings.promiscuous);
+    let spawned = std::thread::Builder::new()
+        .name("spare-rings".to_owned())
+        .spawn(move || loop {
+            match UnboundRing::prepare(&config, "a spare container-veth ring") {
+                Ok(ring) => {
+                    if sender.send(ring).is_err() {
+                        return;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "no spare rings: new veths get theirs when they appear");
+                    return;
+                }
+            }
+        });
+    if let Err(error) = spawned {
+        tracing::warn!(%error, "no spare rings: new veths get theirs when they appear");
+    }
+    receiver
 }
 
 /// Runs the capture described by `settings` until a stop signal.
@@ -95,27 +265,29 @@ pub fn run(settings: &RunSettings, origin: &crate::settings::Origin<'_>) -> anyh
     let mut signals = Signals::new([SIGINT, SIGTERM]).context("installing signal handlers")?;
     let stop = Arc::new(AtomicBool::new(false));
 
-    let mut targets = Vec::new();
-    for name in &settings.interfaces {
-        let interface = Interface::by_name(name).map_err(|e| SettingError {
-            source: origin.of("interfaces"),
-            value: name.clone(),
-            expected: format!("an existing interface ({e})"),
-        })?;
-        let role = role_of(name);
-        let mut config = RingConfig::for_role(role);
-        config.geometry = settings.geometry.apply(config.geometry);
-        config.promiscuous = settings.promiscuous;
-        targets.push(Target {
-            interface,
-            role,
-            config,
-        });
+    // Discovery reads this namespace's interfaces now and follows them:
+    // every selected interface is captured, those that appear later too.
+    let book = Arc::new(HostBook::default());
+    let mut host =
+        Host::open(settings.selection.clone(), Arc::clone(&book)).context("reading the interfaces (rtnetlink)")?;
+    let initial = host.initial();
+    for name in &settings.literal_interfaces {
+        if !initial.iter().any(|(_, n, _)| n == name) {
+            return Err(SettingError {
+                source: origin.of("interfaces"),
+                value: name.clone(),
+                expected: "an existing, non-loopback interface (or a glob such as veth*)".to_owned(),
+            }
+            .into());
+        }
+    }
+    if initial.is_empty() {
+        tracing::warn!("no interface to capture yet: waiting for one to appear");
     }
 
     let pcap = match &settings.pcap_out {
         Some(path) => Some(
-            PcapOutput::create(path, targets.iter().map(|t| t.interface.name())).map_err(|e| SettingError {
+            PcapOutput::create(path, initial.iter().map(|(_, name, _)| name.as_str())).map_err(|e| SettingError {
                 source: origin.of("pcap_out"),
                 value: path.clone(),
                 expected: format!("a file that can be created ({e})"),
@@ -129,31 +301,11 @@ pub fn run(settings: &RunSettings, origin: &crate::settings::Origin<'_>) -> anyh
         expected: format!("a file that can be opened for appending, or - ({e})"),
     })?;
 
-    // Every ring exists before any thread starts reading, so the first
-    // packets of every interface are captured.
-    let groups: Vec<FanoutGroup> = targets.iter().map(|_| FanoutGroup::new(settings.fanout)).collect();
-    let mut ring_sets = Vec::new();
-    for _ in 0..settings.capture_threads {
-        let mut set = RingSet::new().context("creating the epoll set of a capture thread")?;
-        for (target, group) in targets.iter().zip(&groups) {
-            let ring = CaptureRing::open(&target.interface, &target.config)?;
-            if settings.capture_threads > 1 {
-                ring.join_fanout(group)
-                    .with_context(|| format!("joining the fanout group of {}", target.interface))?;
-            }
-            set.add(ring)?;
-        }
-        ring_sets.push(set);
-    }
-    for target in &targets {
-        tracing::info!(
-            interface = target.interface.name(),
-            role = %target.role,
-            ring = %target.config.geometry,
-            rings = settings.capture_threads,
-            promiscuous = target.config.promiscuous,
-            "capturing"
-        );
+    // Every initial ring is open (so capturing) before any thread starts
+    // reading; the threads take them from their control channels.
+    let mut rings = Rings::new(settings);
+    for (ifindex, name, role) in &initial {
+        rings.open(*ifindex, name, *role, false, None)?;
     }
 
     let pool_config = &settings.pipeline.pool;
@@ -170,13 +322,7 @@ pub fn run(settings: &RunSettings, origin: &crate::settings::Origin<'_>) -> anyh
 
     // The main thread waits for a signal, or for the last capture thread to
     // end on its own (every interface gone), writing stats events meanwhile.
-    let running = Arc::new(AtomicUsize::new(ring_sets.len()));
-    let roles: Arc<HostBook> = Arc::new(HostBook::with_roles(
-        targets
-            .iter()
-            .map(|t| (t.interface.name().to_owned(), tap_role(t.role)))
-            .collect::<HashMap<String, TapRole>>(),
-    ));
+    let running = Arc::new(AtomicUsize::new(settings.capture_threads));
     let registry = Arc::new(TapRegistry::new());
     let dedup = settings
         .dedup
@@ -187,19 +333,15 @@ pub fn run(settings: &RunSettings, origin: &crate::settings::Origin<'_>) -> anyh
     let hasher = FlowHasher::new();
     let fanout_report = Arc::new(Mutex::new(FanoutReport::default()));
     let live = Arc::new(LiveCounters::new());
-    let retire_timeout_ms = targets
-        .iter()
-        .map(|t| t.config.geometry.retire_timeout_ms)
-        .max()
-        .unwrap_or(0);
+    let retire_timeout_ms = settings.geometry.retire_timeout_ms;
     let mut threads = Vec::new();
-    for (index, set) in ring_sets.into_iter().enumerate() {
-        let fanout = LiveFanout::new(pool.fanout(), Arc::clone(&roles), Arc::clone(&fanout_report));
+    for (index, commands) in rings.take_receivers().into_iter().enumerate() {
+        let fanout = LiveFanout::new(pool.fanout(), Arc::clone(&book), Arc::clone(&fanout_report));
         let sink = match &dedup {
             Some((shared, report)) => Sink::Dedup(Box::new(DedupStage::new(
                 shared,
                 Arc::clone(&registry),
-                Arc::clone(&roles),
+                Arc::clone(&book),
                 retire_timeout_ms,
                 Arc::clone(report),
                 fanout,
@@ -222,8 +364,20 @@ pub fn run(settings: &RunSettings, origin: &crate::settings::Origin<'_>) -> anyh
             std::thread::Builder::new()
                 .name(format!("capture-{index}"))
                 .spawn(move || {
-                    let report =
-                        pipeline::capture_thread::run_controlled(set, config, &stop, sink, None, Some(publisher));
+                    let report = match RingSet::new() {
+                        Ok(set) => pipeline::capture_thread::run_controlled(
+                            set,
+                            config,
+                            &stop,
+                            sink,
+                            Some(commands),
+                            Some(publisher),
+                        ),
+                        Err(error) => CaptureReport {
+                            interfaces: Vec::new(),
+                            error: Some(format!("creating the epoll set of a capture thread: {error}")),
+                        },
+                    };
                     running.fetch_sub(1, Ordering::AcqRel);
                     report
                 })?,
@@ -253,6 +407,7 @@ pub fn run(settings: &RunSettings, origin: &crate::settings::Origin<'_>) -> anyh
         }
         None => None,
     };
+    tracing::info!(interfaces = initial.len(), "capture started");
     let mut next_stats = settings.pipeline.stats_interval.map(|every| started + every);
     loop {
         if let Some(signal) = signals.pending().next() {
@@ -275,7 +430,22 @@ pub fn run(settings: &RunSettings, origin: &crate::settings::Origin<'_>) -> anyh
                 next_stats = Some(due + every);
             }
         }
-        std::thread::sleep(std::time::Duration::from_millis(50));
+        // Waits for discovery events up to 50 ms, the loop's tick.
+        match host.poll(std::time::Duration::from_millis(50)) {
+            Ok(changes) => {
+                for change in changes {
+                    rings.apply(change);
+                }
+                // Containers are named once their veths are captured.
+                for change in host.attribute_pending() {
+                    rings.apply(change);
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "rtnetlink failed: no more interfaces are followed");
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
     }
     stop.store(true, Ordering::Relaxed);
     let mut reports = Vec::new();
@@ -307,18 +477,11 @@ pub fn run(settings: &RunSettings, origin: &crate::settings::Origin<'_>) -> anyh
         }
     }
 
-    let mut summary = summarize(&targets, &reports, pcap_summary);
+    let mut summary = summarize(&reports, &rings.roles, pcap_summary);
     let dedup_report = dedup
         .as_ref()
         .map(|(_, report)| std::mem::take(&mut *report.lock().unwrap_or_else(PoisonError::into_inner)));
-    account(
-        &mut summary,
-        &targets,
-        &reports,
-        dedup_report.as_ref(),
-        &fanout,
-        &interfaces,
-    );
+    account(&mut summary, &reports, dedup_report.as_ref(), &fanout, &interfaces);
     if let (Some((shared, _)), Some(report)) = (&dedup, &dedup_report) {
         summary["dedup"] = dedup_json(&report.counters, shared.nat().learned(), |id| registry.label(id));
     }
@@ -326,6 +489,7 @@ pub fn run(settings: &RunSettings, origin: &crate::settings::Origin<'_>) -> anyh
     if let Some(feed) = &nat_feed {
         summary["conntrack"] = feed.summary();
     }
+    summary["discovery"] = host.summary(&rings.latency);
     eprintln!("{summary}");
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
@@ -342,15 +506,14 @@ fn wall_clock_ns() -> u64 {
 /// queue_drops` holds exactly (`balanced`).
 fn account(
     summary: &mut serde_json::Value,
-    targets: &[Target],
     reports: &[CaptureReport],
     dedup: Option<&DedupReport>,
     fanout: &FanoutReport,
     interfaces: &InterfaceTable,
 ) {
     let mut total = Accounting::default();
-    for target in targets {
-        let name = target.interface.name();
+    for name in interface_names(reports) {
+        let name = name.as_str();
         let captured: u64 = reports
             .iter()
             .flat_map(|r| &r.interfaces)
@@ -426,13 +589,13 @@ impl Accounting {
 /// The exit summary: per-interface counters summed over the rings of every
 /// capture thread.
 fn summarize(
-    targets: &[Target],
     reports: &[CaptureReport],
+    roles: &BTreeMap<String, TapRole>,
     pcap: Option<crate::pcap_worker::PcapSummary>,
 ) -> serde_json::Value {
     let mut interfaces = BTreeMap::new();
-    for target in targets {
-        let name = target.interface.name();
+    for name in interface_names(reports) {
+        let name = name.as_str();
         let rings: Vec<_> = reports
             .iter()
             .flat_map(|r| &r.interfaces)
@@ -448,7 +611,7 @@ fn summarize(
                 "freezes": sum(&|r| r.counters.freezes),
                 "captured": sum(&|r| r.captured),
                 "malformed_blocks": sum(&|r| r.malformed_blocks),
-                "role": target.role.as_str(),
+                "role": roles.get(name).map_or("other", |role| ring_role(*role).as_str()),
                 "rings": rings.len(),
                 "ring_bytes": rings.iter().map(|r| r.geometry.memory_bytes()).sum::<u64>(),
                 "closed": closed,

@@ -137,8 +137,10 @@ impl GeometryOverrides {
 /// The validated settings of `ringsieve run`.
 #[derive(Clone, Debug)]
 pub struct RunSettings {
-    /// Interface names, in order, without duplicates.
-    pub interfaces: Vec<String>,
+    /// Which interfaces to capture (globs included and excluded).
+    pub selection: discovery::Selection,
+    /// The interfaces named without a glob: they must exist at the start.
+    pub literal_interfaces: Vec<String>,
     /// The pcapng output, if any (`-` is stdout).
     pub pcap_out: Option<String>,
     /// Ring geometry overrides.
@@ -164,23 +166,46 @@ pub struct RunSettings {
 impl RunSettings {
     /// Validates the raw options of `ringsieve run`.
     pub fn from_args(args: &crate::cli::RunArgs, origin: &Origin<'_>) -> Result<Self, SettingError> {
-        let mut interfaces: Vec<String> = Vec::new();
-        for name in &args.interfaces {
-            let name = name.trim();
-            if name.is_empty() || name.len() > 15 || name.contains(['/', ' ', '\0']) {
+        let mut include: Vec<String> = Vec::new();
+        let mut literal_interfaces = Vec::new();
+        for pattern in &args.interfaces {
+            let pattern = pattern.trim();
+            if pattern.is_empty() || pattern.len() > 15 || pattern.contains(['/', ' ', '\0']) {
                 return Err(origin.error(
                     "interfaces",
-                    name,
-                    "an interface name of 1 to 15 characters without '/' or spaces",
+                    pattern,
+                    "an interface name or glob of 1 to 15 characters without '/' or spaces",
                 ));
             }
-            if !interfaces.iter().any(|n| n == name) {
-                interfaces.push(name.to_owned());
+            if !include.iter().any(|n| n == pattern) {
+                include.push(pattern.to_owned());
+                if !pattern.contains(['*', '?', '[']) {
+                    literal_interfaces.push(pattern.to_owned());
+                }
             }
         }
-        if interfaces.is_empty() {
-            return Err(origin.error("interfaces", "", "at least one interface name"));
+        for pattern in &args.exclude {
+            if pattern.trim().is_empty() {
+                return Err(origin.error("exclude", pattern, "an interface name or glob"));
+            }
         }
+        let include_refs: Vec<&str> = include.iter().map(String::as_str).collect();
+        let exclude_refs: Vec<&str> = args.exclude.iter().map(|p| p.trim()).collect();
+        let selection = discovery::Selection::new(&include_refs, &exclude_refs).map_err(|e| {
+            let bad = args
+                .interfaces
+                .iter()
+                .chain(&args.exclude)
+                .find(|p| discovery::Glob::new(p.trim()).is_err())
+                .cloned()
+                .unwrap_or_default();
+            let id = if args.exclude.contains(&bad) {
+                "exclude"
+            } else {
+                "interfaces"
+            };
+            origin.error(id, &bad, format!("a glob of names ({e})"))
+        })?;
 
         let block_size = match &args.block_size {
             None => None,
@@ -269,7 +294,8 @@ impl RunSettings {
             return Err(origin.error("eve", "-", "a file path: --pcap-out already writes to stdout"));
         }
         Ok(Self {
-            interfaces,
+            selection,
+            literal_interfaces,
             pcap_out: args.pcap_out.clone().filter(|p| !p.is_empty()),
             geometry: GeometryOverrides {
                 block_size,

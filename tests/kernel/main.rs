@@ -6,6 +6,7 @@
 //! lacks CAP_NET_ADMIN and CAP_NET_RAW. CI runs as root, so there they run.
 
 mod capture;
+mod live_agent;
 mod live_dedup;
 mod live_pipeline;
 mod netns;

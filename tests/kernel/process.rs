@@ -53,6 +53,12 @@ impl Watched {
         }
     }
 
+    /// The child's pid (`ip netns exec` execs its program in place, so it
+    /// is the program's).
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends `signal`, waits, returns the exit code and every stderr line.
     pub(crate) fn stop(mut self, signal: &str) -> (i32, Vec<String>) {
         let pid = self.child.id().to_string();

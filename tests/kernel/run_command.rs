@@ -53,7 +53,8 @@ impl Capture {
     /// Waits until the capture logged that its rings are open.
     fn wait_until_capturing(&mut self) {
         while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(10)) {
-            let capturing = line.contains("capturing");
+            // Every interface found at the start has its rings open.
+            let capturing = line.contains("capture started");
             self.seen.push(line);
             if capturing {
                 return;
@@ -311,8 +312,14 @@ fn bad_settings_exit_2_naming_the_flag_or_variable_and_the_value() {
         "{err}"
     );
 
-    let (code, _) = ringsieve(&["run"], &[]);
-    assert_eq!(code, 2, "no interface is a usage error");
+    let (code, err) = ringsieve(&["run", "--exclude", "veth[0-"], &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--exclude") && err.contains("veth[0-"), "{err}");
+
+    // Loopback is never captured: naming it is an error, not a silent no-op.
+    let (code, err) = ringsieve(&["run", "--interface", "lo"], &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--interface") && err.contains("non-loopback"), "{err}");
 }
 
 #[test]

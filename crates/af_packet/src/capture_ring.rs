@@ -101,6 +101,120 @@ impl fmt::Display for CloseReason {
     }
 }
 
+/// A receive ring whose memory the kernel has already given, not yet bound
+/// to an interface: the slow part of opening a ring (the kernel allocating
+/// and the process mapping its memory, tens of milliseconds for a few MiB
+/// on a virtual machine), done ahead so that an interface that appears is
+/// captured from the moment [`UnboundRing::bind`] returns. It receives
+/// nothing until then (protocol 0).
+pub struct UnboundRing {
+    geometry: RingGeometry,
+    requested: RingGeometry,
+    promiscuous: bool,
+    // Field order matters: the mapping (inside `ring`) is unmapped before the
+    // socket is closed.
+    ring: BlockRing,
+    fd: OwnedFd,
+}
+
+impl fmt::Debug for UnboundRing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UnboundRing")
+            .field("geometry", &self.geometry)
+            .field("promiscuous", &self.promiscuous)
+            .finish_non_exhaustive()
+    }
+}
+
+impl UnboundRing {
+    /// Creates the socket and its ring with `config` (`purpose` names it in
+    /// errors and warnings: the interface it is for, or what it is kept
+    /// for). When the kernel refuses the memory (ENOMEM), smaller
+    /// geometries are tried ([`RingGeometry::shrunk`]).
+    pub fn prepare(config: &RingConfig, purpose: &str) -> Result<Self, OpenError> {
+        config.geometry.validate().map_err(OpenError::Geometry)?;
+        let fail = |error| OpenError::Syscall {
+            interface: purpose.to_owned(),
+            error,
+        };
+
+        // Protocol 0: the socket receives nothing until bound.
+        let fd = sys::own_fd(syscall(Syscall::PacketSocket { protocol_be: 0 }).map_err(fail)?);
+        set_option(
+            fd.as_fd(),
+            libc::PACKET_VERSION,
+            "setsockopt(PACKET_VERSION)",
+            &TPACKET_V3,
+        )
+        .map_err(fail)?;
+
+        let geometry = request_ring(fd.as_fd(), config.geometry).map_err(fail)?;
+        if geometry != config.geometry {
+            tracing::warn!(
+                interface = purpose,
+                requested = %config.geometry,
+                obtained = %geometry,
+                "kernel refused the ring's memory (ENOMEM); capturing with a smaller ring"
+            );
+        }
+        let len = (geometry.memory_bytes()) as usize;
+        let mapping = sys::RingMapping::map(fd.as_fd(), len).map_err(fail)?;
+        let ring = BlockRing::new(mapping, geometry.block_size as usize, geometry.block_count as usize);
+        Ok(Self {
+            geometry,
+            requested: config.geometry,
+            promiscuous: config.promiscuous,
+            ring,
+            fd,
+        })
+    }
+
+    /// The geometry the kernel gave.
+    pub fn geometry(&self) -> RingGeometry {
+        self.geometry
+    }
+
+    /// Binds the ring to `interface`: capturing from the moment this
+    /// returns.
+    pub fn bind(self, interface: &Interface) -> Result<CaptureRing, OpenError> {
+        let fail = |error| OpenError::Syscall {
+            interface: interface.name().to_owned(),
+            error,
+        };
+        syscall(Syscall::BindPacket {
+            fd: self.fd.as_raw_fd(),
+            ifindex: interface.ifindex(),
+            protocol_be: ETH_P_ALL_BE,
+        })
+        .map_err(fail)?;
+
+        if self.promiscuous {
+            let membership = sys::PacketMreq {
+                ifindex: interface.ifindex(),
+                kind: libc::PACKET_MR_PROMISC as u16,
+                ..Default::default()
+            };
+            set_option(
+                self.fd.as_fd(),
+                libc::PACKET_ADD_MEMBERSHIP,
+                "setsockopt(PACKET_ADD_MEMBERSHIP)",
+                &membership,
+            )
+            .map_err(fail)?;
+        }
+
+        Ok(CaptureRing {
+            interface: interface.clone(),
+            geometry: self.geometry,
+            requested: self.requested,
+            promiscuous: self.promiscuous,
+            counters: KernelCounters::default(),
+            ring: self.ring,
+            fd: self.fd,
+        })
+    }
+}
+
 /// A TPACKET_V3 receive ring bound to one interface.
 pub struct CaptureRing {
     interface: Interface,
@@ -131,66 +245,7 @@ impl CaptureRing {
     /// are tried ([`RingGeometry::shrunk`]) and a warning says what was
     /// obtained; [`CaptureRing::geometry`] tells the final one.
     pub fn open(interface: &Interface, config: &RingConfig) -> Result<Self, OpenError> {
-        config.geometry.validate().map_err(OpenError::Geometry)?;
-        let fail = |error| OpenError::Syscall {
-            interface: interface.name().to_owned(),
-            error,
-        };
-
-        // Protocol 0: the socket receives nothing until bound below.
-        let fd = sys::own_fd(syscall(Syscall::PacketSocket { protocol_be: 0 }).map_err(fail)?);
-        set_option(
-            fd.as_fd(),
-            libc::PACKET_VERSION,
-            "setsockopt(PACKET_VERSION)",
-            &TPACKET_V3,
-        )
-        .map_err(fail)?;
-
-        let geometry = request_ring(fd.as_fd(), config.geometry).map_err(fail)?;
-        if geometry != config.geometry {
-            tracing::warn!(
-                interface = interface.name(),
-                requested = %config.geometry,
-                obtained = %geometry,
-                "kernel refused the ring's memory (ENOMEM); capturing with a smaller ring"
-            );
-        }
-        let len = (geometry.memory_bytes()) as usize;
-        let mapping = sys::RingMapping::map(fd.as_fd(), len).map_err(fail)?;
-        let ring = BlockRing::new(mapping, geometry.block_size as usize, geometry.block_count as usize);
-
-        syscall(Syscall::BindPacket {
-            fd: fd.as_raw_fd(),
-            ifindex: interface.ifindex(),
-            protocol_be: ETH_P_ALL_BE,
-        })
-        .map_err(fail)?;
-
-        if config.promiscuous {
-            let membership = sys::PacketMreq {
-                ifindex: interface.ifindex(),
-                kind: libc::PACKET_MR_PROMISC as u16,
-                ..Default::default()
-            };
-            set_option(
-                fd.as_fd(),
-                libc::PACKET_ADD_MEMBERSHIP,
-                "setsockopt(PACKET_ADD_MEMBERSHIP)",
-                &membership,
-            )
-            .map_err(fail)?;
-        }
-
-        Ok(Self {
-            interface: interface.clone(),
-            geometry,
-            requested: config.geometry,
-            promiscuous: config.promiscuous,
-            counters: KernelCounters::default(),
-            ring,
-            fd,
-        })
+        UnboundRing::prepare(config, interface.name())?.bind(interface)
     }
 
     /// Adds this ring to `group`, so the kernel spreads the interface's

@@ -32,7 +32,7 @@ pub mod ring_set;
 mod sys;
 pub mod transmit;
 
-pub use capture_ring::{CaptureRing, CloseReason, KernelCounters, OpenError};
+pub use capture_ring::{CaptureRing, CloseReason, KernelCounters, OpenError, UnboundRing};
 pub use config::{GeometryError, InterfaceRole, RingConfig, RingGeometry};
 pub use fanout::{FanoutGroup, FanoutMode};
 pub use interface::{Interface, UnknownInterface};

@@ -287,6 +287,25 @@ impl Flow {
         }
     }
 
+    /// A packet of `side` at `timestamp_ns` came in after later ones: if it
+    /// is the flow's earliest and came from the server, its sender is the
+    /// client after all (packets of one flow read from two rings can reach
+    /// the tracker out of time order). Not for TCP, whose SYN decides.
+    /// Returns the side the packet has now.
+    pub(crate) fn reorient(&mut self, side: Side, timestamp_ns: u64, interface: InterfaceId) -> Side {
+        if self.protocol() == 6 || side != Side::ToClient || timestamp_ns >= self.start_ns {
+            return side;
+        }
+        std::mem::swap(&mut self.client, &mut self.server);
+        self.pkts.swap(0, 1);
+        self.bytes.swap(0, 1);
+        self.icmp.swap(0, 1);
+        self.containers.swap(0, 1);
+        self.nat = self.nat.map(FlowTuple::reversed);
+        self.in_iface = interface;
+        Side::ToServer
+    }
+
     /// Counts a packet (out-of-order ones are counted by the caller first).
     pub(crate) fn packet(&mut self, side: Side, timestamp_ns: u64, wire_len: u32, info: &PacketInfo) {
         let s = side as usize;

@@ -879,3 +879,22 @@ fn containers_are_named_from_the_veths_that_showed_the_flow() {
     let records = bed.run(&mut tracker, &[bed.pkt(T0, udp(c(1), s(2), b"x"))], T0 + S);
     assert!(records[0].get("src_container").is_none() && records[0].get("dest_container").is_none());
 }
+
+#[test]
+fn a_flow_whose_first_packet_arrives_late_is_turned_to_its_earliest_sender() {
+    let bed = Bed::new();
+    let mut tracker = bed.tracker(1024);
+    // The answer is read before the query it answers (two rings): the
+    // query's sender is still the client.
+    let answer = bed.pkt(T0 + 1_000_000, udp(s(53), c(5353), b"answer"));
+    let query = bed.pkt(T0, udp(c(5353), s(53), b"query"));
+    let records = bed.run(&mut tracker, &[answer.clone(), query.clone()], T0 + S);
+    assert_eq!(records.len(), 1);
+    let record = &records[0];
+    assert_eq!(record["src_port"], 5353, "{record}");
+    assert_eq!(record["dest_port"], 53, "{record}");
+    assert_eq!(record["flow"]["pkts_toserver"], 1);
+    assert_eq!(record["flow"]["bytes_toserver"], query.meta.original_len);
+    assert_eq!(record["flow"]["bytes_toclient"], answer.meta.original_len);
+    assert_eq!(record["ringsieve"]["out_of_order"], 1);
+}

@@ -291,7 +291,7 @@ impl FlowTracker {
                 flow.out_of_order += 1;
                 out_of_order = true;
             }
-            let side = flow.side(&key.tuple);
+            let side = flow.reorient(flow.side(&key.tuple), meta.timestamp_ns, meta.interface);
             flow.packet(side, meta.timestamp_ns, meta.original_len, &info);
             new_tap = flow.add_tap(meta.interface, meta.tap.direction);
             if flow.wants_container(side, meta.tap.direction) {

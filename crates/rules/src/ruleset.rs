@@ -1,0 +1,562 @@
+//! A loaded, ordered rule set with its prefilter, and the two ways of
+//! matching it: a packet's payload ([`RuleSet::match_packet`]) and the new
+//! data of a reassembled stream ([`RuleSet::match_stream`]).
+//!
+//! Rule order, as Suricata's default: `pass` rules first, then rules that
+//! set flowbits without checking any, then rules that check and set, then
+//! rules that only check, then the rest; within each, by priority (1
+//! first), then by file order. A matching `pass` rule ends the packet's
+//! evaluation, so no alert is raised for it.
+//!
+//! The prefilter: the rules are split into protocol groups (TCP, UDP,
+//! ICMP, other; `ip` rules are in all four). Each group has two
+//! `aho-corasick` automata over its rules' fast patterns, one
+//! case-sensitive and one ASCII case-insensitive (for `nocase` patterns).
+//! A rule is a candidate when its fast pattern occurs in the buffer, or
+//! always when it has none (no positive content). Candidates are evaluated
+//! fully, in rule order.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+
+use crate::addr::Vars;
+use crate::classification::ClassificationTable;
+use crate::detect::{Detector, Match, Packet, Protocol, Verdict};
+use crate::inspect::Inspection;
+use crate::parse::{parse_text, LoadError, LoadReport, Warning};
+use crate::rule::{Action, FlowbitCmd, PayloadElem, Rule, RuleProto};
+use crate::stream::StreamReassembler;
+
+/// The relative span (bytes between the start of a rule's first content
+/// and the end of its last element) the stream window supports beyond the
+/// longest content: chains that are unbounded (no `within`, a pcre, a
+/// `byte_jump`) are only guaranteed to match across a chunk boundary when
+/// they fit in this.
+pub const MAX_RELATIVE_SPAN: usize = 1024;
+
+/// Fast patterns being collected: the patterns, their index, and per
+/// pattern the rules it stands for.
+type PatternSet = (Vec<Vec<u8>>, HashMap<Vec<u8>, usize>, Vec<Vec<u32>>);
+
+/// One automaton and, per pattern, the rules it stands for.
+#[derive(Debug)]
+struct Automaton {
+    ac: AhoCorasick,
+    rules: Vec<Vec<u32>>,
+    /// The first index of this automaton's patterns in the detector's
+    /// stamp array.
+    stamp_base: usize,
+}
+
+/// The prefilter of one protocol group.
+#[derive(Debug, Default)]
+struct Group {
+    automata: Vec<Automaton>,
+    /// Rules without a fast pattern: always candidates.
+    always: Vec<u32>,
+}
+
+/// Rules, ordered and indexed for matching. Immutable once built: share it
+/// between workers with an `Arc` and swap the `Arc` on reload.
+#[derive(Debug)]
+pub struct RuleSet {
+    rules: Vec<Rule>,
+    groups: [Group; 4],
+    patterns: usize,
+    stream_window: usize,
+}
+
+fn group_of(proto: Protocol) -> usize {
+    match proto {
+        Protocol::Tcp => 0,
+        Protocol::Udp => 1,
+        Protocol::Icmp | Protocol::Icmpv6 => 2,
+        Protocol::Other(_) => 3,
+    }
+}
+
+fn proto_matches(rule: RuleProto, pkt: Protocol) -> bool {
+    match rule {
+        RuleProto::Ip => true,
+        RuleProto::Tcp => pkt == Protocol::Tcp,
+        RuleProto::Udp => pkt == Protocol::Udp,
+        RuleProto::Icmp => matches!(pkt, Protocol::Icmp | Protocol::Icmpv6),
+    }
+}
+
+/// The flowbits rank of the ordering (0 sorts first).
+fn flowbits_rank(rule: &Rule) -> u8 {
+    let sets = rule
+        .flowbits
+        .iter()
+        .any(|f| matches!(f, FlowbitCmd::Set(_) | FlowbitCmd::Unset(_) | FlowbitCmd::Toggle(_)));
+    let reads = rule
+        .flowbits
+        .iter()
+        .any(|f| matches!(f, FlowbitCmd::IsSet { .. } | FlowbitCmd::IsNotSet { .. }));
+    match (sets, reads) {
+        (true, false) => 0,
+        (true, true) => 1,
+        (false, true) => 2,
+        (false, false) => 3,
+    }
+}
+
+/// How far (in bytes) one match of the rule may stretch, `None` when
+/// unbounded.
+fn rule_span(rule: &Rule) -> Option<usize> {
+    let mut span = 0usize;
+    let mut started = false;
+    for e in &rule.payload {
+        match e {
+            PayloadElem::Content(c) if c.is_relative() => {
+                let w = c.within? as usize;
+                span += c.distance.unwrap_or(0).max(0) as usize + w;
+            }
+            PayloadElem::Content(c) if c.negated => {}
+            PayloadElem::Content(c) => {
+                if started {
+                    return None;
+                }
+                span = c.pattern.len();
+            }
+            PayloadElem::Pcre(_) | PayloadElem::ByteJump(_) => return None,
+            PayloadElem::ByteTest(b) if b.relative => span += b.offset.max(0) as usize + b.nbytes,
+            PayloadElem::IsDataAt(d) if d.relative => span += d.n as usize,
+            PayloadElem::ByteTest(_) | PayloadElem::IsDataAt(_) => {}
+        }
+        started = true;
+    }
+    Some(span)
+}
+
+impl RuleSet {
+    /// Loads rule files with Suricata's standard classification table.
+    /// Rules that do not parse are skipped and reported; a file that
+    /// cannot be read is an error.
+    pub fn load<P: AsRef<Path>>(files: &[P], vars: &Vars) -> Result<(RuleSet, LoadReport), LoadError> {
+        RuleSet::load_with_classification(files, vars, &ClassificationTable::suricata_default())
+    }
+
+    /// Loads rule files with the given classification table.
+    pub fn load_with_classification<P: AsRef<Path>>(
+        files: &[P],
+        vars: &Vars,
+        classes: &ClassificationTable,
+    ) -> Result<(RuleSet, LoadReport), LoadError> {
+        let mut rules = Vec::new();
+        let mut report = LoadReport::default();
+        for f in files {
+            let path = f.as_ref();
+            let text = std::fs::read(path).map_err(|source| LoadError {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            let text = String::from_utf8_lossy(&text);
+            parse_text(path, &text, vars, classes, &mut rules, &mut report);
+        }
+        Ok(RuleSet::build(rules, report))
+    }
+
+    /// Parses rules from a string (`name` stands for the file in
+    /// warnings), with the given classification table.
+    pub fn parse(name: &str, text: &str, vars: &Vars, classes: &ClassificationTable) -> (RuleSet, LoadReport) {
+        let mut rules = Vec::new();
+        let mut report = LoadReport::default();
+        parse_text(Path::new(name), text, vars, classes, &mut rules, &mut report);
+        RuleSet::build(rules, report)
+    }
+
+    fn build(rules: Vec<Rule>, mut report: LoadReport) -> (RuleSet, LoadReport) {
+        // Duplicates of (gid, sid): the higher rev stays, as Suricata.
+        let mut by_id: HashMap<(u32, u32), usize> = HashMap::new();
+        let mut kept: Vec<Option<Rule>> = Vec::with_capacity(rules.len());
+        for rule in rules {
+            let key = (rule.gid, rule.sid);
+            let dup = match by_id.get(&key) {
+                Some(&i) => {
+                    let old = kept[i].as_ref().expect("kept rules are present");
+                    if rule.rev > old.rev {
+                        let old = kept[i].take().expect("present");
+                        kept.push(Some(rule));
+                        by_id.insert(key, kept.len() - 1);
+                        Some(old)
+                    } else {
+                        Some(rule)
+                    }
+                }
+                None => {
+                    by_id.insert(key, kept.len());
+                    kept.push(Some(rule));
+                    None
+                }
+            };
+            if let Some(d) = dup {
+                report.loaded -= 1;
+                report.skipped += 1;
+                report.warnings.push(Warning {
+                    file: d.origin.file.clone(),
+                    line: d.origin.line,
+                    keyword: Some("sid".to_string()),
+                    message: format!(
+                        "duplicate signature {}:{} (rev {}): the higher revision is kept",
+                        d.gid, d.sid, d.rev
+                    ),
+                });
+            }
+        }
+        let mut rules: Vec<Rule> = kept.into_iter().flatten().collect();
+        rules.sort_by_key(|r| (r.action != Action::Pass, flowbits_rank(r), r.priority));
+
+        let mut groups: [Group; 4] = Default::default();
+        let mut patterns = 0;
+        let mut longest = 0;
+        let mut widest: Option<usize> = Some(0);
+        for r in &rules {
+            for e in &r.payload {
+                if let PayloadElem::Content(c) = e {
+                    longest = longest.max(c.pattern.len());
+                }
+            }
+            widest = match (widest, rule_span(r)) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                _ => None,
+            };
+        }
+        for (g, group) in groups.iter_mut().enumerate() {
+            let members = rules.iter().enumerate().filter(|(_, r)| match r.proto {
+                RuleProto::Ip => true,
+                RuleProto::Tcp => g == 0,
+                RuleProto::Udp => g == 1,
+                RuleProto::Icmp => g == 2,
+            });
+            let mut sets: [PatternSet; 2] = Default::default();
+            for (i, r) in members {
+                match &r.fast_pattern {
+                    None => group.always.push(i as u32),
+                    Some((bytes, nocase)) => {
+                        let (pats, index, owners) = &mut sets[usize::from(*nocase)];
+                        let id = *index.entry(bytes.clone()).or_insert_with(|| {
+                            pats.push(bytes.clone());
+                            owners.push(Vec::new());
+                            pats.len() - 1
+                        });
+                        owners[id].push(i as u32);
+                    }
+                }
+            }
+            for (nocase, (pats, _, owners)) in sets.into_iter().enumerate() {
+                if pats.is_empty() {
+                    continue;
+                }
+                let ac = AhoCorasickBuilder::new()
+                    .ascii_case_insensitive(nocase == 1)
+                    .match_kind(MatchKind::Standard)
+                    .build(&pats)
+                    .expect("fast patterns are non-empty byte strings");
+                let n = pats.len();
+                group.automata.push(Automaton {
+                    ac,
+                    rules: owners,
+                    stamp_base: patterns,
+                });
+                patterns += n;
+            }
+        }
+        let stream_window = match widest {
+            Some(w) => w.max(longest),
+            None => longest + MAX_RELATIVE_SPAN,
+        }
+        .min(longest + MAX_RELATIVE_SPAN);
+        (
+            RuleSet {
+                rules,
+                groups,
+                patterns,
+                stream_window,
+            },
+            report,
+        )
+    }
+
+    /// The rules, in evaluation order.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// How many rules the set holds.
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// Whether the set holds no rule.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// The bytes of already-scanned stream data to keep so that a match
+    /// straddling two chunks is found: the longest bounded span of a rule,
+    /// at most the longest content plus [`MAX_RELATIVE_SPAN`].
+    pub fn stream_window(&self) -> usize {
+        self.stream_window
+    }
+
+    /// Fills `det.candidates` with the rules of `group` to evaluate on
+    /// `buf`, in rule order.
+    fn prefilter(&self, det: &mut Detector, group: usize, buf: &[u8]) {
+        let g = &self.groups[group];
+        det.candidates.clear();
+        det.candidates.extend_from_slice(&g.always);
+        if buf.is_empty() || g.automata.is_empty() {
+            return;
+        }
+        if det.pattern_stamp.len() < self.patterns {
+            det.pattern_stamp.resize(self.patterns, 0);
+        }
+        det.stamp = det.stamp.wrapping_add(1);
+        if det.stamp == 0 {
+            det.pattern_stamp.iter_mut().for_each(|s| *s = 0);
+            det.stamp = 1;
+        }
+        let stamp = det.stamp;
+        for a in &g.automata {
+            for m in a.ac.find_overlapping_iter(buf) {
+                let p = m.pattern().as_usize();
+                let slot = &mut det.pattern_stamp[a.stamp_base + p];
+                if *slot != stamp {
+                    *slot = stamp;
+                    det.candidates.extend_from_slice(&a.rules[p]);
+                }
+            }
+        }
+        if det.candidates.len() > g.always.len() {
+            det.candidates.sort_unstable();
+        }
+    }
+
+    /// Matches one packet: header, flow, flowbits and payload rules. See
+    /// [`Packet::payload_in_stream`] for TCP payloads also fed to a
+    /// [`StreamReassembler`].
+    pub fn match_packet(&self, det: &mut Detector, pkt: &mut Packet<'_>) -> Verdict {
+        det.stats.packets += 1;
+        self.prefilter(det, group_of(pkt.proto), pkt.payload);
+        let payload = pkt.payload;
+        let mut verdict = Verdict::default();
+        let candidates = std::mem::take(&mut det.candidates);
+        for &ri in &candidates {
+            let rule = &self.rules[ri as usize];
+            if rule.flow.only_stream {
+                continue;
+            }
+            let stream_covers = rule.inspects_payload() && !rule.flow.no_stream && rule.dsize.is_none();
+            if pkt.payload_in_stream && stream_covers {
+                continue;
+            }
+            if self.evaluate(det, rule, pkt, payload, 0, None).is_some()
+                && self.raise(det, rule, pkt, &mut verdict, None)
+            {
+                break;
+            }
+        }
+        det.candidates = candidates;
+        verdict
+    }
+
+    /// Scans the stream data that became contiguous since the last call
+    /// (with the kept window before it, so a pattern split across segments
+    /// matches) and returns each match once: a match must end in the new
+    /// data and after the rule's previous match in this stream. `pkt` is
+    /// the packet whose segment made the data available: its header, flow
+    /// state and timestamp are used; its payload is not.
+    ///
+    /// Rules without payload elements, with `dsize` or with
+    /// `flow:no_stream` are packet rules and are not evaluated here.
+    pub fn match_stream(&self, det: &mut Detector, pkt: &mut Packet<'_>, stream: &mut StreamReassembler) -> Verdict {
+        let mut verdict = Verdict::default();
+        let mut reported: Vec<((u32, u32), u64)> = Vec::new();
+        while stream.has_new_data() {
+            det.stats.stream_chunks += 1;
+            let (buf, base, new_start) = stream.scan_view();
+            self.prefilter(det, group_of(Protocol::Tcp), buf);
+            let candidates = std::mem::take(&mut det.candidates);
+            let mut passed = false;
+            for &ri in &candidates {
+                let rule = &self.rules[ri as usize];
+                if !rule.inspects_payload() || rule.flow.no_stream || rule.dsize.is_some() {
+                    continue;
+                }
+                let key = (rule.gid, rule.sid);
+                let last = reported
+                    .iter()
+                    .rev()
+                    .find(|(k, _)| *k == key)
+                    .map(|(_, e)| *e)
+                    .or_else(|| stream.last_reported(key));
+                let min_end = last.map_or(new_start, |e| new_start.max(e.saturating_sub(base) as usize));
+                if let Some(end) = self.evaluate(det, rule, pkt, buf, base, Some(min_end)) {
+                    reported.push((key, base + end as u64));
+                    if self.raise(det, rule, pkt, &mut verdict, Some(base + end as u64)) {
+                        passed = true;
+                        break;
+                    }
+                }
+            }
+            det.candidates = candidates;
+            stream.mark_scanned();
+            for (key, end) in reported.drain(..) {
+                stream.set_reported(key, end);
+            }
+            if passed {
+                // The pass covers the data scanned; later data is scanned
+                // at the next call.
+                break;
+            }
+        }
+        verdict
+    }
+
+    /// Everything but side effects: the buffer index where the payload
+    /// match ends (0 for rules without payload elements), or `None`.
+    fn evaluate(
+        &self,
+        det: &mut Detector,
+        rule: &Rule,
+        pkt: &Packet<'_>,
+        buf: &[u8],
+        base: u64,
+        min_end: Option<usize>,
+    ) -> Option<usize> {
+        if !proto_matches(rule.proto, pkt.proto)
+            || !rule.header_matches(pkt.src, pkt.src_port, pkt.dst, pkt.dst_port, pkt.proto.has_ports())
+        {
+            return None;
+        }
+        det.stats.candidates += 1;
+        if let Some(to_server) = rule.flow.to_server {
+            let want = if to_server {
+                crate::Direction::ToServer
+            } else {
+                crate::Direction::ToClient
+            };
+            if pkt.direction != Some(want) {
+                return None;
+            }
+        }
+        if rule.flow.established.is_some_and(|e| e != pkt.established) {
+            return None;
+        }
+        if let Some(f) = &rule.flags {
+            if pkt.proto != Protocol::Tcp || !f.matches(pkt.tcp_flags) {
+                return None;
+            }
+        }
+        let is_icmp = matches!(pkt.proto, Protocol::Icmp | Protocol::Icmpv6);
+        if rule
+            .itype
+            .is_some_and(|c| !is_icmp || !c.matches(u64::from(pkt.icmp_type)))
+            || rule
+                .icode
+                .is_some_and(|c| !is_icmp || !c.matches(u64::from(pkt.icmp_code)))
+            || rule.ttl.is_some_and(|c| !c.matches(u64::from(pkt.ttl)))
+            || rule.dsize.is_some_and(|c| !c.matches(pkt.payload.len() as u64))
+        {
+            return None;
+        }
+        for cmd in &rule.flowbits {
+            let ok = match cmd {
+                FlowbitCmd::IsSet { names, any } => {
+                    if *any {
+                        names.iter().any(|n| pkt.flow.is_set(n))
+                    } else {
+                        names.iter().all(|n| pkt.flow.is_set(n))
+                    }
+                }
+                FlowbitCmd::IsNotSet { names, any } => {
+                    if *any {
+                        names.iter().any(|n| !pkt.flow.is_set(n))
+                    } else {
+                        names.iter().all(|n| !pkt.flow.is_set(n))
+                    }
+                }
+                _ => true,
+            };
+            if !ok {
+                return None;
+            }
+        }
+        if !rule.inspects_payload() {
+            return Some(0);
+        }
+        if buf.is_empty() {
+            return None;
+        }
+        let mut insp = Inspection {
+            buf,
+            base,
+            min_end,
+            budget: det.config.inspection_limit,
+            exhausted: false,
+        };
+        let r = insp.run(&rule.payload);
+        if insp.exhausted {
+            det.stats.inspection_limit_hits += 1;
+        }
+        r
+    }
+
+    /// Applies a match: flowbits, pass, noalert, thresholds. Returns true
+    /// when a pass rule ends the evaluation.
+    fn raise(
+        &self,
+        det: &mut Detector,
+        rule: &Rule,
+        pkt: &mut Packet<'_>,
+        verdict: &mut Verdict,
+        stream_offset: Option<u64>,
+    ) -> bool {
+        det.stats.matches += 1;
+        for cmd in &rule.flowbits {
+            match cmd {
+                FlowbitCmd::Set(names) => names.iter().for_each(|n| pkt.flow.set_shared(n)),
+                FlowbitCmd::Unset(names) => names.iter().for_each(|n| pkt.flow.unset(n)),
+                FlowbitCmd::Toggle(names) => names.iter().for_each(|n| pkt.flow.toggle(n)),
+                FlowbitCmd::IsSet { .. } | FlowbitCmd::IsNotSet { .. } => {}
+            }
+        }
+        let m = || Match {
+            sid: rule.sid,
+            gid: rule.gid,
+            rev: rule.rev,
+            msg: rule.msg.clone(),
+            action: rule.action,
+            classtype: rule.classtype.as_ref().map(|c| c.name.clone()),
+            class_description: rule.classtype.as_ref().map(|c| c.description.clone()),
+            priority: rule.priority,
+            stream_offset,
+        };
+        if rule.action == Action::Pass {
+            det.stats.passed += 1;
+            verdict.alerts.clear();
+            verdict.pass = Some(m());
+            return true;
+        }
+        if rule.noalert {
+            return false;
+        }
+        if let Some(t) = &rule.threshold {
+            if !det
+                .thresholds
+                .check(rule.gid, rule.sid, t, pkt.src, pkt.dst, pkt.timestamp)
+            {
+                det.stats.suppressed += 1;
+                verdict.suppressed += 1;
+                return false;
+            }
+        }
+        det.stats.alerts += 1;
+        verdict.alerts.push(m());
+        false
+    }
+}
