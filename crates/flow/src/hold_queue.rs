@@ -12,6 +12,10 @@
 //! unique (the arrival number), so the order handed back is exactly the
 //! order of one binary heap of every key: releases do not depend on which
 //! side a key went to.
+//!
+//! [`OrderedQueue`] is the same queue for any key type with a total order of
+//! unique keys, for other nearly sorted streams (`ringsieve read`'s output
+//! order).
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -32,27 +36,39 @@ pub struct HoldKey {
     pub index: usize,
 }
 
-/// Keys in release order; see the module docs.
-#[derive(Debug, Default)]
-pub struct HoldQueue {
-    in_order: VecDeque<HoldKey>,
-    late: BinaryHeap<Reverse<HoldKey>>,
+/// The hold queue: [`HoldKey`]s in release order.
+pub type HoldQueue = OrderedQueue<HoldKey>;
+
+/// Unique keys handed back smallest first, in O(1) for keys pushed nearly in
+/// order; see the module docs.
+#[derive(Debug)]
+pub struct OrderedQueue<K> {
+    in_order: VecDeque<K>,
+    late: BinaryHeap<Reverse<K>>,
 }
 
-impl HoldQueue {
+impl<K: Ord> Default for OrderedQueue<K> {
+    fn default() -> Self {
+        Self {
+            in_order: VecDeque::new(),
+            late: BinaryHeap::new(),
+        }
+    }
+}
+
+impl<K: Ord + Copy> OrderedQueue<K> {
     /// Keys queued.
     pub fn len(&self) -> usize {
         self.in_order.len() + self.late.len()
     }
 
     /// Whether no key is queued.
-    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// Queues `key`.
-    pub fn push(&mut self, key: HoldKey) {
+    pub fn push(&mut self, key: K) {
         let len = self.in_order.len();
         if self.in_order.back().is_none_or(|last| *last < key) {
             self.in_order.push_back(key);
@@ -73,7 +89,7 @@ impl HoldQueue {
     }
 
     /// The earliest key.
-    pub fn peek(&self) -> Option<HoldKey> {
+    pub fn peek(&self) -> Option<K> {
         match (self.in_order.front(), self.late.peek()) {
             (Some(a), Some(Reverse(b))) => Some(*a.min(b)),
             (Some(a), None) => Some(*a),
@@ -83,7 +99,7 @@ impl HoldQueue {
     }
 
     /// Takes the earliest key.
-    pub fn pop(&mut self) -> Option<HoldKey> {
+    pub fn pop(&mut self) -> Option<K> {
         let from_heap = match (self.in_order.front(), self.late.peek()) {
             (Some(a), Some(Reverse(b))) => b < a,
             (None, Some(_)) => true,
@@ -110,7 +126,7 @@ mod tests {
         fn pops_in_the_order_of_one_binary_heap(
             steps in proptest::collection::vec((0u64..200, 0u8..4), 1..400),
         ) {
-            let mut queue = HoldQueue::default();
+            let mut queue: HoldQueue = OrderedQueue::default();
             let mut heap = BinaryHeap::new();
             let mut clock = 0;
             for (order, &(jump, pops)) in steps.iter().enumerate() {

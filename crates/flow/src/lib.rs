@@ -37,7 +37,7 @@ pub mod error;
 pub mod ethernet;
 pub mod flow_key;
 pub mod fuzzing;
-mod hold_queue;
+pub mod hold_queue;
 pub mod icmpv4;
 pub mod icmpv6;
 pub mod identity;
@@ -58,6 +58,7 @@ pub use dedup_table::{DedupCounters, DedupTable, HoldTicket, Observation, TapId,
 pub use error::{Layer, ParseError};
 pub use ethernet::{EtherType, EthernetFrame};
 pub use flow_key::{Endpoint, FlowHasher, FlowKey, FlowTuple};
+pub use hold_queue::OrderedQueue;
 pub use identity::{IdentityHasher, PacketIdentity};
 pub use ip::{Fragment, IpProtocol};
 pub use nat::{NatBindings, NatTranslation};

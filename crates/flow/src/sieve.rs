@@ -23,6 +23,10 @@
 //! | better than a held copy | held (or delivered if rank 0); the held one is dropped at its release |
 //! | table full | delivered now, counted: a unique packet is never dropped |
 //!
+//! [`Sieve::process_batch`] does the same for a run of copies, parsing a
+//! batch first and fetching its table slots together so their cache misses
+//! overlap; the decisions are those of [`Sieve::process`] one by one.
+//!
 //! # Holding and the watermark
 //!
 //! A held copy is copied out of the ring and released once every capture

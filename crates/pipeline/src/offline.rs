@@ -23,6 +23,8 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
+
+use flow::OrderedQueue;
 use std::path::PathBuf;
 
 use af_packet::{Direction, PacketType};
@@ -209,8 +211,12 @@ struct Run<'s, S: DeliverySink> {
     interfaces: Vec<InputInterface>,
     by_file_index: HashMap<(usize, u32), usize>,
     counts: Vec<InterfaceCounts>,
-    /// Keyed by (timestamp, interface, position), earliest first.
-    output: BinaryHeap<Reverse<(u64, usize, u64, usize)>>,
+    /// Keyed by (timestamp, interface, position), earliest first: the
+    /// copies delivered as they were read, and those delivered at the end of
+    /// their hold, each stream nearly in timestamp order (two FIFOs where
+    /// one binary heap of both cost 5 % of a run in `pop`); emitted by the
+    /// smaller head, so in the order of one heap of both.
+    output: [OrderedQueue<(u64, usize, u64, usize)>; 2],
     pending: Vec<Option<Pending>>,
     free_pending: Vec<usize>,
     /// Buffers of emitted deliveries, for the next ones.
@@ -225,6 +231,11 @@ struct Run<'s, S: DeliverySink> {
 
 /// Spare buffers kept for reuse.
 const SPARE_BUFFERS: usize = 4096;
+
+/// The output stream of copies delivered as they are read.
+const NOW: usize = 0;
+/// The output stream of copies delivered at the end of their hold.
+const RELEASED: usize = 1;
 
 /// `data` in a buffer from `spare` (or a new one).
 fn copy_into(spare: &mut Vec<Vec<u8>>, data: &[u8]) -> Vec<u8> {
@@ -251,7 +262,7 @@ pub fn run<S: DeliverySink>(
         interfaces: Vec::new(),
         by_file_index: HashMap::new(),
         counts: Vec::new(),
-        output: BinaryHeap::new(),
+        output: Default::default(),
         pending: Vec::new(),
         free_pending: Vec::new(),
         spare: Vec::new(),
@@ -464,7 +475,7 @@ impl<S: DeliverySink> Run<'_, S> {
         match self.sieve.process(&copy, meta) {
             Outcome::Deliver { meta, delivery } => {
                 let data = copy_into(&mut self.spare, &packet.data);
-                self.queue(meta, packet.timestamp_ns, data, tap, delivery);
+                self.queue(NOW, meta, packet.timestamp_ns, data, tap, delivery);
             }
             Outcome::Duplicate(meta, copy) => {
                 self.counts[meta.interface].duplicates += 1;
@@ -482,7 +493,7 @@ impl<S: DeliverySink> Run<'_, S> {
     /// the suppressed holds.
     fn queue_released(&mut self, released: Vec<ReleasedCopy>, suppressed: Vec<(CopyMeta, SuppressedCopy)>) {
         for (meta, timestamp_ns, data, tap, delivery) in released {
-            self.queue(meta, timestamp_ns, data, tap, delivery);
+            self.queue(RELEASED, meta, timestamp_ns, data, tap, delivery);
         }
         let notices = self.sink.wants_suppressed();
         for (meta, copy) in suppressed {
@@ -494,7 +505,16 @@ impl<S: DeliverySink> Run<'_, S> {
         }
     }
 
-    fn queue(&mut self, meta: CopyMeta, timestamp_ns: u64, data: Vec<u8>, tap: TapPoint, delivery: Delivery) {
+    /// Queues a delivery on output stream `stream` ([`NOW`] or [`RELEASED`]).
+    fn queue(
+        &mut self,
+        stream: usize,
+        meta: CopyMeta,
+        timestamp_ns: u64,
+        data: Vec<u8>,
+        tap: TapPoint,
+        delivery: Delivery,
+    ) {
         let pending = Pending {
             meta,
             timestamp_ns,
@@ -512,8 +532,7 @@ impl<S: DeliverySink> Run<'_, S> {
                 self.pending.len() - 1
             }
         };
-        self.output
-            .push(Reverse((timestamp_ns, meta.interface, meta.position, slot)));
+        self.output[stream].push((timestamp_ns, meta.interface, meta.position, slot));
     }
 
     /// Releases the holds the watermark allows, then emits every queued
@@ -536,11 +555,20 @@ impl<S: DeliverySink> Run<'_, S> {
     /// Emits the queued deliveries with a timestamp before `horizon`
     /// (every one if `None`), in output order.
     fn emit_before(&mut self, horizon: Option<u64>) -> Result<(), OfflineError<S::Error>> {
-        while let Some(&Reverse((timestamp_ns, _, _, slot))) = self.output.peek() {
+        loop {
+            let stream = match (self.output[NOW].peek(), self.output[RELEASED].peek()) {
+                (Some(now), Some(released)) if released < now => RELEASED,
+                (Some(_), _) => NOW,
+                (None, Some(_)) => RELEASED,
+                (None, None) => break,
+            };
+            let Some((timestamp_ns, _, _, slot)) = self.output[stream].peek() else {
+                break;
+            };
             if horizon.is_some_and(|horizon| timestamp_ns >= horizon) {
                 break;
             }
-            self.output.pop();
+            self.output[stream].pop();
             let pending = self.pending[slot].take().expect("a queued delivery is pending");
             self.free_pending.push(slot);
             self.counts[pending.meta.interface].delivered += 1;
