@@ -30,6 +30,10 @@ pub enum Command {
     /// cooked captures), writing the delivered packets to pcapng and the
     /// counters as JSON on the last line of stderr.
     Read(ReadArgs),
+    /// Show the configuration `ringsieve run` would have with these options
+    /// and this environment: each setting, its value, and where it came
+    /// from (flag, RINGSIEVE_* variable or default). Exits 2 on a bad value.
+    Config(InterfacesArgs),
     /// List this namespace's interfaces: role, container, ring size,
     /// promiscuity, and whether `ringsieve run` with the same options would
     /// capture it.
@@ -39,7 +43,8 @@ pub enum Command {
     Bench(BenchArgs),
 }
 
-/// Options of `ringsieve interfaces`: those of `run`, and the format.
+/// Options of `ringsieve interfaces` and `ringsieve config`: those of
+/// `run`, and the format.
 #[derive(Debug, Args)]
 pub struct InterfacesArgs {
     /// One JSON object per interface, in an array, instead of a table.

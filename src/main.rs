@@ -4,6 +4,7 @@
 
 mod bench;
 mod cli;
+mod config_cmd;
 mod dedup_summary;
 mod host;
 mod host_worker;
@@ -74,6 +75,16 @@ fn main() -> ExitCode {
             let result = ReadSettings::from_args(&args, &origin)
                 .map_err(anyhow::Error::from)
                 .and_then(|settings| read::read(&settings));
+            finish(result)
+        }
+        Command::Config(args) => {
+            let sub = matches
+                .subcommand_matches("config")
+                .expect("clap matched the config subcommand");
+            let origin = Origin::new("config", sub);
+            let result = RunSettings::from_args(&args.run, &origin)
+                .map_err(anyhow::Error::from)
+                .and_then(|settings| config_cmd::show(sub, &settings, args.json));
             finish(result)
         }
         Command::Interfaces(args) => {

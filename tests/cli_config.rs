@@ -1,0 +1,51 @@
+//! `ringsieve config`: the effective settings of `ringsieve run`, each with
+//! where it came from, and exit code 2 naming the variable or flag on a
+//! bad value. Needs no privileges: nothing is captured.
+
+use std::process::Command;
+
+fn config(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ringsieve"));
+    command.arg("config").args(args);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let out = command.output().expect("ringsieve runs");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn each_setting_says_whether_a_flag_a_variable_or_the_default_set_it() {
+    let (code, out, err) = config(
+        &["--json", "--eve", "/tmp/eve.json", "--exclude", "veth*"],
+        &[("RINGSIEVE_WORKERS", "3")],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let settings: serde_json::Value = serde_json::from_str(&out).expect("one JSON object");
+    assert_eq!(settings["workers"]["value"], "3");
+    assert_eq!(settings["workers"]["source"], "RINGSIEVE_WORKERS");
+    assert_eq!(settings["eve"]["value"], "/tmp/eve.json");
+    assert_eq!(settings["eve"]["source"], "--eve");
+    assert_eq!(settings["exclude"]["value"], "veth*");
+    assert_eq!(settings["dedup-window"]["value"], "20");
+    assert_eq!(settings["dedup-window"]["source"], "default");
+    assert_eq!(settings["dedup-window"]["variable"], "RINGSIEVE_DEDUP_WINDOW");
+    assert_eq!(settings["interface"]["source"], "unset");
+}
+
+#[test]
+fn a_bad_value_exits_2_naming_where_it_came_from() {
+    let (code, _, err) = config(&[], &[("RINGSIEVE_QUEUE_DEPTH", "5")]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("RINGSIEVE_QUEUE_DEPTH") && err.contains("\"5\"") && err.contains("128"),
+        "{err}"
+    );
+    let (code, _, err) = config(&["--metrics", "localhost"], &[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--metrics") && err.contains("localhost"), "{err}");
+}
