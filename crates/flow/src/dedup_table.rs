@@ -200,6 +200,9 @@ pub struct Observation {
     /// For a copy that joined an instance (Duplicate, Better): the flow tag
     /// of the instance's first copy.
     pub first_flow_tag: Option<u32>,
+    /// For a copy that joined an instance (Duplicate, Better): the tap its
+    /// first copy was seen at.
+    pub first_tap: Option<TapId>,
 }
 
 /// A snapshot of the table's counters.
@@ -595,6 +598,7 @@ impl DedupTable {
         let backoff = Backoff::new();
         loop {
             let mut first_flow_tag = None;
+            let mut first_tap = None;
             let verdict = match self.scan(identity, home, tap, timestamp_ns) {
                 Scan::Instance {
                     slot,
@@ -602,7 +606,10 @@ impl DedupTable {
                     flow_tag,
                 } => {
                     first_flow_tag = Some(flow_tag);
-                    self.join(slot, control, tap, rank, ticket)
+                    self.join(slot, control, tap, rank, ticket).map(|(verdict, first)| {
+                        first_tap = Some(first);
+                        verdict
+                    })
                 }
                 Scan::Free { slot, control } => {
                     // Lets a test run another copy here, between scan and claim.
@@ -628,6 +635,7 @@ impl DedupTable {
             return Observation {
                 verdict,
                 first_flow_tag: first_flow_tag.filter(|_| !matches!(verdict, Verdict::New | Verdict::TableFull)),
+                first_tap: first_tap.filter(|_| !matches!(verdict, Verdict::New | Verdict::TableFull)),
             };
         }
     }
@@ -798,9 +806,10 @@ impl DedupTable {
         }
     }
 
-    /// Step 2: joins the instance in `slot` (generation from `control`).
-    /// `None`: it changed meanwhile, scan again.
-    fn join(&self, slot: usize, control: u64, tap: TapId, rank: u8, ticket: HoldTicket) -> Option<Verdict> {
+    /// Step 2: joins the instance in `slot` (generation from `control`),
+    /// answering with the tap of the instance's first copy too. `None`: it
+    /// changed meanwhile, scan again.
+    fn join(&self, slot: usize, control: u64, tap: TapId, rank: u8, ticket: HoldTicket) -> Option<(Verdict, TapId)> {
         let entry = &self.entries[slot];
         let stamp = stamp(control::generation(control));
         let first_tap = match entry.record_tap(stamp, tap) {
@@ -814,7 +823,7 @@ impl DedupTable {
                 // and was replaced after this copy joined it: its best copy
                 // was delivered, or is held and its release will find no
                 // instance and deliver it; this one is a duplicate either way.)
-                return Some(Verdict::Duplicate { first_tap });
+                return Some((Verdict::Duplicate { first_tap }, first_tap));
             }
             let superseded = best::held_ticket(current);
             let next = match superseded {
@@ -831,7 +840,7 @@ impl DedupTable {
                 .best
                 .compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Acquire)
             {
-                Ok(_) => return Some(Verdict::Better { superseded }),
+                Ok(_) => return Some((Verdict::Better { superseded }, first_tap)),
                 Err(actual) => current = actual,
             }
         }
