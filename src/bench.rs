@@ -25,12 +25,13 @@
 use std::collections::HashMap;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use af_packet::ring::synthetic::{PacketSpec, SyntheticRing};
 use af_packet::Interface;
 use anyhow::Context;
 use flow::{FlowHasher, SieveShared, TapRegistry, TapRole};
+use pipeline::clock::wall_clock_ns;
 use pipeline::dedup_stage::{tap_role, DedupReport, DedupStage};
 use pipeline::fanout_stage::{EveryCopy, LiveFanout};
 use pipeline::host_book::HostBook;
@@ -96,12 +97,6 @@ impl Stage {
             Self::Every(stage) => stage.as_mut(),
         }
     }
-}
-
-fn wall_clock_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
 /// Runs `ringsieve bench`.

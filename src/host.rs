@@ -14,7 +14,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use af_packet::{InterfaceRole, RingConfig, RingGeometry};
+use af_packet::{InterfaceRole, RingConfig};
 use discovery::{Attributor, Inventory, InventoryChange, Link, LinkWatcher, Selection};
 use flow::TapRole;
 use hdrhistogram::Histogram;
@@ -36,7 +36,7 @@ pub fn ring_role(role: TapRole) -> InterfaceRole {
 /// The ring an interface of `role` gets with `overrides`.
 pub fn ring_config(role: TapRole, overrides: &GeometryOverrides, promiscuous: bool) -> RingConfig {
     let mut config = RingConfig::for_role(ring_role(role));
-    config.geometry = overrides.apply(RingGeometry::for_role(ring_role(role)));
+    config.geometry = overrides.apply(config.geometry);
     config.promiscuous = promiscuous;
     config
 }

@@ -2,6 +2,7 @@
 //! chosen command, and maps failures to exit codes (2 for a bad setting or
 //! usage, 1 for a runtime failure).
 
+mod accounting;
 mod bench;
 mod cli;
 mod config_cmd;

@@ -11,10 +11,11 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use conntrack::{ConntrackError, ConntrackWatcher, NatEvent, WatcherCounters};
 use flow::SieveShared;
+use pipeline::clock::wall_clock_ns;
 use serde_json::json;
 
 /// What the feed did.
@@ -46,12 +47,6 @@ impl NatFeedReport {
             "malformed": c.malformed,
         })
     }
-}
-
-fn wall_clock_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
 /// Starts the feed into `shared`'s NAT table; it runs until `stop`.

@@ -27,6 +27,7 @@ use pipeline::worker::{PacketMeta, SuppressedNotice};
 use pipeline::worker_pool::{Fanout, FanoutReport, WorkerPool};
 use serde_json::json;
 
+use crate::accounting::Accounting;
 use crate::dedup_summary::dedup_json;
 use crate::host_worker::{open_eve, workers_json, HostWorker};
 use crate::settings::ReadSettings;
@@ -215,33 +216,10 @@ fn input_ifindex(interface: &InputInterface) -> i32 {
     i32::try_from(interface.id).unwrap_or(i32::MAX)
 }
 
-/// One accounting row: captured, delivered (to the workers), duplicates,
-/// malformed, queue drops by reason; `balanced` when they add up.
-fn accounting_row(row: [u64; 6]) -> serde_json::Value {
-    let [captured, delivered, duplicates, malformed, queue_full, worker_stopped] = row;
-    let queue_drops = queue_full + worker_stopped;
-    json!({
-        "captured": captured,
-        "delivered": delivered,
-        "duplicates": duplicates,
-        "malformed": malformed,
-        "queue_drops": queue_drops,
-        "queue_drops_by_reason": { "queue_full": queue_full, "worker_stopped": worker_stopped },
-        "balanced": captured == delivered + duplicates + malformed + queue_drops,
-    })
-}
-
-fn accounting_json(interface: &InputInterface, row: [u64; 6]) -> serde_json::Value {
-    let mut entry = accounting_row(row);
-    entry["role"] = json!(interface.role.name());
-    entry["file"] = json!(interface.file);
-    entry
-}
-
 /// The summary: per input interface, then the dedup's counters.
 fn summarize(report: &OfflineReport, fanout: &FanoutReport, table: &InterfaceTable) -> serde_json::Value {
     let mut interfaces = BTreeMap::new();
-    let mut total = [0u64; 6];
+    let mut total = Accounting::default();
     for (interface, counts) in report.interfaces.iter().zip(&report.counts) {
         // Two files may name an interface alike: the later ones get a suffix.
         let mut name = interface.name.clone();
@@ -257,21 +235,22 @@ fn summarize(report: &OfflineReport, fanout: &FanoutReport, table: &InterfaceTab
             .find(|&id| table.get(id).ifindex == input_ifindex(interface))
             .map(|id| fanout.interface(id))
             .unwrap_or_default();
-        let row = [
-            counts.captured,
-            handed.delivered,
-            counts.duplicates,
-            counts.malformed,
-            handed.drops.queue_full,
-            handed.drops.worker_stopped,
-        ];
-        for (sum, value) in total.iter_mut().zip(row) {
-            *sum += value;
-        }
-        let entry = accounting_json(interface, row);
+        let row = Accounting {
+            captured: counts.captured,
+            delivered: handed.delivered,
+            duplicates: counts.duplicates,
+            malformed: counts.malformed,
+            queue_full: handed.drops.queue_full,
+            worker_stopped: handed.drops.worker_stopped,
+        };
+        total.add(&row);
+        let mut entry = json!({ "role": interface.role.name(), "file": interface.file });
+        row.write(&mut entry);
         interfaces.insert(name, entry);
     }
-    let total = accounting_row(total);
+    let mut total_entry = json!({});
+    total.write(&mut total_entry);
+    let total = total_entry;
     let label = |id: flow::TapId| {
         report
             .taps

@@ -22,6 +22,7 @@ use flow::{FlowHasher, SieveShared, TapRegistry, TapRole};
 use hdrhistogram::Histogram;
 use pipeline::capture_thread::LivePublisher;
 use pipeline::capture_thread::RingCommand;
+use pipeline::clock::wall_clock_ns;
 use pipeline::dedup_stage::{DedupReport, DedupStage};
 use pipeline::fanout_stage::{EveryCopy, LiveFanout};
 use pipeline::host_book::HostBook;
@@ -33,6 +34,7 @@ use serde_json::json;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
+use crate::accounting::Accounting;
 use crate::dedup_summary::dedup_json;
 use crate::host::{ring_config, ring_role, Host, HostChange};
 use crate::host_worker::{live_json, open_eve, workers_json, HostWorker};
@@ -494,12 +496,6 @@ pub fn run(settings: &RunSettings, origin: &crate::settings::Origin<'_>) -> anyh
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
-fn wall_clock_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-}
-
 /// Adds the accounting of every interface to the summary: what the dedup
 /// did with its packets and what reached the workers, and the same in
 /// total, where `captured = delivered + duplicates + malformed +
@@ -548,42 +544,6 @@ fn account(
     let mut out = json!({});
     total.write(&mut out);
     summary["total"] = out;
-}
-
-/// One row of the accounting.
-#[derive(Default)]
-struct Accounting {
-    captured: u64,
-    delivered: u64,
-    duplicates: u64,
-    malformed: u64,
-    queue_full: u64,
-    worker_stopped: u64,
-}
-
-impl Accounting {
-    fn add(&mut self, other: &Accounting) {
-        self.captured += other.captured;
-        self.delivered += other.delivered;
-        self.duplicates += other.duplicates;
-        self.malformed += other.malformed;
-        self.queue_full += other.queue_full;
-        self.worker_stopped += other.worker_stopped;
-    }
-
-    fn write(&self, entry: &mut serde_json::Value) {
-        let queue_drops = self.queue_full + self.worker_stopped;
-        entry["captured"] = json!(self.captured);
-        entry["delivered"] = json!(self.delivered);
-        entry["duplicates"] = json!(self.duplicates);
-        entry["malformed"] = json!(self.malformed);
-        entry["queue_drops"] = json!(queue_drops);
-        entry["queue_drops_by_reason"] = json!({
-            "queue_full": self.queue_full,
-            "worker_stopped": self.worker_stopped,
-        });
-        entry["balanced"] = json!(self.captured == self.delivered + self.duplicates + self.malformed + queue_drops);
-    }
 }
 
 /// The exit summary: per-interface counters summed over the rings of every

@@ -111,6 +111,11 @@ pub fn parse_bool(text: &str) -> Option<bool> {
     }
 }
 
+/// Parses boolean option `id`, naming it on a bad value.
+fn bool_setting(origin: &Origin<'_>, id: &str, text: &str) -> Result<bool, SettingError> {
+    parse_bool(text).ok_or_else(|| origin.error(id, text, "true or false (also 1/0, yes/no, on/off)"))
+}
+
 /// Ring geometry overrides given on the command line; `None` keeps the
 /// role's default.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -244,15 +249,8 @@ impl RunSettings {
             .filter(|&ms| ms <= af_packet::config::MAX_RETIRE_TIMEOUT_MS)
             .ok_or_else(|| origin.error("retire_timeout", &args.retire_timeout, retire_expected))?;
 
-        let promiscuous = parse_bool(&args.promisc)
-            .ok_or_else(|| origin.error("promisc", &args.promisc, "true or false (also 1/0, yes/no, on/off)"))?;
-        let dedup_on = parse_bool(&args.dedup_enabled).ok_or_else(|| {
-            origin.error(
-                "dedup_enabled",
-                &args.dedup_enabled,
-                "true or false (also 1/0, yes/no, on/off)",
-            )
-        })?;
+        let promiscuous = bool_setting(origin, "promisc", &args.promisc)?;
+        let dedup_on = bool_setting(origin, "dedup_enabled", &args.dedup_enabled)?;
         let mut sieve = sieve_config(&args.dedup, origin)?;
 
         let threads_expected = "a whole number from 1 to 64";
@@ -308,9 +306,7 @@ impl RunSettings {
             fanout,
             dedup,
             pipeline,
-            conntrack: parse_bool(&args.conntrack).ok_or_else(|| {
-                origin.error("conntrack", &args.conntrack, "true or false (also 1/0, yes/no, on/off)")
-            })?,
+            conntrack: bool_setting(origin, "conntrack", &args.conntrack)?,
             metrics: match &args.metrics {
                 None => None,
                 Some(text) => Some(
@@ -607,13 +603,7 @@ impl BenchSettings {
             "flows" => crate::bench::BenchWorker::Flows,
             other => return Err(origin.error("worker", other, "null or flows")),
         };
-        let dedup_on = parse_bool(&args.dedup_enabled).ok_or_else(|| {
-            origin.error(
-                "dedup_enabled",
-                &args.dedup_enabled,
-                "true or false (also 1/0, yes/no, on/off)",
-            )
-        })?;
+        let dedup_on = bool_setting(origin, "dedup_enabled", &args.dedup_enabled)?;
         let sieve = flow::SieveConfig {
             max_threads: 1,
             ..sieve_config(&args.dedup, origin)?

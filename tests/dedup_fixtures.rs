@@ -25,16 +25,11 @@ fn fixtures() -> Vec<Fixture> {
 /// Runs `ringsieve read` on a fixture's host capture with `extra` options;
 /// returns the summary (last line of stderr) and the output file.
 fn read(fixture: &Fixture, out: &Path, extra: &[&str]) -> serde_json::Value {
-    let roles: Vec<String> = fixture
-        .roles
-        .iter()
-        .map(|(name, role)| format!("{name}={role}"))
-        .collect();
     let output = Command::new(env!("CARGO_BIN_EXE_ringsieve"))
         .arg("read")
         .arg(&fixture.host_capture)
         .arg("--role")
-        .arg(roles.join(","))
+        .arg(fixture.roles_arg())
         .arg("-w")
         .arg(out)
         .args(extra)

@@ -55,16 +55,11 @@ fn expected_connections(fixture: &Fixture) -> BTreeMap<ConnectionKey, u64> {
 /// the summary and the EVE lines.
 fn read_eve(fixture: &Fixture, dir: &Path, workers: &str) -> (serde_json::Value, Vec<serde_json::Value>) {
     let eve = dir.join(format!("{}-{workers}.json", fixture.case));
-    let roles: Vec<String> = fixture
-        .roles
-        .iter()
-        .map(|(name, role)| format!("{name}={role}"))
-        .collect();
     let output = Command::new(env!("CARGO_BIN_EXE_ringsieve"))
         .arg("read")
         .arg(&fixture.host_capture)
         .arg("--role")
-        .arg(roles.join(","))
+        .arg(fixture.roles_arg())
         .arg("--eve")
         .arg(&eve)
         .args(["--workers", workers])

@@ -23,7 +23,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use af_packet::{Direction, Interface, InterfaceRole, Packet, PacketType, VlanTag};
 use flow::{
@@ -32,6 +32,7 @@ use flow::{
 };
 
 use crate::by_ifindex::ByIfindex;
+use crate::clock::wall_clock_ns;
 use crate::host_book::HostBook;
 use crate::live::LiveSnapshot;
 use crate::PacketSink;
@@ -277,12 +278,6 @@ impl<D: DeliveredSink> DedupStage<D> {
     }
 }
 
-fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-}
-
 impl<D: DeliveredSink> PacketSink for DedupStage<D> {
     fn packet(&mut self, interface: &Interface, packet: &Packet<'_>) {
         let index = self.interface_index(interface);
@@ -362,7 +357,7 @@ impl<D: DeliveredSink> PacketSink for DedupStage<D> {
     }
 
     fn end_of_turn(&mut self) {
-        let mut watermark = now_ns().saturating_sub(self.retire_timeout_ns + WATERMARK_SLACK_NS);
+        let mut watermark = wall_clock_ns().saturating_sub(self.retire_timeout_ns + WATERMARK_SLACK_NS);
         for known in &mut self.interfaces {
             if let Some(last) = known.last_this_turn.take() {
                 watermark = watermark.min(last);

@@ -9,7 +9,6 @@
 //! finish.
 
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use af_packet::{Direction, Interface, Packet};
 use flow::{
@@ -17,6 +16,7 @@ use flow::{
 };
 
 use crate::by_ifindex::ByIfindex;
+use crate::clock::wall_clock_ns;
 use crate::dedup_stage::{DeliveredSink, LivePacket};
 use crate::host_book::HostBook;
 use crate::interfaces::{InterfaceId, InterfaceInfo, InterfaceTable};
@@ -24,12 +24,6 @@ use crate::live::LiveSnapshot;
 use crate::worker::{PacketMeta, SuppressedNotice};
 use crate::worker_pool::{Fanout, FanoutReport};
 use crate::PacketSink;
-
-fn wall_clock_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-}
 
 /// A capture thread's fan-out to the workers.
 pub struct LiveFanout {

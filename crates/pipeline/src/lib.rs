@@ -12,6 +12,7 @@
 
 pub mod by_ifindex;
 pub mod capture_thread;
+pub mod clock;
 pub mod dedup_stage;
 pub mod fanout_stage;
 pub mod host_book;

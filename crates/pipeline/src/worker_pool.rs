@@ -31,12 +31,13 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::thread::{JoinHandle, Thread};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::Backoff;
 use hdrhistogram::Histogram;
 
+use crate::clock::wall_clock_ns;
 use crate::interfaces::{InterfaceId, InterfaceTable};
 use crate::worker::{PacketBatch, PacketMeta, SuppressedNotice, Worker};
 
@@ -381,12 +382,6 @@ pub struct PoolLive {
     pub queued: u64,
     /// Packets dropped at full queues or stopped workers.
     pub dropped: u64,
-}
-
-fn wall_clock_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
 fn run_worker<W: Worker>(

@@ -272,6 +272,16 @@ impl Fixture {
         })
     }
 
+    /// The `--role` value for `ringsieve read` on the host capture:
+    /// `ifindex2=bridge,ifindex3=veth,...`.
+    pub fn roles_arg(&self) -> String {
+        self.roles
+            .iter()
+            .map(|(name, role)| format!("{name}={role}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
     /// The role of a host interface by its reader name (`ifindex<N>`).
     pub fn role(&self, interface: &str) -> Option<InterfaceRole> {
         self.roles
