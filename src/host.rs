@@ -170,7 +170,9 @@ impl Host {
         match attributor.attribute(link) {
             Ok(Some(info)) => Some(ContainerLabel {
                 id: info.id,
-                name: info.name.or(info.netns),
+                name: info.name,
+                image: info.image,
+                netns: info.netns,
             }),
             Ok(None) => None,
             Err(error) => {

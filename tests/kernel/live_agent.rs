@@ -149,6 +149,7 @@ fn the_agent_follows_containers_names_them_and_leaks_nothing_over_100_cycles() {
         "every echo request, the first included: {flow}"
     );
     assert_eq!(flow["flow"]["pkts_toclient"], 5, "{flow}");
-    assert_eq!(flow["src_container"], format!("{prefix}-c4"), "{flow}");
-    assert_eq!(flow["dest_container"], format!("{prefix}-c1"), "{flow}");
+    assert_eq!(flow["src_container"]["name"], format!("{prefix}-c4"), "{flow}");
+    assert_eq!(flow["src_container"]["netns"], format!("{prefix}-c4"), "{flow}");
+    assert_eq!(flow["dest_container"]["name"], format!("{prefix}-c1"), "{flow}");
 }

@@ -13,6 +13,8 @@
 //!   excluded) kept current from events.
 //! - [`Selection`] and [`Glob`] (module [`selection`]): `--interface` and
 //!   `--exclude`.
+//! - [`interface_subnets`] (module [`addresses`]): the subnets configured
+//!   on the host's interfaces, for the signature engine's `HOME_NET`.
 //! - [`Attributor`] and [`ContainerInfo`] (module [`container`]): the
 //!   container behind a veth's peer namespace, by namespace file, process,
 //!   cgroup and optionally the Docker API ([`docker`]).
@@ -41,6 +43,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod addresses;
 pub mod container;
 pub mod docker;
 pub mod inventory;
@@ -50,6 +53,7 @@ pub mod selection;
 mod socket;
 pub mod watcher;
 
+pub use addresses::{interface_subnets, InterfaceSubnet};
 pub use container::{container_id_from_cgroup, Attributor, ContainerId, ContainerInfo, Runtime};
 pub use docker::{DockerClient, DockerContainer};
 pub use flow::TapRole;

@@ -139,6 +139,12 @@ impl<'a> Object<'a> {
         self.out.push(b']');
     }
 
+    /// A member whose value is JSON text written before (by [`Object`]).
+    pub(crate) fn raw(&mut self, key: &str, json: &str) {
+        self.key(key);
+        self.out.extend_from_slice(json.as_bytes());
+    }
+
     /// A member whose value is `value` serialized by `serde_json`.
     pub(crate) fn value(&mut self, key: &str, value: &serde_json::Value) {
         self.key(key);

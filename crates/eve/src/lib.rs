@@ -1,6 +1,8 @@
 //! EVE JSON output, as Suricata writes it: one complete JSON object per
 //! line. The flow tracker worker ends each connection in one `flow` record
-//! in the container's address space; `stats` events report the pipeline.
+//! in the container's address space; a [`FlowInspector`] running inside it
+//! (the signature engine) adds `alert` and `anomaly` events carrying the
+//! same `flow_id`; `stats` events report the pipeline.
 //!
 //! Make one [`EveWriter`] (a file opened for append, or `-` for stdout) and
 //! one [`FlowTracker`] per worker thread sharing it:
@@ -24,6 +26,7 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
+mod inspect;
 mod json;
 mod record;
 #[cfg(test)]
@@ -33,6 +36,7 @@ mod timestamp;
 mod tracker;
 mod writer;
 
+pub use inspect::{Alert, Anomaly, FlowEvent, FlowInspector, InspectedPacket, NoInspector};
 pub use record::{EndReason, FLOW_ID_MASK};
 pub use timeouts::{FlowState, FlowTimeouts, TimeoutProtocol, TIMEOUT_KEYS};
 pub use timestamp::format_timestamp;

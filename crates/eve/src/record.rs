@@ -11,6 +11,9 @@ use std::collections::HashMap;
 use flow::{Endpoint, FlowTuple, TapDirection, TcpFlags};
 use pipeline::interfaces::InterfaceId;
 
+use pipeline::host_book::ContainerLabel;
+
+use crate::inspect::FlowEvent;
 use crate::json::Object;
 use crate::timeouts::{FlowState, FlowTimeouts, TimeoutProtocol};
 use crate::timestamp::seconds;
@@ -207,8 +210,9 @@ pub(crate) struct Flow {
     /// Creation order in this tracker: identifies the flow in the expiry
     /// heap and orders flows that end at the same instant.
     pub(crate) seq: u64,
-    /// The symmetric hash of the canonical tuple.
-    hash: u64,
+    /// The flow id, fixed when the flow starts so the events written while
+    /// it lives and its record all carry the same one.
+    id: u64,
     client: Endpoint,
     server: Endpoint,
     pub(crate) start_ns: u64,
@@ -222,12 +226,14 @@ pub(crate) struct Flow {
     taps: Vec<(InterfaceId, TapDirection)>,
     copies_suppressed: u64,
     /// The containers of the client and the server, when a container veth
-    /// showed one of its packets.
+    /// showed one of its packets: their EVE objects, rendered once.
     containers: [Option<Box<str>>; 2],
     /// The public tuple, client to server.
     nat: Option<FlowTuple>,
     overlap_different_data: u64,
     pub(crate) out_of_order: u64,
+    /// Whether an alert was written about it.
+    alerted: bool,
     /// The expiry of the flow's entry in the tracker's heap.
     pub(crate) queued_expiry: u64,
 }
@@ -251,7 +257,7 @@ impl Flow {
         Self {
             key: TableKey::of(tuple, hash),
             seq,
-            hash,
+            id: mix64(hash ^ mix64(timestamp_ns)) & FLOW_ID_MASK,
             client,
             server,
             start_ns: timestamp_ns,
@@ -268,6 +274,7 @@ impl Flow {
             nat: None,
             overlap_different_data: 0,
             out_of_order: 0,
+            alerted: false,
             queued_expiry: u64::MAX,
         }
     }
@@ -342,10 +349,10 @@ impl Flow {
     /// Names the container behind a container veth that showed a packet of
     /// `side` in `direction`: received by the host-side veth, the container
     /// sent it (it is the packet's source); sent, the container receives it.
-    pub(crate) fn attribute(&mut self, side: Side, direction: TapDirection, container: &str) {
+    pub(crate) fn attribute(&mut self, side: Side, direction: TapDirection, container: Box<str>) {
         if let Some(endpoint) = Self::container_endpoint(side, direction) {
             if self.containers[endpoint].is_none() {
-                self.containers[endpoint] = Some(container.into());
+                self.containers[endpoint] = Some(container);
             }
         }
     }
@@ -393,10 +400,15 @@ impl Flow {
         self.last_ns.saturating_add(timeout)
     }
 
-    /// The flow id: the canonical flow hash mixed with the start time,
-    /// masked to 51 bits as Suricata does.
+    /// The flow id: the canonical flow hash mixed with the time of the
+    /// flow's first packet, masked to 51 bits as Suricata does.
     pub(crate) fn flow_id(&self) -> u64 {
-        mix64(self.hash ^ mix64(self.start_ns)) & FLOW_ID_MASK
+        self.id
+    }
+
+    /// Whether the flow is established (the state its record will show).
+    pub(crate) fn established(&self) -> bool {
+        self.state == FlowState::Established
     }
 
     /// Appends the flow's EVE record and a newline to `out`.
@@ -422,18 +434,12 @@ impl Flow {
         if has_ports {
             record.u64("dest_port", u64::from(self.server.port));
         }
-        match protocol {
-            6 => record.str("proto", "TCP"),
-            17 => record.str("proto", "UDP"),
-            1 => record.str("proto", "ICMP"),
-            58 => record.str("proto", "IPv6-ICMP"),
-            other => record.display_str("proto", other),
-        }
+        push_proto(&mut record, protocol);
         if let Some(container) = &self.containers[0] {
-            record.str("src_container", container);
+            record.raw("src_container", container);
         }
         if let Some(container) = &self.containers[1] {
-            record.str("dest_container", container);
+            record.raw("dest_container", container);
         }
         if matches!(protocol, 1 | 58) {
             if let Some((icmp_type, code)) = self.icmp[Side::ToServer as usize] {
@@ -457,7 +463,7 @@ impl Flow {
         flow.u64("age", seconds(self.last_ns) - seconds(self.start_ns));
         flow.str("state", self.state.name());
         flow.str("reason", reason.name());
-        flow.bool("alerted", false);
+        flow.bool("alerted", self.alerted);
         flow.end();
 
         if protocol == 6 {
@@ -498,12 +504,7 @@ impl Flow {
         ours.u64("copies_suppressed", self.copies_suppressed);
         ours.u64("delivered", self.pkts[0] + self.pkts[1]);
         if let Some(public) = &self.nat {
-            let mut nat = ours.object("nat");
-            nat.display_str("src_ip", public.src.addr);
-            nat.u64("src_port", u64::from(public.src.port));
-            nat.display_str("dest_ip", public.dst.addr);
-            nat.u64("dest_port", u64::from(public.dst.port));
-            nat.end();
+            push_nat(&mut ours, public);
         }
         if self.overlap_different_data > 0 {
             ours.u64("overlap_different_data", self.overlap_different_data);
@@ -515,6 +516,191 @@ impl Flow {
         record.end();
         out.push(b'\n');
     }
+}
+
+/// Where and when the packet an event is about was seen.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct EventPacket<'a> {
+    pub(crate) timestamp_ns: u64,
+    pub(crate) interface: InterfaceId,
+    pub(crate) direction: TapDirection,
+    /// Its canonical tuple, in its direction.
+    pub(crate) tuple: &'a FlowTuple,
+    pub(crate) side: Side,
+    pub(crate) icmp: Option<(u8, u8)>,
+}
+
+impl Flow {
+    /// Appends an EVE `alert` or `anomaly` event about `packet` of this flow
+    /// and a newline to `out`; an alert marks the flow `alerted`. The
+    /// tuple is the packet's (container side), as Suricata gives an alert
+    /// the packet's addresses; `flow` gives the flow's client and server
+    /// and its counts so far.
+    pub(crate) fn render_event(
+        &mut self,
+        out: &mut Vec<u8>,
+        event: &FlowEvent,
+        packet: &EventPacket<'_>,
+        names: &HashMap<InterfaceId, Box<str>, ahash::RandomState>,
+    ) {
+        if matches!(event, FlowEvent::Alert(_)) {
+            self.alerted = true;
+        }
+        let name = |id: InterfaceId| names.get(&id).map_or("?", |name| &**name);
+        let protocol = self.protocol();
+        let has_ports = matches!(protocol, 6 | 17);
+        let mut record = Object::begin(out);
+        record.timestamp("timestamp", packet.timestamp_ns);
+        record.u64("flow_id", self.flow_id());
+        record.str("in_iface", name(packet.interface));
+        record.str(
+            "event_type",
+            match event {
+                FlowEvent::Alert(_) => "alert",
+                FlowEvent::Anomaly(_) => "anomaly",
+            },
+        );
+        record.display_str("src_ip", packet.tuple.src.addr);
+        if has_ports {
+            record.u64("src_port", u64::from(packet.tuple.src.port));
+        }
+        record.display_str("dest_ip", packet.tuple.dst.addr);
+        if has_ports {
+            record.u64("dest_port", u64::from(packet.tuple.dst.port));
+        }
+        push_proto(&mut record, protocol);
+        if let Some((icmp_type, code)) = packet.icmp {
+            record.u64("icmp_type", u64::from(icmp_type));
+            record.u64("icmp_code", u64::from(code));
+        }
+        let (src, dest) = match packet.side {
+            Side::ToServer => (0, 1),
+            Side::ToClient => (1, 0),
+        };
+        record.str(
+            "direction",
+            match packet.side {
+                Side::ToServer => "to_server",
+                Side::ToClient => "to_client",
+            },
+        );
+        if let Some(container) = &self.containers[src] {
+            record.raw("src_container", container);
+        }
+        if let Some(container) = &self.containers[dest] {
+            record.raw("dest_container", container);
+        }
+        let mut ours_stream_offset = None;
+        let mut ours_seq = None;
+        match event {
+            FlowEvent::Alert(alert) => {
+                let mut object = record.object("alert");
+                object.str("action", alert.action);
+                object.u64("gid", u64::from(alert.gid));
+                object.u64("signature_id", u64::from(alert.signature_id));
+                object.u64("rev", u64::from(alert.rev));
+                object.str("signature", &alert.signature);
+                object.str("category", &alert.category);
+                object.u64("severity", u64::from(alert.severity));
+                object.end();
+                ours_stream_offset = alert.stream_offset;
+            }
+            FlowEvent::Anomaly(anomaly) => {
+                let mut object = record.object("anomaly");
+                object.str("type", anomaly.kind);
+                object.str("event", anomaly.event);
+                object.end();
+                ours_seq = anomaly.seq_range;
+            }
+        }
+
+        let mut flow = record.object("flow");
+        flow.u64("pkts_toserver", self.pkts[0]);
+        flow.u64("pkts_toclient", self.pkts[1]);
+        flow.u64("bytes_toserver", self.bytes[0]);
+        flow.u64("bytes_toclient", self.bytes[1]);
+        flow.timestamp("start", self.start_ns);
+        flow.display_str("src_ip", self.client.addr);
+        flow.display_str("dest_ip", self.server.addr);
+        if has_ports {
+            flow.u64("src_port", u64::from(self.client.port));
+            flow.u64("dest_port", u64::from(self.server.port));
+        }
+        flow.end();
+
+        let mut ours = record.object("ringsieve");
+        let tap = format!("{}:{}", name(packet.interface), packet.direction.name());
+        ours.str("tap", &tap);
+        let mut labels: Vec<String> = self
+            .taps
+            .iter()
+            .map(|&(interface, direction)| format!("{}:{}", name(interface), direction.name()))
+            .collect();
+        labels.sort_unstable();
+        labels.dedup();
+        ours.str_array("taps", labels.iter().map(String::as_str));
+        ours.u64("copies_suppressed", self.copies_suppressed);
+        if let Some(public) = &self.nat {
+            push_nat(&mut ours, public);
+        }
+        if let Some(offset) = ours_stream_offset {
+            ours.u64("stream_offset", offset);
+        }
+        if let Some((start, end)) = ours_seq {
+            ours.u64("seq_start", u64::from(start));
+            ours.u64("seq_end", u64::from(end));
+        }
+        ours.end();
+        record.end();
+        out.push(b'\n');
+    }
+}
+
+/// The `proto` field, with Suricata's names.
+fn push_proto(record: &mut Object<'_>, protocol: u8) {
+    match protocol {
+        6 => record.str("proto", "TCP"),
+        17 => record.str("proto", "UDP"),
+        1 => record.str("proto", "ICMP"),
+        58 => record.str("proto", "IPv6-ICMP"),
+        other => record.display_str("proto", other),
+    }
+}
+
+/// The public tuple of a NAT'd flow, client to server.
+fn push_nat(ours: &mut Object<'_>, public: &FlowTuple) {
+    let mut nat = ours.object("nat");
+    nat.display_str("src_ip", public.src.addr);
+    nat.u64("src_port", u64::from(public.src.port));
+    nat.display_str("dest_ip", public.dst.addr);
+    nat.u64("dest_port", u64::from(public.dst.port));
+    nat.end();
+}
+
+/// A container's EVE object: `{"id", "name", "image", "netns"}`, each
+/// present when known, `name` falling back to the namespace's name; `None`
+/// when nothing is known.
+pub(crate) fn container_json(label: &ContainerLabel) -> Option<Box<str>> {
+    if label.id.is_none() && label.name_or_netns().is_none() && label.image.is_none() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(160);
+    let mut object = Object::begin(&mut out);
+    if let Some(id) = &label.id {
+        object.str("id", id);
+    }
+    if let Some(name) = label.name_or_netns() {
+        object.str("name", name);
+    }
+    if let Some(image) = &label.image {
+        object.str("image", image);
+    }
+    if let Some(netns) = &label.netns {
+        object.str("netns", netns);
+    }
+    object.end();
+    // Object writes UTF-8 only.
+    String::from_utf8(out).ok().map(String::into_boxed_str)
 }
 
 /// splitmix64's finalizer.

@@ -847,8 +847,8 @@ fn containers_are_named_from_the_veths_that_showed_the_flow() {
             ifindex,
             link_type: 1,
             container: Some(pipeline::host_book::ContainerLabel {
-                id: None,
                 name: Some(container.to_owned()),
+                ..Default::default()
             }),
         })
     };
@@ -870,8 +870,8 @@ fn containers_are_named_from_the_veths_that_showed_the_flow() {
     tracker.finish(T0 + S);
     let records = bed.records();
     assert_eq!(records.len(), 1, "{records:?}");
-    assert_eq!(records[0]["src_container"], "web");
-    assert_eq!(records[0]["dest_container"], "db");
+    assert_eq!(records[0]["src_container"], serde_json::json!({ "name": "web" }));
+    assert_eq!(records[0]["dest_container"], serde_json::json!({ "name": "db" }));
 
     // A flow to the outside names its container only.
     let bed = Bed::new();

@@ -47,12 +47,13 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use capture_file::{link_type, CookedHeader};
-use flow::{parse_frame, parse_network, ParsedPacket, TapDirection, Transport};
+use flow::{parse_frame, parse_network, FlowTuple, ParsedPacket, TapDirection, Transport};
 use pipeline::interfaces::InterfaceId;
-use pipeline::worker::{BatchPacket, PacketBatch, SuppressedNotice, Worker};
+use pipeline::worker::{BatchPacket, PacketBatch, PacketMeta, SuppressedNotice, Worker};
 use serde_json::{json, Value};
 
-use crate::record::{CarriedHashBuilder, EndReason, Flow, PacketInfo, TableKey};
+use crate::inspect::{FlowEvent, FlowInspector, InspectedPacket, NoInspector};
+use crate::record::{container_json, CarriedHashBuilder, EndReason, EventPacket, Flow, PacketInfo, Side, TableKey};
 use crate::timeouts::FlowTimeouts;
 use crate::writer::{EveWriter, FLUSH_BYTES};
 
@@ -114,6 +115,10 @@ pub struct FlowTrackerCounters {
     pub write_errors: u64,
     /// Records lost in those writes.
     pub records_lost: u64,
+    /// Alert events written (or attempted).
+    pub alerts: u64,
+    /// Anomaly events written (or attempted).
+    pub anomalies: u64,
 }
 
 impl FlowTrackerCounters {
@@ -132,6 +137,8 @@ impl FlowTrackerCounters {
         self.notices_pending += other.notices_pending;
         self.write_errors += other.write_errors;
         self.records_lost += other.records_lost;
+        self.alerts += other.alerts;
+        self.anomalies += other.anomalies;
     }
 
     /// Records written (or attempted), every reason.
@@ -160,13 +167,17 @@ impl FlowTrackerCounters {
             },
             "write_errors": self.write_errors,
             "records_lost": self.records_lost,
+            "alerts": self.alerts,
+            "anomalies": self.anomalies,
         })
     }
 }
 
-/// A slab entry: a flow (or none) and its LRU links.
-struct Slot {
+/// A slab entry: a flow (or none), its inspector's state and its LRU
+/// links.
+struct Slot<D> {
     flow: Option<Flow>,
+    inspection: Option<D>,
     prev: u32,
     next: u32,
 }
@@ -180,8 +191,12 @@ struct PendingNotice {
 }
 
 /// The flow tracker worker. Make one per worker thread, all sharing one
-/// [`EveWriter`].
-pub struct FlowTracker {
+/// [`EveWriter`]; give it a [`FlowInspector`] to run detection on its
+/// flows' packets.
+pub struct FlowTracker<I: FlowInspector = NoInspector> {
+    inspector: I,
+    /// The events of the packet being inspected.
+    events: Vec<FlowEvent>,
     timeouts: FlowTimeouts,
     max_flows: usize,
     writer: Arc<EveWriter>,
@@ -189,7 +204,7 @@ pub struct FlowTracker {
     out: Vec<u8>,
     out_records: u64,
     table: HashMap<TableKey, u32, CarriedHashBuilder>,
-    slots: Vec<Slot>,
+    slots: Vec<Slot<I::FlowData>>,
     free: Vec<u32>,
     lru_head: u32,
     lru_tail: u32,
@@ -206,7 +221,7 @@ pub struct FlowTracker {
     finished: bool,
 }
 
-impl std::fmt::Debug for FlowTracker {
+impl<I: FlowInspector> std::fmt::Debug for FlowTracker<I> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FlowTracker")
             .field("max_flows", &self.max_flows)
@@ -216,10 +231,20 @@ impl std::fmt::Debug for FlowTracker {
     }
 }
 
-impl FlowTracker {
+impl FlowTracker<NoInspector> {
     /// A tracker writing its records to `writer`.
     pub fn new(config: FlowTrackerConfig, writer: Arc<EveWriter>) -> Self {
+        Self::with_inspector(config, writer, NoInspector)
+    }
+}
+
+impl<I: FlowInspector> FlowTracker<I> {
+    /// A tracker writing its records, and the events `inspector` finds in
+    /// its flows, to `writer`.
+    pub fn with_inspector(config: FlowTrackerConfig, writer: Arc<EveWriter>, inspector: I) -> Self {
         Self {
+            inspector,
+            events: Vec::new(),
             timeouts: config.timeouts,
             max_flows: config.max_flows.clamp(1, NIL as usize - 1),
             writer,
@@ -251,6 +276,16 @@ impl FlowTracker {
         }
     }
 
+    /// Its inspector.
+    pub fn inspector(&self) -> &I {
+        &self.inspector
+    }
+
+    /// Its inspector, to change.
+    pub fn inspector_mut(&mut self) -> &mut I {
+        &mut self.inspector
+    }
+
     /// Flows being tracked.
     pub fn active_flows(&self) -> usize {
         self.table.len()
@@ -276,7 +311,12 @@ impl FlowTracker {
         };
         self.advance(meta.timestamp_ns);
         let table_key = TableKey::of(&key.tuple, key.hash);
-        let info = packet_info(batch, packet, key.tuple.protocol);
+        let parsed = if I::ACTIVE || matches!(key.tuple.protocol, 6 | 1 | 58) {
+            parse_packet(batch, packet)
+        } else {
+            None
+        };
+        let info = parsed.as_ref().map(packet_info).unwrap_or_default();
         let slot = match self.table.get(&table_key) {
             Some(&slot) => slot,
             None => self.start_flow(batch, &key, table_key, meta.timestamp_ns, meta.interface, &info),
@@ -286,6 +326,7 @@ impl FlowTracker {
         let mut new_tap = false;
         let mut out_of_order = false;
         let mut push = None;
+        let mut inspect = None;
         if let Some(flow) = self.slots.get_mut(slot as usize).and_then(|s| s.flow.as_mut()) {
             if meta.timestamp_ns < flow.last_ns {
                 flow.out_of_order += 1;
@@ -296,7 +337,7 @@ impl FlowTracker {
             new_tap = flow.add_tap(meta.interface, meta.tap.direction);
             if flow.wants_container(side, meta.tap.direction) {
                 if let Some(container) = container_of(batch, meta.interface) {
-                    flow.attribute(side, meta.tap.direction, &container);
+                    flow.attribute(side, meta.tap.direction, container);
                 }
             }
             if let Some(nat) = meta.nat {
@@ -305,6 +346,7 @@ impl FlowTracker {
             if meta.overlap_different_data {
                 flow.overlap_different_data();
             }
+            inspect = Some((side, flow.established()));
             let expiry = flow.expiry(timeouts);
             if expiry < flow.queued_expiry {
                 flow.queued_expiry = expiry;
@@ -319,6 +361,60 @@ impl FlowTracker {
         }
         if let Some((expiry, seq)) = push {
             self.push_expiry(expiry, seq, slot);
+        }
+        if let (true, Some((side, established)), Some(parsed)) = (I::ACTIVE, inspect, parsed.as_ref()) {
+            self.inspect(slot, meta, &key.tuple, side, established, parsed, info.icmp);
+        }
+    }
+
+    /// Runs the inspector on a packet of the flow in `slot` and writes
+    /// what it found.
+    #[allow(clippy::too_many_arguments)]
+    fn inspect(
+        &mut self,
+        slot: u32,
+        meta: &PacketMeta,
+        tuple: &FlowTuple,
+        side: Side,
+        established: bool,
+        parsed: &ParsedPacket<'_>,
+        icmp: Option<(u8, u8)>,
+    ) {
+        let Some(entry) = self.slots.get_mut(slot as usize) else {
+            return;
+        };
+        let (Some(flow), Some(data)) = (entry.flow.as_mut(), entry.inspection.as_mut()) else {
+            return;
+        };
+        let packet = InspectedPacket {
+            meta,
+            tuple,
+            to_server: side == Side::ToServer,
+            established,
+            parsed,
+        };
+        self.events.clear();
+        self.inspector.inspect(data, &packet, &mut self.events);
+        if self.events.is_empty() {
+            return;
+        }
+        let at = EventPacket {
+            timestamp_ns: meta.timestamp_ns,
+            interface: meta.interface,
+            direction: meta.tap.direction,
+            tuple,
+            side,
+            icmp,
+        };
+        for event in &self.events {
+            flow.render_event(&mut self.out, event, &at, &self.names);
+            match event {
+                FlowEvent::Alert(_) => self.counters.alerts += 1,
+                FlowEvent::Anomaly(_) => self.counters.anomalies += 1,
+            }
+        }
+        if self.out.len() >= FLUSH_BYTES {
+            self.write_out();
         }
     }
 
@@ -350,14 +446,18 @@ impl FlowTracker {
                 }
             }
         }
+        let inspection = I::ACTIVE.then(|| self.inspector.flow_started());
         let slot = match self.free.pop() {
             Some(slot) => {
-                self.slots[slot as usize].flow = Some(flow);
+                let entry = &mut self.slots[slot as usize];
+                entry.flow = Some(flow);
+                entry.inspection = inspection;
                 slot
             }
             None => {
                 self.slots.push(Slot {
                     flow: Some(flow),
+                    inspection,
                     prev: NIL,
                     next: NIL,
                 });
@@ -387,7 +487,7 @@ impl FlowTracker {
                     let side = flow.side(&key.tuple);
                     if flow.wants_container(side, notice.tap.direction) {
                         if let Some(container) = container_of(batch, notice.interface) {
-                            flow.attribute(side, notice.tap.direction, &container);
+                            flow.attribute(side, notice.tap.direction, container);
                         }
                     }
                     matched = true;
@@ -504,7 +604,12 @@ impl FlowTracker {
     /// Ends the flow in `slot`: its record, out of the table.
     fn end(&mut self, slot: u32, reason: EndReason) {
         self.lru_unlink(slot);
-        let Some(flow) = self.slots.get_mut(slot as usize).and_then(|s| s.flow.take()) else {
+        let Some(entry) = self.slots.get_mut(slot as usize) else {
+            return;
+        };
+        // The inspector's state (stream buffers) goes with the flow.
+        entry.inspection = None;
+        let Some(flow) = entry.flow.take() else {
             return;
         };
         self.table.remove(&flow.key);
@@ -574,10 +679,11 @@ impl FlowTracker {
     }
 }
 
-impl Worker for FlowTracker {
+impl<I: FlowInspector> Worker for FlowTracker<I> {
     /// Packets in order, each notice after the packets up to its time (so
     /// where batches end does not decide which flow it finds).
     fn batch(&mut self, batch: &PacketBatch) {
+        self.inspector.batch_started();
         let mut notices = batch.suppressed().iter().peekable();
         for packet in batch.packets() {
             while let Some(notice) = notices.next_if(|n| n.timestamp_ns < packet.meta.timestamp_ns) {
@@ -626,18 +732,17 @@ impl Worker for FlowTracker {
     }
 }
 
-/// What the tracker needs from a packet's bytes: TCP flags and whether it
-/// carries data, ICMP type and code. Other protocols are not parsed.
-fn packet_info(batch: &PacketBatch, packet: BatchPacket<'_>, protocol: u8) -> PacketInfo {
-    if !matches!(protocol, 6 | 1 | 58) {
-        return PacketInfo::default();
-    }
+/// Parses a delivered packet as its interface's link type gives it.
+fn parse_packet<'a>(batch: &PacketBatch, packet: BatchPacket<'a>) -> Option<ParsedPacket<'a>> {
     let link = batch.interface(packet.meta.interface).link_type;
     let vlan = packet.meta.vlan.map(|tag| (tag.tpid, tag.tci));
-    let Some(parsed) = parse_link(packet.data, link, vlan) else {
-        return PacketInfo::default();
-    };
-    match parsed.transport {
+    parse_link(packet.data, link, vlan)
+}
+
+/// What the tracker needs from a packet's headers: TCP flags and whether
+/// it carries data, ICMP type and code.
+fn packet_info(parsed: &ParsedPacket<'_>) -> PacketInfo {
+    match &parsed.transport {
         Some(Transport::Tcp(tcp)) => PacketInfo {
             tcp_flags: Some(tcp.flags.bits() as u8),
             tcp_data: !tcp.payload.is_empty(),
@@ -678,14 +783,12 @@ pub(crate) fn parse_link(data: &[u8], link: u32, vlan: Option<(u16, u16)>) -> Op
     }
 }
 
-/// The container behind `interface`, when it is a container veth whose
-/// container is known.
-fn container_of(batch: &PacketBatch, interface: InterfaceId) -> Option<String> {
+/// The EVE object of the container behind `interface`, when it is a
+/// container veth whose container is known.
+fn container_of(batch: &PacketBatch, interface: InterfaceId) -> Option<Box<str>> {
     let info = batch.interface(interface);
     if info.role != flow::TapRole::ContainerVeth {
         return None;
     }
-    info.container
-        .as_ref()
-        .and_then(pipeline::host_book::ContainerLabel::display)
+    info.container.as_ref().and_then(container_json)
 }

@@ -17,17 +17,27 @@ use flow::TapRole;
 pub struct ContainerLabel {
     /// Its id (Docker's 64 hex digits), when found.
     pub id: Option<String>,
-    /// Its name (from the Docker API), or the name of its network
-    /// namespace when that is all there is.
+    /// Its name, from the Docker API.
     pub name: Option<String>,
+    /// Its image, from the Docker API.
+    pub image: Option<String>,
+    /// The name of its network namespace's file (under /var/run/netns or
+    /// /var/run/docker/netns), when it has one.
+    pub netns: Option<String>,
 }
 
 impl ContainerLabel {
-    /// The shortest useful text: the name, else the first 12 digits of the
-    /// id, as `docker ps` shows it.
+    /// The container's name, falling back to its namespace's name (all a
+    /// namespace made with `ip netns` has).
+    pub fn name_or_netns(&self) -> Option<&str> {
+        self.name.as_deref().or(self.netns.as_deref())
+    }
+
+    /// The shortest useful text: the name (or the namespace's), else the
+    /// first 12 digits of the id, as `docker ps` shows it.
     pub fn display(&self) -> Option<String> {
-        self.name
-            .clone()
+        self.name_or_netns()
+            .map(str::to_owned)
             .or_else(|| self.id.as_ref().map(|id| id.chars().take(12).collect()))
     }
 }
@@ -113,7 +123,7 @@ mod tests {
                 role: TapRole::ContainerVeth,
                 container: Some(ContainerLabel {
                     id: Some("0123456789abcdef".repeat(4)),
-                    name: None,
+                    ..ContainerLabel::default()
                 }),
             },
         );

@@ -257,11 +257,19 @@ pub struct Detector {
 }
 
 impl Detector {
-    /// A detector with the given settings.
+    /// A detector with the given settings, its streams charged to an
+    /// account of its own of `config.stream_memcap` bytes.
     pub fn new(config: DetectorConfig) -> Detector {
+        Detector::with_memory(config, StreamMemory::new(config.stream_memcap))
+    }
+
+    /// A detector whose streams are charged to `memory`, an account the
+    /// caller may share between the detectors of all its workers (one
+    /// global cap); `config.stream_memcap` is then not used.
+    pub fn with_memory(config: DetectorConfig, memory: Arc<StreamMemory>) -> Detector {
         Detector {
             thresholds: ThresholdTable::new(config.threshold_entries),
-            memory: StreamMemory::new(config.stream_memcap),
+            memory,
             config,
             stats: DetectorStats::default(),
             pattern_stamp: Vec::new(),
