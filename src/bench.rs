@@ -42,7 +42,8 @@ use pipeline::PacketSink;
 use serde_json::json;
 use testbed::docker_mix::{DockerMix, MixConfig, MixCopy};
 
-use crate::host_worker::latency_json;
+use crate::detection::Detection;
+use crate::host_worker::{latency_json, Tracker};
 use crate::settings::BenchSettings;
 
 /// Bytes per synthetic block: a busy interface's ring block.
@@ -57,29 +58,42 @@ pub enum BenchWorker {
     Null,
     /// The flow tracker, writing EVE flow records to nowhere.
     Flows,
+    /// The flow tracker with the signature engine (`--rules`), writing
+    /// records and alerts to nowhere.
+    Ids,
+}
+
+impl BenchWorker {
+    fn name(self) -> &'static str {
+        match self {
+            BenchWorker::Null => "null",
+            BenchWorker::Flows => "flows",
+            BenchWorker::Ids => "ids",
+        }
+    }
 }
 
 enum AnyWorker {
     Null(NullWorker),
-    Flows(Box<eve::FlowTracker>),
+    Tracker(Box<Tracker>),
 }
 
 impl Worker for AnyWorker {
     fn batch(&mut self, batch: &PacketBatch) {
         match self {
             Self::Null(worker) => worker.batch(batch),
-            Self::Flows(worker) => worker.batch(batch),
+            Self::Tracker(worker) => worker.batch(batch),
         }
     }
 
     fn tick(&mut self, clock_ns: u64) {
-        if let Self::Flows(worker) = self {
+        if let Self::Tracker(worker) = self {
             worker.tick(clock_ns);
         }
     }
 
     fn finish(&mut self, clock_ns: u64) {
-        if let Self::Flows(worker) = self {
+        if let Self::Tracker(worker) = self {
             worker.finish(clock_ns);
         }
     }
@@ -138,17 +152,18 @@ pub fn bench(settings: &BenchSettings) -> anyhow::Result<ExitCode> {
         ..settings.pipeline.pool.clone()
     };
     let workers = pool_config.workers;
-    let max_flows = settings.pipeline.max_flows;
-    let timeouts = settings.pipeline.flow_timeouts.clone();
+    let detection = match (&settings.pipeline.detection, settings.worker) {
+        (Some(detection), BenchWorker::Ids) => Some(Detection::load(detection, &[])?),
+        _ => None,
+    };
     let eve = Arc::new(eve::EveWriter::from_writer("(nowhere)", std::io::sink()));
     let pool = WorkerPool::start(pool_config, Arc::clone(&table), |_| match settings.worker {
         BenchWorker::Null => AnyWorker::Null(NullWorker),
-        BenchWorker::Flows => AnyWorker::Flows(Box::new(eve::FlowTracker::new(
-            eve::FlowTrackerConfig {
-                timeouts: timeouts.clone(),
-                max_flows: max_flows.div_ceil(workers),
-            },
-            Arc::clone(&eve),
+        BenchWorker::Flows | BenchWorker::Ids => AnyWorker::Tracker(Box::new(Tracker::new(
+            &settings.pipeline,
+            &eve,
+            detection.as_ref(),
+            workers,
         ))),
     })
     .context("starting the worker threads")?;
@@ -234,7 +249,7 @@ pub fn bench(settings: &BenchSettings) -> anyhow::Result<ExitCode> {
         "duplicates": dedup.counters.duplicates,
         "queue_drops": fanout.drops().total(),
         "workers": workers,
-        "worker": match settings.worker { BenchWorker::Null => "null", BenchWorker::Flows => "flows" },
+        "worker": settings.worker.name(),
         "dedup": shared.is_some(),
         "paced_copies_per_second": settings.rate,
         "pipeline_seconds": seconds,

@@ -77,7 +77,8 @@ pub struct BenchArgs {
     #[arg(long, env = "RINGSIEVE_BENCH_RATE", value_name = "COPIES")]
     pub rate: Option<String>,
 
-    /// The worker: null (does nothing) or flows (the flow tracker).
+    /// The worker: null (does nothing), flows (the flow tracker) or ids
+    /// (the flow tracker and the signature engine, with --rules).
     #[arg(long, env = "RINGSIEVE_BENCH_WORKER", value_name = "WORKER", default_value = "null")]
     pub worker: String,
 
@@ -156,6 +157,43 @@ pub struct PipelineArgs {
     /// flow idle longest is ended (reason "forced").
     #[arg(long, env = "RINGSIEVE_MAX_FLOWS", value_name = "N", default_value = "1M")]
     pub max_flows: String,
+
+    /// Suricata-format rule files the workers match every packet and
+    /// reassembled TCP stream against, writing EVE `alert` events (needs
+    /// --eve); repeat for several (the variable takes a comma-separated
+    /// list). Rules that do not parse are skipped with a warning; a file
+    /// that cannot be read is an error. SIGHUP reloads them.
+    #[arg(long = "rules", env = "RINGSIEVE_RULES", value_name = "FILE", value_delimiter = ',')]
+    pub rules: Vec<std::path::PathBuf>,
+
+    /// A rule variable, NAME=VALUE, e.g. HOME_NET=[10.0.0.0/8] or
+    /// HTTP_PORTS=[80,8080]; repeat for several (the variable takes a
+    /// semicolon-separated list). HOME_NET defaults to the subnets of the
+    /// host's bridges (run) or to Suricata's private ranges (read).
+    #[arg(
+        long = "var",
+        env = "RINGSIEVE_VARS",
+        value_name = "NAME=VALUE",
+        value_delimiter = ';'
+    )]
+    pub vars: Vec<String>,
+
+    /// A Suricata classification.config for the rules' classtypes (the
+    /// alert's category and default severity); Suricata's own table without
+    /// it.
+    #[arg(long, env = "RINGSIEVE_CLASSIFICATION_FILE", value_name = "FILE")]
+    pub classification_file: Option<std::path::PathBuf>,
+
+    /// Bytes of each direction of a TCP connection reassembled and matched
+    /// (Suricata's stream depth), 0 for no limit, up to 1G.
+    #[arg(long, env = "RINGSIEVE_STREAM_DEPTH", value_name = "BYTES", default_value = "1M")]
+    pub stream_depth: String,
+
+    /// Bytes all workers together may hold for TCP reassembly (out-of-order
+    /// segments and the matching window), 1M to 64G; past it, out-of-order
+    /// segments are dropped and counted.
+    #[arg(long, env = "RINGSIEVE_STREAM_MEMCAP", value_name = "BYTES", default_value = "256M")]
+    pub stream_memcap: String,
 }
 
 /// Options of `ringsieve read`.

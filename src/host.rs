@@ -148,6 +148,16 @@ impl Host {
             .collect()
     }
 
+    /// The interface indexes of the bridges, selected or not: their
+    /// subnets are the containers'.
+    pub fn bridges(&self) -> Vec<u32> {
+        self.inventory
+            .entries()
+            .filter(|(_, role)| *role == TapRole::Bridge)
+            .map(|(link, _)| link.ifindex)
+            .collect()
+    }
+
     /// Every interface with its role, whether it is selected, and its
     /// container.
     pub fn listing(&mut self) -> Vec<(Link, TapRole, bool, Option<ContainerLabel>)> {

@@ -1,8 +1,10 @@
 //! The worker each IDS worker thread of `ringsieve run` and `read` runs:
-//! the flow tracker writing EVE flow records, and (live) the pcapng writer
-//! of delivered packets, each present when its output was asked for. Also
-//! the parts of the exit summary and of the EVE `stats` event that come from
-//! the workers: packets taken, latency percentiles, flow counters.
+//! the flow tracker writing EVE flow records (with the signature engine
+//! inside it, writing alerts, when rules were given), and (live) the pcapng
+//! writer of delivered packets, each present when its output was asked
+//! for. Also the parts of the exit summary and of the EVE `stats` event that
+//! come from the workers: packets taken, latency percentiles, flow and
+//! detection counters.
 
 use std::sync::Arc;
 
@@ -11,36 +13,99 @@ use pipeline::worker::{PacketBatch, Worker};
 use pipeline::worker_pool::{LatencySummary, PoolConfig, PoolLive, WorkerReport};
 use serde_json::json;
 
+use crate::detection::Detection;
 use crate::pcap_worker::PcapWorker;
 use crate::settings::PipelineSettings;
 
+/// A worker's flow tracker: alone, or with the signature engine inside.
+pub enum Tracker {
+    /// Flow records only.
+    Flows(Box<eve::FlowTracker>),
+    /// Flow records, alerts and anomalies.
+    Detecting(Box<eve::FlowTracker<ids::SignatureInspector>>),
+}
+
+impl Tracker {
+    /// A tracker with its share (`1/workers`) of the flow table, running
+    /// `detection` when given.
+    pub fn new(
+        settings: &PipelineSettings,
+        writer: &Arc<eve::EveWriter>,
+        detection: Option<&Detection>,
+        workers: usize,
+    ) -> Self {
+        let config = eve::FlowTrackerConfig {
+            timeouts: settings.flow_timeouts.clone(),
+            max_flows: settings.max_flows.div_ceil(workers.max(1)),
+        };
+        match detection {
+            Some(detection) => Tracker::Detecting(Box::new(eve::FlowTracker::with_inspector(
+                config,
+                Arc::clone(writer),
+                detection.inspector(),
+            ))),
+            None => Tracker::Flows(Box::new(eve::FlowTracker::new(config, Arc::clone(writer)))),
+        }
+    }
+
+    /// The flow counters.
+    pub fn counters(&self) -> eve::FlowTrackerCounters {
+        match self {
+            Tracker::Flows(tracker) => tracker.counters(),
+            Tracker::Detecting(tracker) => tracker.counters(),
+        }
+    }
+
+    /// The detection counters, when it detects.
+    pub fn detection(&self) -> Option<ids::DetectionCounters> {
+        match self {
+            Tracker::Flows(_) => None,
+            Tracker::Detecting(tracker) => Some(tracker.inspector().counters()),
+        }
+    }
+
+    fn worker(&mut self) -> &mut dyn Worker {
+        match self {
+            Tracker::Flows(tracker) => tracker.as_mut(),
+            Tracker::Detecting(tracker) => tracker.as_mut(),
+        }
+    }
+}
+
+impl Worker for Tracker {
+    fn batch(&mut self, batch: &PacketBatch) {
+        self.worker().batch(batch);
+    }
+
+    fn tick(&mut self, clock_ns: u64) {
+        self.worker().tick(clock_ns);
+    }
+
+    fn finish(&mut self, clock_ns: u64) {
+        self.worker().finish(clock_ns);
+    }
+}
+
 /// The work of one worker thread.
 pub struct HostWorker {
-    /// EVE flow records.
-    pub flows: Option<eve::FlowTracker>,
+    /// EVE flow records (and alerts).
+    pub flows: Option<Tracker>,
     /// Delivered packets to pcapng.
     pub pcap: Option<PcapWorker>,
 }
 
 impl HostWorker {
-    /// The worker of thread `index` of `workers`: a flow tracker when EVE
-    /// output is open (its share of the flow table), a pcapng writer when
-    /// `pcap` gives one.
+    /// The worker of one of `workers` threads: a flow tracker when EVE
+    /// output is open (its share of the flow table, detecting when
+    /// `detection` is given), a pcapng writer when `pcap` gives one.
     pub fn new(
         settings: &PipelineSettings,
         eve: Option<&Arc<eve::EveWriter>>,
+        detection: Option<&Detection>,
         pcap: Option<PcapWorker>,
         workers: usize,
     ) -> Self {
-        let flows = eve.map(|writer| {
-            eve::FlowTracker::new(
-                eve::FlowTrackerConfig {
-                    timeouts: settings.flow_timeouts.clone(),
-                    max_flows: settings.max_flows.div_ceil(workers.max(1)),
-                },
-                Arc::clone(writer),
-            )
-        });
+        let flows = eve.map(|writer| Tracker::new(settings, writer, detection, workers));
         Self { flows, pcap }
     }
 }
@@ -99,10 +164,14 @@ pub fn latency_json(latency: &LatencySummary) -> serde_json::Value {
 /// worker's packets and latency, the flow tracker's counters summed.
 pub fn workers_json(config: &PoolConfig, done: &[(HostWorker, WorkerReport)], panicked: &[usize]) -> serde_json::Value {
     let mut flows: Option<eve::FlowTrackerCounters> = None;
+    let mut detection: Option<ids::DetectionCounters> = None;
     let mut each = Vec::new();
     for (worker, report) in done {
         if let Some(tracker) = &worker.flows {
             flows.get_or_insert_with(Default::default).add(&tracker.counters());
+            if let Some(counters) = tracker.detection() {
+                detection.get_or_insert_with(Default::default).add(&counters);
+            }
         }
         let mut entry = json!({ "worker": report.index, "packets": report.packets, "batches": report.batches });
         if let Some(latency) = &report.latency {
@@ -119,6 +188,9 @@ pub fn workers_json(config: &PoolConfig, done: &[(HostWorker, WorkerReport)], pa
     });
     if let Some(flows) = flows {
         out["flows"] = flows.to_json();
+    }
+    if let Some(detection) = detection {
+        out["detection"] = detection.to_json();
     }
     out
 }

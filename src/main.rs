@@ -7,6 +7,7 @@ mod bench;
 mod cli;
 mod config_cmd;
 mod dedup_summary;
+mod detection;
 mod host;
 mod host_worker;
 mod interfaces_cmd;

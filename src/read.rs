@@ -29,6 +29,7 @@ use serde_json::json;
 
 use crate::accounting::Accounting;
 use crate::dedup_summary::dedup_json;
+use crate::detection::Detection;
 use crate::host_worker::{open_eve, workers_json, HostWorker};
 use crate::settings::ReadSettings;
 
@@ -139,6 +140,12 @@ impl DeliverySink for ReadSink {
 
 /// Runs `ringsieve read`.
 pub fn read(settings: &ReadSettings) -> anyhow::Result<ExitCode> {
+    // Files have no host to take HOME_NET from: Suricata's default, unless
+    // --var sets it.
+    let detection = match &settings.pipeline.detection {
+        Some(detection) => Some(Detection::load(detection, &[])?),
+        None => None,
+    };
     let eve = open_eve(&settings.pipeline).with_context(|| {
         format!(
             "opening the EVE output {}",
@@ -148,7 +155,13 @@ pub fn read(settings: &ReadSettings) -> anyhow::Result<ExitCode> {
     let pool_config = &settings.pipeline.pool;
     let interfaces = Arc::new(InterfaceTable::new());
     let pool = WorkerPool::start(pool_config, Arc::clone(&interfaces), |_| {
-        HostWorker::new(&settings.pipeline, eve.as_ref(), None, pool_config.workers)
+        HostWorker::new(
+            &settings.pipeline,
+            eve.as_ref(),
+            detection.as_ref(),
+            None,
+            pool_config.workers,
+        )
     })
     .context("starting the worker threads")?;
     let pcap = match &settings.pcap_out {
@@ -206,6 +219,9 @@ pub fn read(settings: &ReadSettings) -> anyhow::Result<ExitCode> {
         }
     }
     summary["workers"] = workers_json(pool_config, &pool_report.workers, &pool_report.panicked);
+    if let Some(detection) = &detection {
+        summary["detection"] = detection.summary_json();
+    }
     eprintln!("{summary}");
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }

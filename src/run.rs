@@ -31,11 +31,12 @@ use pipeline::live::{LiveCounters, LiveSnapshot};
 use pipeline::worker_pool::{FanoutReport, WorkerPool};
 use pipeline::{CaptureReport, CaptureThreadConfig, PacketSink};
 use serde_json::json;
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::accounting::Accounting;
 use crate::dedup_summary::dedup_json;
+use crate::detection::Detection;
 use crate::host::{ring_config, ring_role, Host, HostChange};
 use crate::host_worker::{live_json, open_eve, workers_json, HostWorker};
 use crate::metrics::MetricsServer;
@@ -264,7 +265,7 @@ fn spare_rings(settings: &RunSettings) -> Receiver<UnboundRing> {
 pub fn run(settings: &RunSettings, origin: &crate::settings::Origin<'_>) -> anyhow::Result<ExitCode> {
     // Installed first, so a signal that arrives while rings are opening is
     // kept and ends the capture as soon as it starts.
-    let mut signals = Signals::new([SIGINT, SIGTERM]).context("installing signal handlers")?;
+    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP]).context("installing signal handlers")?;
     let stop = Arc::new(AtomicBool::new(false));
 
     // Discovery reads this namespace's interfaces now and follows them:
@@ -273,6 +274,15 @@ pub fn run(settings: &RunSettings, origin: &crate::settings::Origin<'_>) -> anyh
     let mut host =
         Host::open(settings.selection.clone(), Arc::clone(&book)).context("reading the interfaces (rtnetlink)")?;
     let initial = host.initial();
+    // The rules, before any ring: a file that cannot be read ends the run
+    // here (exit 2). HOME_NET: the subnets of the host's bridges.
+    let detection = match &settings.pipeline.detection {
+        Some(detection) => Some(Detection::load(
+            detection,
+            &crate::detection::bridge_subnets(&host.bridges()),
+        )?),
+        None => None,
+    };
     for name in &settings.literal_interfaces {
         if !initial.iter().any(|(_, n, _)| n == name) {
             return Err(SettingError {
@@ -316,6 +326,7 @@ pub fn run(settings: &RunSettings, origin: &crate::settings::Origin<'_>) -> anyh
         HostWorker::new(
             &settings.pipeline,
             eve.as_ref(),
+            detection.as_ref(),
             pcap.as_ref().map(PcapOutput::worker),
             pool_config.workers,
         )
@@ -412,8 +423,19 @@ pub fn run(settings: &RunSettings, origin: &crate::settings::Origin<'_>) -> anyh
     tracing::info!(interfaces = initial.len(), "capture started");
     let mut next_stats = settings.pipeline.stats_interval.map(|every| started + every);
     loop {
-        if let Some(signal) = signals.pending().next() {
-            tracing::info!(signal, "stopping: draining the rings and the worker queues");
+        let mut stopping = false;
+        for signal in signals.pending() {
+            if signal == SIGHUP {
+                match &detection {
+                    Some(detection) => detection.reload(),
+                    None => tracing::info!("SIGHUP: no rules to reload"),
+                }
+            } else {
+                tracing::info!(signal, "stopping: draining the rings and the worker queues");
+                stopping = true;
+            }
+        }
+        if stopping {
             break;
         }
         if running.load(Ordering::Acquire) == 0 {
@@ -488,6 +510,9 @@ pub fn run(settings: &RunSettings, origin: &crate::settings::Origin<'_>) -> anyh
         summary["dedup"] = dedup_json(&report.counters, shared.nat().learned(), |id| registry.label(id));
     }
     summary["workers"] = workers_json(pool_config, &pool_report.workers, &pool_report.panicked);
+    if let Some(detection) = &detection {
+        summary["detection"] = detection.summary_json();
+    }
     if let Some(feed) = &nat_feed {
         summary["conntrack"] = feed.summary();
     }

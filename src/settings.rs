@@ -287,6 +287,7 @@ impl RunSettings {
 
         sieve.max_threads = capture_threads;
         let dedup = dedup_on.then_some(sieve);
+        require_eve_for_rules(&args.pipeline, origin)?;
         let pipeline = pipeline_settings(&args.pipeline, origin, Overflow::Drop, PoolClock::Wall)?;
         if pipeline.eve.as_deref() == Some("-") && args.pcap_out.as_deref() == Some("-") {
             return Err(origin.error("eve", "-", "a file path: --pcap-out already writes to stdout"));
@@ -416,6 +417,26 @@ pub struct PipelineSettings {
     pub flow_timeouts: eve::FlowTimeouts,
     /// Flows tracked at once over all workers.
     pub max_flows: usize,
+    /// The signature engine, when rule files were given.
+    pub detection: Option<DetectionSettings>,
+}
+
+/// The validated options of the signature engine.
+#[derive(Clone, Debug)]
+pub struct DetectionSettings {
+    /// The rule files.
+    pub rules: Vec<std::path::PathBuf>,
+    /// Where they came from (`--rules` or `RINGSIEVE_RULES`), to name in
+    /// an error when one cannot be read.
+    pub rules_origin: String,
+    /// NAME=VALUE overrides of the rule variables, checked.
+    pub vars: Vec<String>,
+    /// The classification file, and where it came from.
+    pub classification: Option<(std::path::PathBuf, String)>,
+    /// Bytes reassembled per direction.
+    pub stream_depth: u64,
+    /// Bytes of reassembly memory over all workers.
+    pub stream_memcap: usize,
 }
 
 /// Validates the pipeline's options; `overflow` is the subcommand's default
@@ -470,6 +491,7 @@ pub fn pipeline_settings(
         1 << 10..=256 << 20,
         "a number of flows from 1K to 256M (K and M suffixes are powers of 1024)",
     )? as usize;
+    let detection = detection_settings(args, origin)?;
     Ok(PipelineSettings {
         pool: PoolConfig {
             workers,
@@ -486,7 +508,67 @@ pub fn pipeline_settings(
         stats_interval: (stats > 0).then(|| std::time::Duration::from_secs(stats)),
         flow_timeouts,
         max_flows,
+        detection,
     })
+}
+
+/// Rules need somewhere to write their alerts: `run` and `read` refuse
+/// `--rules` without `--eve` (the bench writes to nowhere).
+pub fn require_eve_for_rules(args: &crate::cli::PipelineArgs, origin: &Origin<'_>) -> Result<(), SettingError> {
+    if args.rules.is_empty() || args.eve.is_some() {
+        return Ok(());
+    }
+    let files: Vec<String> = args.rules.iter().map(|f| f.display().to_string()).collect();
+    Err(origin.error(
+        "rules",
+        &files.join(","),
+        "rule files together with --eve PATH (RINGSIEVE_EVE), where the alerts are written",
+    ))
+}
+
+/// Validates the signature engine's options: `None` without rule files.
+fn detection_settings(
+    args: &crate::cli::PipelineArgs,
+    origin: &Origin<'_>,
+) -> Result<Option<DetectionSettings>, SettingError> {
+    let stream_depth = parse_bytes_in_range(
+        origin,
+        "stream_depth",
+        &args.stream_depth,
+        0..=1 << 30,
+        "a number of bytes from 0 (no limit) to 1G (K, M and G suffixes are powers of 1024)",
+    )?;
+    let stream_memcap = parse_bytes_in_range(
+        origin,
+        "stream_memcap",
+        &args.stream_memcap,
+        1 << 20..=64 << 30,
+        "a number of bytes from 1M to 64G (K, M and G suffixes are powers of 1024)",
+    )? as usize;
+    let mut scratch = rules::Vars::default();
+    for spec in &args.vars {
+        scratch.apply_override(spec).map_err(|why| {
+            origin.error(
+                "vars",
+                spec,
+                format!("NAME=VALUE with NAME of letters, digits and _ and a value ({why})"),
+            )
+        })?;
+    }
+    if args.rules.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(DetectionSettings {
+        rules: args.rules.clone(),
+        rules_origin: origin.of("rules"),
+        vars: args.vars.clone(),
+        classification: args
+            .classification_file
+            .clone()
+            .map(|path| (path, origin.of("classification_file"))),
+        stream_depth: if stream_depth == 0 { u64::MAX } else { stream_depth },
+        stream_memcap,
+    }))
 }
 
 /// The validated settings of `ringsieve read`.
@@ -530,6 +612,7 @@ impl ReadSettings {
                 return Err(origin.error("pcap_out", out, "a file path, or - for stdout"));
             }
         }
+        require_eve_for_rules(&args.pipeline, origin)?;
         let pipeline = pipeline_settings(&args.pipeline, origin, Overflow::Wait, PoolClock::Packets)?;
         if pipeline.eve.as_deref() == Some("-") && args.pcap_out.as_deref() == Some("-") {
             return Err(origin.error("eve", "-", "a file path: --pcap-out already writes to stdout"));
@@ -601,7 +684,11 @@ impl BenchSettings {
         let worker = match args.worker.trim() {
             "null" => crate::bench::BenchWorker::Null,
             "flows" => crate::bench::BenchWorker::Flows,
-            other => return Err(origin.error("worker", other, "null or flows")),
+            "ids" if args.pipeline.rules.is_empty() => {
+                return Err(origin.error("worker", "ids", "null or flows, or ids together with --rules FILE"))
+            }
+            "ids" => crate::bench::BenchWorker::Ids,
+            other => return Err(origin.error("worker", other, "null, flows or ids")),
         };
         let dedup_on = bool_setting(origin, "dedup_enabled", &args.dedup_enabled)?;
         let sieve = flow::SieveConfig {

@@ -474,6 +474,89 @@ pub fn connection_key(frame: &[u8]) -> Option<(String, String, String)> {
     Some(if a <= b { (protocol, a, b) } else { (protocol, b, a) })
 }
 
+/// The start of every application payload the traffic generator
+/// (`ringsieve-traffic`) sends: this magic, then the message's 32-bit
+/// sequence number.
+pub const MESSAGE_MAGIC: &[u8; 4] = b"RSv1";
+
+/// What the signature tests read of an IPv4 Ethernet frame, parsed here
+/// without ringsieve's code.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FrameView<'a> {
+    /// `TCP`, `UDP`, `ICMP` or the protocol number.
+    pub protocol: String,
+    /// The sender, `ip:port` (or `ip`).
+    pub src: String,
+    /// The receiver, `ip:port` (or `ip`).
+    pub dst: String,
+    /// TCP flags.
+    pub tcp_flags: Option<u8>,
+    /// ICMP type.
+    pub icmp_type: Option<u8>,
+    /// The transport payload (to the IP total length).
+    pub payload: &'a [u8],
+}
+
+impl FrameView<'_> {
+    /// The sequence number of the generator's message this payload starts
+    /// with, if it starts with one.
+    pub fn message(&self) -> Option<u32> {
+        let rest = self.payload.strip_prefix(MESSAGE_MAGIC)?;
+        Some(u32::from_be_bytes(rest.get(..4)?.try_into().ok()?))
+    }
+}
+
+/// The [`FrameView`] of an unfragmented IPv4 Ethernet frame.
+pub fn frame_view(frame: &[u8]) -> Option<FrameView<'_>> {
+    if frame.len() < 34 || frame[12..14] != [0x08, 0x00] {
+        return None;
+    }
+    let ip = &frame[14..];
+    let header = usize::from(ip[0] & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]])).min(ip.len());
+    let fragment = u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff;
+    if ip[0] >> 4 != 4 || header < 20 || total < header || fragment != 0 {
+        return None;
+    }
+    let src = std::net::Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
+    let dst = std::net::Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
+    let transport = &ip[header..total];
+    let port = |at: usize| u16::from_be_bytes([transport[at], transport[at + 1]]);
+    let view = |protocol: &str, src: String, dst: String, payload_at: usize| FrameView {
+        protocol: protocol.to_owned(),
+        src,
+        dst,
+        tcp_flags: None,
+        icmp_type: None,
+        payload: transport.get(payload_at..).unwrap_or_default(),
+    };
+    match ip[9] {
+        6 if transport.len() >= 20 => {
+            let offset = usize::from(transport[12] >> 4) * 4;
+            let mut tcp = view(
+                "TCP",
+                format!("{src}:{}", port(0)),
+                format!("{dst}:{}", port(2)),
+                offset,
+            );
+            tcp.tcp_flags = Some(transport[13]);
+            Some(tcp)
+        }
+        17 if transport.len() >= 8 => Some(view(
+            "UDP",
+            format!("{src}:{}", port(0)),
+            format!("{dst}:{}", port(2)),
+            8,
+        )),
+        1 if transport.len() >= 8 => {
+            let mut icmp = view("ICMP", src.to_string(), dst.to_string(), 8);
+            icmp.icmp_type = Some(transport[0]);
+            Some(icmp)
+        }
+        _ => None,
+    }
+}
+
 /// Packets per connection ([`connection_key`]) among `frames`.
 pub fn connections<'a>(frames: impl IntoIterator<Item = &'a [u8]>) -> BTreeMap<(String, String, String), u64> {
     let mut out = BTreeMap::new();

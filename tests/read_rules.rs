@@ -1,0 +1,290 @@
+//! `ringsieve read --rules --eve` over the dedup fixtures recorded in the
+//! Docker-host test bed: every message the traffic generator sent (each
+//! starts with `RSv1` and its sequence number) raises exactly one alert,
+//! although the host capture holds two or three copies of it, NAT'd ones
+//! included; each alert is in the containers' address space and carries
+//! the `flow_id` of a flow record marked `alerted`. The expected alerts come
+//! from the container-side captures alone (`testbed::fixtures::frame_view`).
+//!
+//! Also: a rule file that cannot be read is exit 2 naming it, a rule that
+//! does not parse is skipped with a warning naming file, line and keyword,
+//! `--rules` without `--eve` is exit 2, and `--var` reaches the rules.
+//!
+//! Needs no privileges: it runs the binary on files.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use testbed::fixtures::{distinct_frames, frame_view, load_all, Fixture};
+
+const RULES: &str = r#"# The generator's messages, each direction, and pings.
+alert tcp any any -> any any (msg:"message to server"; flow:to_server,established; content:"RSv1"; classtype:misc-activity; sid:1; rev:1;)
+alert tcp any any -> any any (msg:"message to client"; flow:to_client,established; content:"RSv1"; sid:2; rev:1;)
+alert udp any any -> any any (msg:"udp message"; content:"RSv1"; sid:3; rev:1;)
+alert icmp any any -> any any (msg:"echo request"; itype:8; sid:4; rev:1;)
+"#;
+
+/// (sid, source endpoint, destination endpoint): where alerts are counted.
+type AlertKey = (u64, String, String);
+
+fn fixtures() -> Vec<Fixture> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dedup");
+    load_all(&dir)
+        .expect("the fixtures load")
+        .into_iter()
+        // Bulk uploads carry no per-message marker; ARP no IP at all.
+        .filter(|fixture| !fixture.case.starts_with("bulk") && fixture.case != "arp")
+        .collect()
+}
+
+/// The alerts the rules must raise: one per distinct message (TCP by its
+/// marker's sequence number, so a retransmission counts once), per
+/// datagram, per echo request the containers saw.
+fn expected_alerts(fixture: &Fixture) -> BTreeMap<AlertKey, u64> {
+    let frames = distinct_frames(&fixture.container_captures).expect("the container captures read");
+    let views: Vec<_> = frames.iter().filter_map(|(_, frame)| frame_view(frame)).collect();
+    // The server of each TCP connection: the receiver of its SYN.
+    let servers: BTreeSet<String> = views
+        .iter()
+        .filter(|v| v.tcp_flags.is_some_and(|f| f & 0x12 == 0x02))
+        .map(|v| v.dst.clone())
+        .collect();
+    let mut tcp_messages = BTreeSet::new();
+    let mut expected = BTreeMap::new();
+    for view in &views {
+        match (view.protocol.as_str(), view.message(), view.icmp_type) {
+            ("TCP", Some(sequence), _) => {
+                let sid = if servers.contains(&view.dst) { 1 } else { 2 };
+                if tcp_messages.insert((sid, view.src.clone(), view.dst.clone(), sequence)) {
+                    *expected.entry((sid, view.src.clone(), view.dst.clone())).or_default() += 1;
+                }
+            }
+            ("UDP", Some(_), _) => *expected.entry((3, view.src.clone(), view.dst.clone())).or_default() += 1,
+            ("ICMP", _, Some(8)) => *expected.entry((4, view.src.clone(), view.dst.clone())).or_default() += 1,
+            _ => {}
+        }
+    }
+    expected
+}
+
+fn endpoint(event: &serde_json::Value, ip: &str, port: &str) -> String {
+    let address = event[ip].as_str().expect("an address");
+    match event[port].as_u64() {
+        Some(port) => format!("{address}:{port}"),
+        None => address.to_owned(),
+    }
+}
+
+fn ringsieve(args: &[&std::ffi::OsStr]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ringsieve"))
+        .args(args)
+        .output()
+        .expect("ringsieve runs")
+}
+
+fn write_rules(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("test.rules");
+    std::fs::write(&path, text).expect("rules written");
+    path
+}
+
+/// Runs `read --rules --eve` on a fixture; returns the EVE events.
+fn read_with_rules(fixture: &Fixture, rules: &Path, dir: &Path, workers: &str) -> Vec<serde_json::Value> {
+    let eve = dir.join(format!("{}-{workers}.json", fixture.case));
+    let roles = fixture.roles_arg();
+    let output = ringsieve(&[
+        "read".as_ref(),
+        fixture.host_capture.as_os_str(),
+        "--role".as_ref(),
+        roles.as_ref(),
+        "--rules".as_ref(),
+        rules.as_os_str(),
+        "--eve".as_ref(),
+        eve.as_os_str(),
+        "--workers".as_ref(),
+        workers.as_ref(),
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{}: {stderr}", fixture.case);
+    assert!(
+        stderr.contains("4 rules loaded, 0 skipped"),
+        "{}: the counts at start: {stderr}",
+        fixture.case
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(stderr.lines().last().unwrap_or_default()).expect("the summary is JSON");
+    assert_eq!(summary["total"]["balanced"], true, "{}: {summary}", fixture.case);
+    assert_eq!(summary["detection"]["rules"], 4, "{summary}");
+    std::fs::read_to_string(&eve)
+        .expect("the EVE file")
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("every EVE line is JSON"))
+        .collect()
+}
+
+#[test]
+fn every_message_raises_one_alert_in_the_containers_address_space() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = write_rules(dir.path(), RULES);
+    let mut compared = 0;
+    for fixture in fixtures() {
+        let expected = expected_alerts(&fixture);
+        assert!(!expected.is_empty(), "{}: the fixture has messages", fixture.case);
+        for workers in ["1", "3"] {
+            let events = read_with_rules(&fixture, &rules, dir.path(), workers);
+            let mut actual: BTreeMap<AlertKey, u64> = BTreeMap::new();
+            let flows: BTreeMap<u64, &serde_json::Value> = events
+                .iter()
+                .filter(|e| e["event_type"] == "flow")
+                .map(|e| (e["flow_id"].as_u64().expect("flow_id"), e))
+                .collect();
+            for alert in events.iter().filter(|e| e["event_type"] == "alert") {
+                let sid = alert["alert"]["signature_id"].as_u64().expect("signature_id");
+                let key = (
+                    sid,
+                    endpoint(alert, "src_ip", "src_port"),
+                    endpoint(alert, "dest_ip", "dest_port"),
+                );
+                *actual.entry(key).or_default() += 1;
+                let flow_id = alert["flow_id"].as_u64().expect("flow_id");
+                let flow = flows
+                    .get(&flow_id)
+                    .unwrap_or_else(|| panic!("{}: alert {alert} has no flow record", fixture.case));
+                assert_eq!(flow["flow"]["alerted"], true, "{flow}");
+                assert_eq!(alert["alert"]["action"], "allowed");
+                assert_eq!(alert["alert"]["gid"], 1);
+                if sid == 1 {
+                    assert_eq!(alert["alert"]["category"], "Misc activity");
+                    assert_eq!(alert["alert"]["severity"], 3);
+                    assert_eq!(alert["direction"], "to_server");
+                }
+            }
+            for flow in flows.values() {
+                let alerted = actual.keys().any(|(_, src, dst)| {
+                    let a = endpoint(flow, "src_ip", "src_port");
+                    let b = endpoint(flow, "dest_ip", "dest_port");
+                    (src == &a && dst == &b) || (src == &b && dst == &a)
+                });
+                if !alerted {
+                    assert_eq!(flow["flow"]["alerted"], false, "{flow}");
+                }
+            }
+            assert_eq!(actual, expected, "{} with {workers} workers", fixture.case);
+            compared += expected.values().sum::<u64>();
+        }
+    }
+    eprintln!("{compared} alerts compared");
+}
+
+#[test]
+fn bad_rules_are_skipped_with_their_place_and_unreadable_files_are_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = fixtures()
+        .into_iter()
+        .find(|f| f.case == "c2c-udp")
+        .expect("the c2c-udp fixture");
+    let rules = write_rules(
+        dir.path(),
+        "alert udp any any -> any any (msg:\"ok\"; content:\"RSv1\"; sid:3;)\n\
+         alert udp any any -> any any (msg:\"bad\"; frobnicate:1; sid:5;)\n",
+    );
+    let eve = dir.path().join("eve.json");
+    let output = ringsieve(&[
+        "read".as_ref(),
+        fixture.host_capture.as_os_str(),
+        "--rules".as_ref(),
+        rules.as_os_str(),
+        "--eve".as_ref(),
+        eve.as_os_str(),
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("1 rules loaded, 1 skipped"), "{stderr}");
+    assert!(
+        stderr.contains("test.rules:2:") && stderr.contains("frobnicate"),
+        "the warning names file, line and keyword: {stderr}"
+    );
+
+    let missing = dir.path().join("missing.rules");
+    let output = ringsieve(&[
+        "read".as_ref(),
+        fixture.host_capture.as_os_str(),
+        "--rules".as_ref(),
+        rules.as_os_str(),
+        "--rules".as_ref(),
+        missing.as_os_str(),
+        "--eve".as_ref(),
+        eve.as_os_str(),
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--rules") && stderr.contains("missing.rules") && stderr.contains("readable rule file"),
+        "{stderr}"
+    );
+
+    let output = ringsieve(&[
+        "read".as_ref(),
+        fixture.host_capture.as_os_str(),
+        "--rules".as_ref(),
+        rules.as_os_str(),
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--eve"), "{stderr}");
+
+    let output = ringsieve(&[
+        "read".as_ref(),
+        fixture.host_capture.as_os_str(),
+        "--rules".as_ref(),
+        rules.as_os_str(),
+        "--eve".as_ref(),
+        eve.as_os_str(),
+        "--var".as_ref(),
+        "HOME NET=1.2.3.4".as_ref(),
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--var") && stderr.contains("HOME NET"), "{stderr}");
+}
+
+#[test]
+fn home_net_from_var_decides_what_matches() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = fixtures()
+        .into_iter()
+        .find(|f| f.case == "c2c-udp")
+        .expect("the c2c-udp fixture");
+    let rules = write_rules(
+        dir.path(),
+        "alert udp $HOME_NET any -> $HOME_NET any (msg:\"inside\"; content:\"RSv1\"; sid:3;)\n",
+    );
+    let count_alerts = |home_net: &str| {
+        let eve = dir.path().join(format!("eve-{}.json", home_net.len()));
+        let var = format!("HOME_NET={home_net}");
+        let output = ringsieve(&[
+            "read".as_ref(),
+            fixture.host_capture.as_os_str(),
+            "--rules".as_ref(),
+            rules.as_os_str(),
+            "--eve".as_ref(),
+            eve.as_os_str(),
+            "--var".as_ref(),
+            var.as_ref(),
+        ]);
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        std::fs::read_to_string(&eve)
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains("\"event_type\":\"alert\""))
+            .count()
+    };
+    let inside = count_alerts("[172.17.0.0/16]");
+    assert_eq!(
+        inside as u64,
+        expected_alerts(&fixture).values().sum::<u64>(),
+        "every datagram between two containers"
+    );
+    assert_eq!(count_alerts("[10.0.0.0/8]"), 0, "no container address is in 10/8");
+}
