@@ -36,6 +36,7 @@ use pipeline::dedup_stage::{tap_role, DedupReport, DedupStage};
 use pipeline::fanout_stage::{EveryCopy, LiveFanout};
 use pipeline::host_book::HostBook;
 use pipeline::interfaces::InterfaceTable;
+use pipeline::reorder::Reorder;
 use pipeline::worker::{NullWorker, PacketBatch, Worker};
 use pipeline::worker_pool::{FanoutReport, LatencySummary, PoolClock, PoolConfig, WorkerPool, WorkerReport};
 use pipeline::PacketSink;
@@ -75,7 +76,7 @@ impl BenchWorker {
 
 enum AnyWorker {
     Null(NullWorker),
-    Tracker(Box<Tracker>),
+    Tracker(Box<Reorder<Tracker>>),
 }
 
 impl Worker for AnyWorker {
@@ -159,11 +160,10 @@ pub fn bench(settings: &BenchSettings) -> anyhow::Result<ExitCode> {
     let eve = Arc::new(eve::EveWriter::from_writer("(nowhere)", std::io::sink()));
     let pool = WorkerPool::start(pool_config, Arc::clone(&table), |_| match settings.worker {
         BenchWorker::Null => AnyWorker::Null(NullWorker),
-        BenchWorker::Flows | BenchWorker::Ids => AnyWorker::Tracker(Box::new(Tracker::new(
-            &settings.pipeline,
-            &eve,
-            detection.as_ref(),
-            workers,
+        BenchWorker::Flows | BenchWorker::Ids => AnyWorker::Tracker(Box::new(Reorder::new(
+            Tracker::new(&settings.pipeline, &eve, detection.as_ref(), workers),
+            settings.pipeline.reorder_window_ns,
+            256 << 10,
         ))),
     })
     .context("starting the worker threads")?;

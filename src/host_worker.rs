@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use pipeline::live::{InterfaceLive, LiveSnapshot};
+use pipeline::reorder::{Reorder, ReorderCounters};
 use pipeline::worker::{PacketBatch, Worker};
 use pipeline::worker_pool::{LatencySummary, PoolConfig, PoolLive, WorkerReport};
 use serde_json::json;
@@ -86,10 +87,13 @@ impl Worker for Tracker {
     }
 }
 
+/// Most packets one worker holds to put them in timestamp order.
+const REORDER_MAX_PACKETS: usize = 256 << 10;
+
 /// The work of one worker thread.
 pub struct HostWorker {
-    /// EVE flow records (and alerts).
-    pub flows: Option<Tracker>,
+    /// EVE flow records (and alerts), fed in timestamp order.
+    pub flows: Option<Reorder<Tracker>>,
     /// Delivered packets to pcapng.
     pub pcap: Option<PcapWorker>,
 }
@@ -105,7 +109,13 @@ impl HostWorker {
         pcap: Option<PcapWorker>,
         workers: usize,
     ) -> Self {
-        let flows = eve.map(|writer| Tracker::new(settings, writer, detection, workers));
+        let flows = eve.map(|writer| {
+            Reorder::new(
+                Tracker::new(settings, writer, detection, workers),
+                settings.reorder_window_ns,
+                REORDER_MAX_PACKETS,
+            )
+        });
         Self { flows, pcap }
     }
 }
@@ -164,10 +174,17 @@ pub fn latency_json(latency: &LatencySummary) -> serde_json::Value {
 /// worker's packets and latency, the flow tracker's counters summed.
 pub fn workers_json(config: &PoolConfig, done: &[(HostWorker, WorkerReport)], panicked: &[usize]) -> serde_json::Value {
     let mut flows: Option<eve::FlowTrackerCounters> = None;
+    let mut reorder = ReorderCounters::default();
     let mut detection: Option<ids::DetectionCounters> = None;
     let mut each = Vec::new();
     for (worker, report) in done {
-        if let Some(tracker) = &worker.flows {
+        if let Some(reordered) = &worker.flows {
+            let counts = reordered.counters();
+            reorder.packets += counts.packets;
+            reorder.reordered += counts.reordered;
+            reorder.late += counts.late;
+            reorder.forced += counts.forced;
+            let tracker = reordered.inner();
             flows.get_or_insert_with(Default::default).add(&tracker.counters());
             if let Some(counters) = tracker.detection() {
                 detection.get_or_insert_with(Default::default).add(&counters);
@@ -188,6 +205,12 @@ pub fn workers_json(config: &PoolConfig, done: &[(HostWorker, WorkerReport)], pa
     });
     if let Some(flows) = flows {
         out["flows"] = flows.to_json();
+        out["flows"]["reorder"] = json!({
+            "packets": reorder.packets,
+            "reordered": reorder.reordered,
+            "late": reorder.late,
+            "forced": reorder.forced,
+        });
     }
     if let Some(detection) = detection {
         out["detection"] = detection.to_json();

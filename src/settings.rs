@@ -288,7 +288,8 @@ impl RunSettings {
         sieve.max_threads = capture_threads;
         let dedup = dedup_on.then_some(sieve);
         require_eve_for_rules(&args.pipeline, origin)?;
-        let pipeline = pipeline_settings(&args.pipeline, origin, Overflow::Drop, PoolClock::Wall)?;
+        let mut pipeline = pipeline_settings(&args.pipeline, origin, Overflow::Drop, PoolClock::Wall)?;
+        pipeline.reorder_window_ns = reorder_window_ns(dedup.as_ref(), u64::from(retire_timeout_ms));
         if pipeline.eve.as_deref() == Some("-") && args.pcap_out.as_deref() == Some("-") {
             return Err(origin.error("eve", "-", "a file path: --pcap-out already writes to stdout"));
         }
@@ -419,6 +420,22 @@ pub struct PipelineSettings {
     pub max_flows: usize,
     /// The signature engine, when rule files were given.
     pub detection: Option<DetectionSettings>,
+    /// How late (packet time) the dedup and the rings can deliver a packet
+    /// after a later one of its flow: the flow trackers put packets back
+    /// in timestamp order within it (`pipeline::reorder`). Set by each
+    /// subcommand from its dedup window and retire timeout.
+    pub reorder_window_ns: u64,
+}
+
+/// How late a packet can reach the workers after a later one: a dedup
+/// hold lasts up to the window past the copy, ended by the next packet or
+/// idle tick after it (so up to about twice the window), and a ring's
+/// block waits up to the retire timeout (the kernel's choice, about 8 ms,
+/// when 0). Packets later than this still reach the tracker, counted as
+/// late.
+pub fn reorder_window_ns(dedup: Option<&flow::SieveConfig>, retire_timeout_ms: u64) -> u64 {
+    let retire = if retire_timeout_ms == 0 { 8 } else { retire_timeout_ms };
+    2 * dedup.map_or(0, |config| config.window_ns) + retire * 1_000_000
 }
 
 /// The validated options of the signature engine.
@@ -509,6 +526,7 @@ pub fn pipeline_settings(
         flow_timeouts,
         max_flows,
         detection,
+        reorder_window_ns: 0,
     })
 }
 
@@ -613,22 +631,24 @@ impl ReadSettings {
             }
         }
         require_eve_for_rules(&args.pipeline, origin)?;
-        let pipeline = pipeline_settings(&args.pipeline, origin, Overflow::Wait, PoolClock::Packets)?;
+        let mut pipeline = pipeline_settings(&args.pipeline, origin, Overflow::Wait, PoolClock::Packets)?;
         if pipeline.eve.as_deref() == Some("-") && args.pcap_out.as_deref() == Some("-") {
             return Err(origin.error("eve", "-", "a file path: --pcap-out already writes to stdout"));
         }
+        // One reading thread: one watermark to look at, not 64.
+        let sieve = flow::SieveConfig {
+            max_threads: 1,
+            ..sieve_config(&args.dedup, origin)?
+        };
+        let ring_timeout_ms = match order {
+            pipeline::offline::ReadOrder::Ring { retire_timeout_ns, .. } => retire_timeout_ns / 1_000_000,
+            _ => 0,
+        };
+        pipeline.reorder_window_ns = reorder_window_ns(Some(&sieve), ring_timeout_ms);
         Ok(Self {
             files: args.files.clone(),
             pcap_out: args.pcap_out.clone(),
-            offline: pipeline::offline::OfflineConfig {
-                // One reading thread: one watermark to look at, not 64.
-                sieve: flow::SieveConfig {
-                    max_threads: 1,
-                    ..sieve_config(&args.dedup, origin)?
-                },
-                roles,
-                order,
-            },
+            offline: pipeline::offline::OfflineConfig { sieve, roles, order },
             pipeline,
         })
     }
@@ -702,8 +722,11 @@ impl BenchSettings {
             rate,
             timestamp_rate: 20_000_000,
             worker,
+            pipeline: PipelineSettings {
+                reorder_window_ns: reorder_window_ns(dedup_on.then_some(&sieve), 8),
+                ..pipeline_settings(&args.pipeline, origin, Overflow::Wait, PoolClock::Wall)?
+            },
             dedup: dedup_on.then_some(sieve),
-            pipeline: pipeline_settings(&args.pipeline, origin, Overflow::Wait, PoolClock::Wall)?,
         })
     }
 }

@@ -71,7 +71,7 @@ pub(crate) fn one_at_a_time() -> MutexGuard<'static, ()> {
 }
 
 /// The `ringsieve-traffic` binary, built once per test run.
-fn traffic_binary() -> &'static Path {
+pub(crate) fn traffic_binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());

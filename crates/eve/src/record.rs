@@ -163,8 +163,12 @@ impl TcpSeen {
         match side {
             Side::ToServer if syn && !ack => self.syn = true,
             Side::ToClient if syn && ack => self.syn_ack = true,
-            // The client's ACK of the SYN+ACK completes the handshake.
-            Side::ToServer if ack && !syn && self.syn_ack => self.handshake = true,
+            // The client's ACK of the SYN+ACK completes the handshake. A
+            // client ACKs after its SYN only once it has the SYN+ACK, so its
+            // ACK completes it even when the SYN+ACK reaches the tracker
+            // later (the dedup can deliver a reply after the client's next
+            // packet).
+            Side::ToServer if ack && !syn && (self.syn_ack || self.syn) => self.handshake = true,
             _ => {}
         }
         self.data[s] |= data;

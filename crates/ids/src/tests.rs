@@ -443,3 +443,19 @@ fn stream_memory_is_given_back_when_the_flow_ends() {
     assert_eq!(memory.used(), 0);
     assert_eq!(of_type(&events, "flow").len(), 1);
 }
+
+#[test]
+fn a_syn_ack_delivered_after_the_clients_data_does_not_hide_the_established_flow() {
+    let mut bed = Bed::new(RULES);
+    let c = (CONTAINER, 40005);
+    let s = (OUTSIDE, 80);
+    // The dedup can deliver the reply after the client's next packets.
+    bed.on_veth(&[
+        (T0, tcp(c, s, 1000, SYN, b"")),
+        (T0 + 2 * MS, tcp(c, s, 1001, ACK, b"")),
+        (T0 + 3 * MS, tcp(c, s, 1001, PSH_ACK, b"GET /RS-MARKER-1")),
+        (T0 + MS, tcp(s, c, 5000, SYN_ACK, b"")),
+    ]);
+    let events = bed.finish();
+    assert_eq!(of_type(&events, "alert").len(), 1, "{events:#?}");
+}

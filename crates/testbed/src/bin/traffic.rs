@@ -78,6 +78,45 @@ enum Command {
         #[arg(long)]
         upload: Option<u64>,
     },
+    /// Connect to a `tcp-server` in `sink` mode and write each `--chunk`
+    /// as its own segment (Nagle off, `--gap-ms` between them), so that text
+    /// spread over chunks crosses segment boundaries.
+    TcpSend {
+        /// Server address.
+        #[arg(long)]
+        connect: SocketAddr,
+        /// Text to write, in order; repeat for several.
+        #[arg(long = "chunk", required = true)]
+        chunks: Vec<String>,
+        /// Pause between chunks, in milliseconds.
+        #[arg(long, default_value_t = 100)]
+        gap_ms: u64,
+    },
+    /// Send, as raw frames on `--interface`, a TCP SYN from `--src` to
+    /// `--dst` and then two data segments over the same sequence range
+    /// with different bytes (`--first`, then `--second`, equal lengths):
+    /// the overlap an IDS must report. No socket takes part; the host
+    /// forwards the frames as any others.
+    TcpOverlap {
+        /// Interface to send on (its MAC is the source MAC).
+        #[arg(long)]
+        interface: String,
+        /// Destination MAC (the gateway's).
+        #[arg(long)]
+        dst_mac: String,
+        /// Source address and port.
+        #[arg(long)]
+        src: std::net::SocketAddrV4,
+        /// Destination address and port.
+        #[arg(long)]
+        dst: std::net::SocketAddrV4,
+        /// The first segment's payload.
+        #[arg(long)]
+        first: String,
+        /// The second segment's payload, same length, other bytes.
+        #[arg(long)]
+        second: String,
+    },
     /// Receive `--count` datagrams.
     UdpSink {
         /// Address to bind.
@@ -171,6 +210,19 @@ fn run(args: Args) -> anyhow::Result<bool> {
             (None, Some(bytes)) => tcp_upload_client(connect, bytes, deadline),
             _ => bail!("tcp-client needs --messages N or --upload BYTES"),
         },
+        Command::TcpSend {
+            connect,
+            chunks,
+            gap_ms,
+        } => tcp_send(connect, &chunks, Duration::from_millis(gap_ms), deadline),
+        Command::TcpOverlap {
+            interface,
+            dst_mac,
+            src,
+            dst,
+            first,
+            second,
+        } => tcp_overlap(&interface, &dst_mac, src, dst, first.as_bytes(), second.as_bytes()),
         Command::UdpSink {
             listen,
             count,
@@ -368,6 +420,115 @@ fn tcp_upload_client(to: SocketAddr, bytes: u64, deadline: Deadline) -> anyhow::
         r#"{{"cmd":"tcp-client","local":"{local}","connect":"{to}","uploaded":{sent},"server_received":{acknowledged}}}"#
     );
     Ok(acknowledged == bytes)
+}
+
+fn tcp_send(to: SocketAddr, chunks: &[String], gap: Duration, deadline: Deadline) -> anyhow::Result<bool> {
+    let mut stream =
+        TcpStream::connect_timeout(&to, deadline.remaining()).with_context(|| format!("connecting to {to}"))?;
+    stream.set_nodelay(true)?;
+    let local = stream.local_addr()?;
+    let mut sent = 0u64;
+    for (index, chunk) in chunks.iter().enumerate() {
+        if index > 0 {
+            std::thread::sleep(gap);
+        }
+        set_timeouts(&stream, deadline)?;
+        stream.write_all(chunk.as_bytes()).context("write")?;
+        sent += chunk.len() as u64;
+    }
+    stream.shutdown(Shutdown::Write)?;
+    set_timeouts(&stream, deadline)?;
+    let mut count = [0u8; 8];
+    stream
+        .read_exact(&mut count)
+        .context("reading the server's byte count")?;
+    let acknowledged = u64::from_be_bytes(count);
+    println!(
+        r#"{{"cmd":"tcp-send","local":"{local}","connect":"{to}","chunks":{},"sent":{sent},"server_received":{acknowledged}}}"#,
+        chunks.len()
+    );
+    Ok(acknowledged == sent)
+}
+
+/// A TCP segment in an Ethernet frame, checksums included.
+fn tcp_frame(
+    macs: ([u8; 6], [u8; 6]),
+    src: std::net::SocketAddrV4,
+    dst: std::net::SocketAddrV4,
+    (seq, flags, ip_id): (u32, u8, u16),
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(54 + payload.len());
+    frame.extend_from_slice(&macs.1);
+    frame.extend_from_slice(&macs.0);
+    frame.extend_from_slice(&0x0800u16.to_be_bytes());
+    let mut ip = [0u8; 20];
+    ip[0] = 0x45;
+    ip[2..4].copy_from_slice(&((40 + payload.len()) as u16).to_be_bytes());
+    ip[4..6].copy_from_slice(&ip_id.to_be_bytes());
+    ip[6] = 0x40;
+    ip[8] = 64;
+    ip[9] = 6;
+    ip[12..16].copy_from_slice(&src.ip().octets());
+    ip[16..20].copy_from_slice(&dst.ip().octets());
+    let checksum = testbed::internet_checksum(&[&ip]);
+    ip[10..12].copy_from_slice(&checksum.to_be_bytes());
+    frame.extend_from_slice(&ip);
+    let mut tcp = Vec::with_capacity(20 + payload.len());
+    tcp.extend_from_slice(&src.port().to_be_bytes());
+    tcp.extend_from_slice(&dst.port().to_be_bytes());
+    tcp.extend_from_slice(&seq.to_be_bytes());
+    tcp.extend_from_slice(&0u32.to_be_bytes());
+    tcp.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+    tcp.extend_from_slice(payload);
+    let mut pseudo = [0u8; 12];
+    pseudo[0..4].copy_from_slice(&src.ip().octets());
+    pseudo[4..8].copy_from_slice(&dst.ip().octets());
+    pseudo[9] = 6;
+    pseudo[10..12].copy_from_slice(&(tcp.len() as u16).to_be_bytes());
+    let checksum = testbed::internet_checksum(&[&pseudo, &tcp]);
+    tcp[16..18].copy_from_slice(&checksum.to_be_bytes());
+    frame.extend_from_slice(&tcp);
+    frame
+}
+
+fn tcp_overlap(
+    interface: &str,
+    dst_mac: &str,
+    src: std::net::SocketAddrV4,
+    dst: std::net::SocketAddrV4,
+    first: &[u8],
+    second: &[u8],
+) -> anyhow::Result<bool> {
+    ensure!(
+        first.len() == second.len() && first != second,
+        "--first and --second must have the same length and differ"
+    );
+    let dst_mac: [u8; 6] = dst_mac
+        .split(':')
+        .map(|b| u8::from_str_radix(b, 16))
+        .collect::<Result<Vec<u8>, _>>()
+        .ok()
+        .and_then(|bytes| bytes.try_into().ok())
+        .with_context(|| format!("--dst-mac {dst_mac:?} is not a MAC"))?;
+    let link = Interface::by_name(interface)?;
+    let macs = (interface_mac(interface)?, dst_mac);
+    let sender = FrameSender::open(&link)?;
+    const ISN: u32 = 0x1000_0000;
+    const SYN: u8 = 0x02;
+    const PSH_ACK: u8 = 0x18;
+    let frames = [
+        tcp_frame(macs, src, dst, (ISN, SYN, 0x5151), b""),
+        tcp_frame(macs, src, dst, (ISN + 1, PSH_ACK, 0x5152), first),
+        tcp_frame(macs, src, dst, (ISN + 1, PSH_ACK, 0x5153), second),
+    ];
+    let mut sent = 0;
+    for frame in &frames {
+        sent += sender.send(&[frame])?;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    println!(r#"{{"cmd":"tcp-overlap","interface":"{interface}","src":"{src}","dst":"{dst}","sent":{sent}}}"#);
+    Ok(sent == frames.len())
 }
 
 fn udp_sink(listen: SocketAddr, count: u32, ready_file: Option<&Path>, deadline: Deadline) -> anyhow::Result<bool> {

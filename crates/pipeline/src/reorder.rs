@@ -1,0 +1,364 @@
+//! A worker adapter that hands its inner worker every packet in kernel
+//! timestamp order, within a window.
+//!
+//! The dedup delivers a packet when its best copy is known, and that can be
+//! later than packets captured after it: a reply's copy on a container veth
+//! going out waits until the uplink's copy shows where it entered, while the
+//! container's next packet, captured later on the same veth coming in, is
+//! delivered at once. A flow tracker or a TCP reassembler that takes
+//! packets in arrival order then sees a handshake's SYN+ACK after the data
+//! that followed it. [`Reorder`] keeps what it receives for `window_ns` of
+//! packet time (the dedup window plus the ring's retire timeout covers how
+//! late the dedup can deliver) in a min-heap and releases packets, and the
+//! suppressed-copy notices with them, in timestamp order once the newest
+//! packet seen, or the clock of a tick, is `window_ns` past them.
+//!
+//! Bounded: past `max_packets` held, the oldest are released early
+//! (counted). A packet older than one already released is passed on at
+//! once (counted as late), never dropped.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::sync::Arc;
+
+use crate::interfaces::InterfaceTable;
+use crate::worker::{PacketBatch, PacketMeta, SuppressedNotice, Worker};
+
+/// Packets per batch handed to the inner worker.
+const OUT_BATCH_PACKETS: usize = 64;
+
+/// What a [`Reorder`] counted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReorderCounters {
+    /// Packets received.
+    pub packets: u64,
+    /// Packets that arrived after a later one and were put back in order.
+    pub reordered: u64,
+    /// Packets that arrived after a later one had already been released:
+    /// passed on out of order.
+    pub late: u64,
+    /// Packets released before their window because too many were held.
+    pub forced: u64,
+}
+
+/// One held packet or notice.
+enum Held {
+    Packet(PacketMeta, Vec<u8>),
+    Notice(SuppressedNotice),
+}
+
+/// Hands `W` the packets of its batches in timestamp order; see the module
+/// documentation.
+pub struct Reorder<W: Worker> {
+    inner: W,
+    window_ns: u64,
+    max_packets: usize,
+    /// (timestamp, arrival order, slot), earliest first.
+    heap: BinaryHeap<Reverse<(u64, u64, usize)>>,
+    slots: Vec<Option<Held>>,
+    free_slots: Vec<usize>,
+    free_buffers: Vec<Vec<u8>>,
+    arrivals: u64,
+    /// The newest packet timestamp received.
+    newest_ns: u64,
+    /// The timestamp of the last packet released.
+    released_ns: u64,
+    out: Option<PacketBatch>,
+    /// The interface table of the batches (known from the first one).
+    interfaces: Option<Arc<InterfaceTable>>,
+    counters: ReorderCounters,
+}
+
+impl<W: Worker> Reorder<W> {
+    /// `inner` behind a window of `window_ns` holding at most `max_packets`.
+    pub fn new(inner: W, window_ns: u64, max_packets: usize) -> Self {
+        Self {
+            inner,
+            window_ns,
+            max_packets: max_packets.max(1),
+            heap: BinaryHeap::new(),
+            slots: Vec::new(),
+            free_slots: Vec::new(),
+            free_buffers: Vec::new(),
+            arrivals: 0,
+            newest_ns: 0,
+            released_ns: 0,
+            out: None,
+            interfaces: None,
+            counters: ReorderCounters::default(),
+        }
+    }
+
+    /// The inner worker.
+    pub fn inner(&self) -> &W {
+        &self.inner
+    }
+
+    /// The inner worker, to change.
+    pub fn inner_mut(&mut self) -> &mut W {
+        &mut self.inner
+    }
+
+    /// The counters.
+    pub fn counters(&self) -> ReorderCounters {
+        self.counters
+    }
+
+    /// Packets and notices held now.
+    pub fn held(&self) -> usize {
+        self.heap.len()
+    }
+
+    fn hold(&mut self, timestamp_ns: u64, held: Held) {
+        let slot = match self.free_slots.pop() {
+            Some(slot) => {
+                self.slots[slot] = Some(held);
+                slot
+            }
+            None => {
+                self.slots.push(Some(held));
+                self.slots.len() - 1
+            }
+        };
+        self.heap.push(Reverse((timestamp_ns, self.arrivals, slot)));
+        self.arrivals += 1;
+    }
+
+    /// Hands over, in order, everything at or before `until_ns`, and the
+    /// oldest beyond `max_packets`.
+    fn release(&mut self, until_ns: u64) {
+        let Some(interfaces) = self.interfaces.clone() else {
+            return;
+        };
+        while let Some(&Reverse((timestamp_ns, _, slot))) = self.heap.peek() {
+            let due = timestamp_ns <= until_ns;
+            let over = self.heap.len() > self.max_packets;
+            if !due && !over {
+                break;
+            }
+            self.heap.pop();
+            if !due {
+                self.counters.forced += 1;
+            }
+            let Some(held) = self.slots.get_mut(slot).and_then(Option::take) else {
+                continue;
+            };
+            self.free_slots.push(slot);
+            self.released_ns = self.released_ns.max(timestamp_ns);
+            let out = self
+                .out
+                .get_or_insert_with(|| PacketBatch::new(Arc::clone(&interfaces)));
+            match held {
+                Held::Packet(meta, data) => {
+                    out.push(meta, &data);
+                    self.free_buffers.push(data);
+                }
+                Held::Notice(notice) => out.push_suppressed(notice),
+            }
+            if out.len() >= OUT_BATCH_PACKETS {
+                self.flush();
+            }
+        }
+        self.flush();
+    }
+
+    fn flush(&mut self) {
+        if let Some(out) = &mut self.out {
+            if !out.is_empty() {
+                out.clock_ns = self.released_ns;
+                self.inner.batch(out);
+                out.clear();
+            }
+        }
+    }
+
+    /// The clock the inner worker may see: never past a packet still held.
+    fn inner_clock(&self, clock_ns: u64) -> u64 {
+        match self.heap.peek() {
+            Some(&Reverse((oldest, _, _))) => clock_ns.min(oldest.saturating_sub(1)),
+            None => clock_ns,
+        }
+    }
+}
+
+impl<W: Worker> Worker for Reorder<W> {
+    fn batch(&mut self, batch: &PacketBatch) {
+        let interfaces = Arc::clone(&batch.interfaces);
+        self.interfaces.get_or_insert_with(|| Arc::clone(&interfaces));
+        let mut late = Vec::new();
+        for packet in batch.packets() {
+            let timestamp_ns = packet.meta.timestamp_ns;
+            self.counters.packets += 1;
+            if timestamp_ns < self.released_ns {
+                // Its place has gone: on at once, out of order.
+                self.counters.late += 1;
+                late.push(packet);
+                continue;
+            }
+            if timestamp_ns < self.newest_ns {
+                self.counters.reordered += 1;
+            }
+            self.newest_ns = self.newest_ns.max(timestamp_ns);
+            let mut data = self.free_buffers.pop().unwrap_or_default();
+            data.clear();
+            data.extend_from_slice(packet.data);
+            self.hold(timestamp_ns, Held::Packet(*packet.meta, data));
+        }
+        if !late.is_empty() {
+            let out = self
+                .out
+                .get_or_insert_with(|| PacketBatch::new(Arc::clone(&interfaces)));
+            for packet in late {
+                out.push(*packet.meta, packet.data);
+            }
+            self.flush();
+        }
+        for notice in batch.suppressed() {
+            self.hold(notice.timestamp_ns.max(self.released_ns), Held::Notice(*notice));
+        }
+        let until = self.newest_ns.saturating_sub(self.window_ns);
+        self.release(until);
+    }
+
+    fn tick(&mut self, clock_ns: u64) {
+        self.release(clock_ns.saturating_sub(self.window_ns));
+        let clock = self.inner_clock(clock_ns);
+        self.inner.tick(clock);
+    }
+
+    fn finish(&mut self, clock_ns: u64) {
+        self.release(u64::MAX);
+        self.inner.finish(clock_ns);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::interfaces::{InterfaceId, InterfaceInfo};
+    use flow::{TapDirection, TapId, TapPoint, TapRole};
+
+    /// Records the timestamps it receives, and its ticks.
+    #[derive(Default)]
+    struct Seen {
+        packets: Vec<u64>,
+        notices: Vec<u64>,
+        ticks: Vec<u64>,
+        finished: bool,
+    }
+
+    impl Worker for Seen {
+        fn batch(&mut self, batch: &PacketBatch) {
+            self.packets.extend(batch.packets().map(|p| p.meta.timestamp_ns));
+            self.notices.extend(batch.suppressed().iter().map(|n| n.timestamp_ns));
+            for p in batch.packets() {
+                assert_eq!(p.data, p.meta.timestamp_ns.to_be_bytes());
+            }
+        }
+
+        fn tick(&mut self, clock_ns: u64) {
+            self.ticks.push(clock_ns);
+        }
+
+        fn finish(&mut self, _clock_ns: u64) {
+            self.finished = true;
+        }
+    }
+
+    fn table() -> Arc<InterfaceTable> {
+        let table = Arc::new(InterfaceTable::new());
+        table.intern(InterfaceInfo {
+            name: "veth1".into(),
+            role: TapRole::ContainerVeth,
+            ifindex: 5,
+            link_type: 1,
+            container: None,
+        });
+        table
+    }
+
+    fn batch(table: &Arc<InterfaceTable>, timestamps: &[u64]) -> PacketBatch {
+        let mut batch = PacketBatch::new(Arc::clone(table));
+        let tap = TapPoint {
+            id: TapId(0),
+            role: TapRole::ContainerVeth,
+            direction: TapDirection::Incoming,
+        };
+        for &ts in timestamps {
+            batch.push(PacketMeta::new(ts, 8, InterfaceId(0), tap), &ts.to_be_bytes());
+        }
+        batch
+    }
+
+    #[test]
+    fn packets_come_out_in_timestamp_order_once_the_window_has_passed() {
+        let table = table();
+        let mut reorder = Reorder::new(Seen::default(), 10, 1000);
+        reorder.batch(&batch(&table, &[100, 104, 102]));
+        assert!(reorder.inner().packets.is_empty(), "nothing is 10 past");
+        reorder.batch(&batch(&table, &[101, 112]));
+        // 112 - 10 = 102: 100, 101, 102 go.
+        assert_eq!(reorder.inner().packets, [100, 101, 102]);
+        reorder.tick(200);
+        assert_eq!(reorder.inner().packets, [100, 101, 102, 104, 112]);
+        assert_eq!(reorder.counters().reordered, 2);
+        assert_eq!(reorder.counters().late, 0);
+    }
+
+    #[test]
+    fn a_packet_older_than_one_released_is_passed_on_late() {
+        let table = table();
+        let mut reorder = Reorder::new(Seen::default(), 10, 1000);
+        reorder.batch(&batch(&table, &[100, 130]));
+        assert_eq!(reorder.inner().packets, [100]);
+        reorder.batch(&batch(&table, &[90]));
+        assert_eq!(reorder.inner().packets, [100, 90]);
+        assert_eq!(reorder.counters().late, 1);
+        reorder.finish(0);
+        assert_eq!(reorder.inner().packets, [100, 90, 130]);
+        assert!(reorder.inner().finished);
+    }
+
+    #[test]
+    fn the_bound_releases_the_oldest_early() {
+        let table = table();
+        let mut reorder = Reorder::new(Seen::default(), 1_000, 2);
+        reorder.batch(&batch(&table, &[5, 3, 4, 1]));
+        assert_eq!(reorder.inner().packets, [1, 3]);
+        assert_eq!(reorder.counters().forced, 2);
+        assert_eq!(reorder.held(), 2);
+    }
+
+    #[test]
+    fn ticks_never_run_ahead_of_a_held_packet() {
+        let table = table();
+        let mut reorder = Reorder::new(Seen::default(), 10, 1000);
+        reorder.batch(&batch(&table, &[100]));
+        reorder.tick(105);
+        assert_eq!(reorder.inner().ticks, [99]);
+        reorder.tick(111);
+        assert_eq!(reorder.inner().packets, [100]);
+        assert_eq!(reorder.inner().ticks, [99, 111]);
+    }
+
+    #[test]
+    fn notices_follow_the_packets_of_their_time() {
+        let table = table();
+        let mut reorder = Reorder::new(Seen::default(), 10, 1000);
+        let mut first = batch(&table, &[100, 120]);
+        first.push_suppressed(SuppressedNotice {
+            tap: TapPoint {
+                id: TapId(1),
+                role: TapRole::Uplink,
+                direction: TapDirection::Outgoing,
+            },
+            interface: InterfaceId(0),
+            timestamp_ns: 101,
+            flow: None,
+            flow_hash: 0,
+        });
+        reorder.batch(&first);
+        assert_eq!(reorder.inner().packets, [100]);
+        assert_eq!(reorder.inner().notices, [101]);
+    }
+}
