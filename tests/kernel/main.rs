@@ -7,6 +7,7 @@
 
 mod capture;
 mod live_agent;
+mod live_containers;
 mod live_dedup;
 mod live_pipeline;
 mod netns;
