@@ -10,6 +10,7 @@ mod dedup_summary;
 mod host;
 mod host_worker;
 mod interfaces_cmd;
+mod live_flows;
 mod metrics;
 mod nat_feed;
 mod pcap_worker;

@@ -12,8 +12,9 @@
 //! server and packet count each way, and every endpoint that is a
 //! container of the bed named. The captures are turned into connections by
 //! `testbed::fixtures` (its own header parsing, none of ringsieve's flow
-//! code). Not timed: every wait polls a condition under a generous
-//! deadline.
+//! code). The `--metrics` endpoint is scraped before the stop; its
+//! discovery and flow-tracker series must be the summary's. Not timed:
+//! every wait polls a condition under a generous deadline.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -285,6 +286,27 @@ fn flow_records_of_new_containers_match_their_own_captures_and_name_them() {
     }
     // The agent saw them go (released their rings) before it stops.
     ringsieve.wait_for("released", containers);
+    // Its metrics once the flow trackers' counters (published on the
+    // workers' ticks) caught up with the packets the workers took: nothing
+    // changes from here to the summary after the stop.
+    let deadline = Instant::now() + DEADLINE;
+    let metrics = loop {
+        let metrics = bed.scrape_metrics(METRICS_PORT);
+        let sum = |family: &str| -> f64 {
+            (0..2)
+                .map(|worker| metrics.value(&format!("{family}{{worker=\"{worker}\"}}")))
+                .sum()
+        };
+        if sum("ringsieve_worker_flow_packets_total") == sum("ringsieve_worker_packets_total") {
+            break metrics;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the flow trackers' counters never caught up: {}",
+            metrics.text
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
 
     let (code, lines) = ringsieve.stop("-TERM");
     let summary: serde_json::Value =
@@ -301,6 +323,79 @@ fn flow_records_of_new_containers_match_their_own_captures_and_name_them() {
         assert_eq!(veth["kernel_drops"], 0, "vethc{k}: {summary}");
     }
     println!("discovery: {}", summary["discovery"]);
+
+    // The discovery in the metrics is the summary's, which counts what
+    // happened: each new container's veth appeared, was timed from its
+    // event to its rings, and went; the rings opened are those the capture
+    // threads report, and those released the new veths'.
+    let discovery = &summary["discovery"];
+    let number = |value: &serde_json::Value| value.as_u64().unwrap_or_else(|| panic!("a count: {summary}"));
+    for key in [
+        "interfaces_appeared",
+        "interfaces_disappeared",
+        "role_changes",
+        "containers_named",
+        "netlink_overflows",
+        "resyncs",
+        "rings_opened",
+        "rings_released",
+    ] {
+        assert_eq!(
+            metrics.value(&format!("ringsieve_discovery_{key}_total")),
+            number(&discovery[key]) as f64,
+            "{key}: {}\n{summary}",
+            metrics.text
+        );
+    }
+    let timed = &discovery["event_to_capture"];
+    assert_eq!(
+        metrics.value("ringsieve_discovery_event_to_capture_seconds_count"),
+        number(&timed["interfaces"]) as f64
+    );
+    for (quantile, key) in [("0.5", "p50_us"), ("0.99", "p99_us"), ("1", "max_us")] {
+        let seconds = metrics.value(&format!(
+            "ringsieve_discovery_event_to_capture_seconds{{quantile=\"{quantile}\"}}"
+        ));
+        let us = timed[key].as_f64().expect("a time");
+        assert!(
+            (seconds * 1e6 - us).abs() <= 1e-6 * us.max(1.0),
+            "{quantile}: {seconds} s, {us} us"
+        );
+    }
+    assert_eq!(
+        number(&discovery["interfaces_appeared"]),
+        containers as u64,
+        "{summary}"
+    );
+    assert_eq!(
+        number(&discovery["interfaces_disappeared"]),
+        containers as u64,
+        "{summary}"
+    );
+    assert_eq!(number(&timed["interfaces"]), containers as u64, "{summary}");
+    let interfaces = summary["interfaces"].as_object().expect("interfaces");
+    let rings = |name: &str| number(&interfaces[name]["rings"]);
+    assert_eq!(
+        number(&discovery["rings_opened"]),
+        interfaces.keys().map(|name| rings(name)).sum::<u64>(),
+        "{summary}"
+    );
+    assert_eq!(
+        number(&discovery["rings_released"]),
+        NEW_CONTAINERS.map(|k| rings(&format!("vethc{k}"))).sum::<u64>(),
+        "{summary}"
+    );
+    // The flow trackers' counters in the metrics are the summary's.
+    let flows = &summary["workers"]["flows"];
+    for (family, key) in [
+        ("ringsieve_worker_flow_packets_total", "packets"),
+        ("ringsieve_worker_flows_started_total", "flows_started"),
+    ] {
+        let scraped: f64 = (0..2)
+            .map(|worker| metrics.value(&format!("{family}{{worker=\"{worker}\"}}")))
+            .sum();
+        assert_eq!(scraped, number(&flows[key]) as f64, "{family}: {summary}");
+    }
 
     // The containers' connections, from their captures alone.
     let files: Vec<PathBuf> = NEW_CONTAINERS.map(pcap).collect();

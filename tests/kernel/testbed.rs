@@ -322,6 +322,12 @@ impl Metrics {
     pub(crate) fn get(&self, series: &str) -> Option<f64> {
         self.samples.get(series).copied()
     }
+
+    /// The value of `series`, panicking with the whole scrape if absent.
+    pub(crate) fn value(&self, series: &str) -> f64 {
+        self.get(series)
+            .unwrap_or_else(|| panic!("no {series} in the scrape:\n{}", self.text))
+    }
 }
 
 /// One copy of a packet as a host-side ring saw it.
