@@ -13,7 +13,31 @@
 # IPv6 is disabled in every namespace of the bed so captures hold only the
 # traffic a test sends (plus ARP).
 #
-# Usage: scripts/docker-host.sh up N | down | status | start K | stop K
+# Usage: scripts/docker-host.sh up N | down | status
+#                               | start K [--tcpdump DIR] [--publish PORT] | stop K
+#
+# `start K` adds container K to a running bed the way `docker run` does;
+# `stop K` removes it the way `docker rm -f` does. Two options of `start`:
+#   --tcpdump DIR  the container-side ground truth of a container that starts
+#                  while a capture runs: `tcpdump -i eth0` inside the container
+#                  writes DIR/cK.pcap (every frame, whole, packet-buffered),
+#                  its messages and exit statistics to DIR/cK.tcpdump.log.
+#                  It is started after the veth pair exists and before the
+#                  host end is enslaved and up, and `start` returns only once
+#                  it listens, so it holds every frame the container ever
+#                  sends or receives. (libpcap refuses a link that is down, so
+#                  the container end is set up first, without an address; it
+#                  has no carrier until the host end is up, and nothing is
+#                  sent before.) `stop K` ends every tcpdump in the container
+#                  with SIGINT and waits for it to exit before deleting the
+#                  namespace, so the pcap is complete and the log ends with
+#                  tcpdump's "packets dropped by kernel" line.
+#   --publish PORT tcp PORT on the host is published as the container's port
+#                  80, with the rules Docker adds for `-p PORT:80` (DNAT in
+#                  the DOCKER chain, the FORWARD accept, the hairpin
+#                  MASQUERADE), each tagged with an iptables comment that
+#                  `stop K` finds and deletes them by. Container 1's 8080
+#                  from `up` is not such a rule and stays.
 # Namespaces are named from $RINGSIEVE_BED (default rsbed): PREFIX-host,
 # PREFIX-c1..PREFIX-cN, PREFIX-out. `up` tears down any previous bed of that
 # prefix first and removes what it built when a step fails; `down` kills the
@@ -37,7 +61,7 @@ die() {
 }
 
 usage() {
-    echo "usage: $0 up N | down | status | start K | stop K   (namespace prefix: \$RINGSIEVE_BED, now '$PREFIX')" >&2
+    echo "usage: $0 up N | down | status | start K [--tcpdump DIR] [--publish PORT] | stop K   (namespace prefix: \$RINGSIEVE_BED, now '$PREFIX')" >&2
     exit 2
 }
 
@@ -123,14 +147,99 @@ new_namespace() {
     fi
 }
 
+# The state of process PID ("R", "S", "Z"...), empty once it is gone.
+process_state() {
+    local stat
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
+    stat=${stat##*) }
+    echo "${stat%% *}"
+}
+
+# Whether process PID still runs (a zombie has exited: nobody may reap it).
+running() {
+    local state
+    state=$(process_state "$1")
+    [[ -n "$state" && "$state" != Z ]]
+}
+
+# tcpdump on eth0 inside container K, writing DIR/cK.pcap: every frame,
+# whole (-s 0), not promiscuous, each written as it arrives (--immediate-mode,
+# -U), with a 64 MiB buffer (libpcap's default 2 MiB dropped packets in the
+# ground-truth runs), as root so it can write where root can. Detached: its
+# stdin and outputs are files, so a caller waiting for this script's output
+# is not held by it. Returns once it listens.
+start_tcpdump() {
+    local k=$1 dir=$2 ns pid log waited=0
+    ns="$PREFIX-c$k"
+    log="$dir/c$k.tcpdump.log"
+    in_ns "$ns" tcpdump -i eth0 -p -s 0 -B 65536 --immediate-mode -U -Z root -w "$dir/c$k.pcap" \
+        </dev/null >"$log" 2>&1 &
+    pid=$!
+    until grep -q "listening on" "$log" 2>/dev/null; do
+        running "$pid" || die "tcpdump in $ns exited before it listened: $(cat "$log")"
+        ((waited < 1000)) || die "tcpdump in $ns did not listen within 10 s: $(cat "$log")"
+        sleep 0.01
+        waited=$((waited + 1))
+    done
+}
+
+# Ends every tcpdump in namespace NS with SIGINT (it then writes what it
+# holds and its statistics) and waits up to 10 s for each; fails if one is
+# still running then.
+stop_tcpdumps() {
+    local ns=$1 pid waited left=0
+    for pid in $(ip netns pids "$ns" 2>/dev/null); do
+        [[ "$(cat "/proc/$pid/comm" 2>/dev/null)" == tcpdump ]] || continue
+        kill -INT "$pid" 2>/dev/null || continue
+        waited=0
+        while running "$pid" && ((waited < 1000)); do
+            sleep 0.01
+            waited=$((waited + 1))
+        done
+        if running "$pid"; then
+            echo "docker-host.sh: tcpdump $pid in $ns ignored SIGINT for 10 s: killed, its capture is incomplete" >&2
+            left=1
+        fi
+    done
+    return "$left"
+}
+
+# Docker's rules for a container started with `-p PORT:80`, added (-A) or
+# deleted (-D), each with a comment naming the container.
+publish_rules() {
+    local action=$1 k=$2 port=$3 ip tag
+    ip="172.17.0.$((k + 1))"
+    tag="rsbed-publish-c$k"
+    local ipt=(in_ns "$HOST" iptables -w 5)
+    "${ipt[@]}" -t nat "$action" POSTROUTING -s "$ip/32" -d "$ip/32" -p tcp -m tcp --dport 80 \
+        -m comment --comment "$tag" -j MASQUERADE
+    "${ipt[@]}" -t nat "$action" DOCKER ! -i docker0 -p tcp -m tcp --dport "$port" \
+        -m comment --comment "$tag" -j DNAT --to-destination "$ip:80"
+    "${ipt[@]}" "$action" DOCKER -d "$ip/32" ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 \
+        -m comment --comment "$tag" -j ACCEPT
+}
+
+# The host ports published to container K by `start K --publish`, one a line.
+published_ports() {
+    local rules
+    rules=$(in_ns "$HOST" iptables -w 5 -t nat -S DOCKER)
+    echo "$rules" | sed -n "s/.* --dport \([0-9]*\) .*--comment \"\{0,1\}rsbed-publish-c$1\"\{0,1\} .*/\1/p"
+}
+
 # Container K, started the way Docker does: the veth is created with its
 # peer already in the container, then enslaved to docker0, then set up.
+# With CAPTURE_DIR, tcpdump listens in the container before the host end is
+# enslaved (see --tcpdump above).
 start_container() {
-    local k=$1 ns mac
+    local k=$1 capture_dir=${2:-} ns mac
     ns="$PREFIX-c$k"
     mac=$(printf '02:42:ac:11:00:%02x' $((k + 1)))
     new_namespace "$ns"
     ipn "$HOST" link add "vethc$k" type veth peer name eth0 address "$mac" netns "$ns"
+    if [[ -n "$capture_dir" ]]; then
+        ipn "$ns" link set eth0 up
+        start_tcpdump "$k" "$capture_dir"
+    fi
     ipn "$HOST" link set "vethc$k" master docker0
     ipn "$HOST" link set "vethc$k" up
     ipn "$ns" addr add "172.17.0.$((k + 1))/16" dev eth0
@@ -139,22 +248,57 @@ start_container() {
 }
 
 # `start K`: container K joins a running bed; `stop K`: it leaves (its
-# processes killed, its namespace deleted, which deletes the veth pair), as
-# `docker run` and `docker rm -f` do.
+# captures ended, its published ports withdrawn, its processes killed, its
+# namespace deleted, which deletes the veth pair), as `docker run` and
+# `docker rm -f` do.
 cmd_start() {
-    local k=$1
-    [[ "$k" =~ ^[0-9]+$ ]] && ((k >= 1 && k <= MAX_CONTAINERS)) || die "K must be 1..$MAX_CONTAINERS, got '$k'"
+    local k=$1 capture_dir="" port="" rules
+    shift
+    if ! [[ "$k" =~ ^[0-9]+$ ]] || ((k < 1 || k > MAX_CONTAINERS)); then
+        die "K must be 1..$MAX_CONTAINERS, got '$k'"
+    fi
+    while (($# > 0)); do
+        case "$1" in
+        --tcpdump)
+            (($# >= 2)) || usage
+            capture_dir=$2
+            [[ -d "$capture_dir" && -w "$capture_dir" ]] || die "--tcpdump $capture_dir: not a writable directory"
+            command -v tcpdump >/dev/null || die "--tcpdump needs tcpdump (scripts/setup.sh installs it)"
+            shift 2
+            ;;
+        --publish)
+            (($# >= 2)) || usage
+            port=$2
+            if ! [[ "$port" =~ ^[0-9]+$ ]] || ((port < 1 || port > 65535)); then
+                die "--publish PORT must be 1..65535, got '$port'"
+            fi
+            shift 2
+            ;;
+        *) usage ;;
+        esac
+    done
     ip netns list | grep -qw "$HOST" || die "no bed '$PREFIX': run up first"
     ! ip netns list | grep -qw "$PREFIX-c$k" || die "container $k is already running"
-    start_container "$k"
-    echo "started $PREFIX-c$k (vethc$k, 172.17.0.$((k + 1)))"
+    if [[ -n "$port" ]]; then
+        rules=$(in_ns "$HOST" iptables -w 5 -t nat -S DOCKER)
+        [[ "$rules" != *"--dport $port "* ]] || die "host port $port is published already"
+    fi
+    start_container "$k" "$capture_dir"
+    if [[ -n "$port" ]]; then
+        publish_rules -A "$k" "$port"
+    fi
+    echo "started $PREFIX-c$k (vethc$k, 172.17.0.$((k + 1))${port:+, tcp $port published as :80}${capture_dir:+, tcpdump to $capture_dir/c$k.pcap})"
 }
 
 cmd_stop() {
-    local k=$1 ns pid
+    local k=$1 ns pid port complete=1
     [[ "$k" =~ ^[0-9]+$ ]] || die "K must be a number, got '$k'"
     ns="$PREFIX-c$k"
     ip netns list | grep -qw "$ns" || die "container $k is not running"
+    stop_tcpdumps "$ns" || complete=0
+    for port in $(published_ports "$k"); do
+        publish_rules -D "$k" "$port"
+    done
     for pid in $(ip netns pids "$ns" 2>/dev/null); do
         kill -9 "$pid" 2>/dev/null || true
     done
@@ -164,6 +308,7 @@ cmd_stop() {
         ipn "$HOST" link show "vethc$k" >/dev/null 2>&1 || break
         sleep 0.01
     done
+    ((complete)) || die "stopped $ns, but a tcpdump there had to be killed"
     echo "stopped $ns"
 }
 
@@ -252,8 +397,9 @@ status)
     cmd_status
     ;;
 start)
-    [[ $# -eq 2 ]] || usage
-    cmd_start "$2"
+    [[ $# -ge 2 ]] || usage
+    shift
+    cmd_start "$@"
     ;;
 stop)
     [[ $# -eq 2 ]] || usage

@@ -11,7 +11,8 @@
 
 use std::collections::BTreeMap;
 use std::io;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use af_packet::{InterfaceRole, RingConfig};
@@ -73,17 +74,167 @@ pub enum HostChange {
     },
 }
 
-/// Counters of the discovery, for the summary and the metrics.
-#[derive(Clone, Debug, Default)]
-pub struct DiscoveryCounts {
+/// Counters of the discovery, for the summary and the metrics: the main
+/// thread writes them as it acts on events and opens or releases rings, the
+/// metrics thread reads them at each scrape. Each counter stands alone
+/// (relaxed atomics: a scrape may see one event half counted, never a count
+/// going back); the event-to-capture histogram is behind a lock taken once
+/// per interface that appears and once per scrape.
+#[derive(Debug)]
+pub struct DiscoveryCounters {
     /// Interfaces that appeared (and were selected) after the start.
-    pub appeared: u64,
+    appeared: AtomicU64,
     /// Interfaces that went away.
-    pub disappeared: u64,
+    disappeared: AtomicU64,
+    /// Role changes.
+    role_changes: AtomicU64,
+    /// Containers named.
+    containers_named: AtomicU64,
+    /// Times rtnetlink lost notifications (each followed by a resync).
+    netlink_overflows: AtomicU64,
+    /// Full re-dumps after the initial one.
+    resyncs: AtomicU64,
+    /// Rings opened, one per capture thread and interface, at the start
+    /// and for interfaces that appeared.
+    rings_opened: AtomicU64,
+    /// Rings released because their interface went away or left the
+    /// selection.
+    rings_released: AtomicU64,
+    /// From reading an interface's event to its rings being open (ns), and
+    /// the sum of those times.
+    event_to_capture: Mutex<(Histogram<u64>, u64)>,
+}
+
+impl Default for DiscoveryCounters {
+    fn default() -> Self {
+        Self {
+            appeared: AtomicU64::new(0),
+            disappeared: AtomicU64::new(0),
+            role_changes: AtomicU64::new(0),
+            containers_named: AtomicU64::new(0),
+            netlink_overflows: AtomicU64::new(0),
+            resyncs: AtomicU64::new(0),
+            rings_opened: AtomicU64::new(0),
+            rings_released: AtomicU64::new(0),
+            event_to_capture: Mutex::new((
+                Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid histogram bounds"),
+                0,
+            )),
+        }
+    }
+}
+
+impl DiscoveryCounters {
+    /// `count` rings were opened for one interface; `after_event` is the
+    /// time since its discovery event was read (none for the interfaces
+    /// there at the start).
+    pub fn rings_opened(&self, count: usize, after_event: Option<Duration>) {
+        self.rings_opened.fetch_add(count as u64, Ordering::Relaxed);
+        if let Some(after) = after_event {
+            let ns = (after.as_nanos().max(1)).min(u128::from(u64::MAX)) as u64;
+            let mut latency = self.event_to_capture.lock().unwrap_or_else(PoisonError::into_inner);
+            let _ = latency.0.record(ns);
+            latency.1 = latency.1.saturating_add(ns);
+        }
+    }
+
+    /// `count` rings of one interface were released.
+    pub fn rings_released(&self, count: usize) {
+        self.rings_released.fetch_add(count as u64, Ordering::Relaxed);
+    }
+
+    fn add(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Every counter now.
+    pub fn snapshot(&self) -> DiscoverySnapshot {
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        let event_to_capture = {
+            let latency = self.event_to_capture.lock().unwrap_or_else(PoisonError::into_inner);
+            EventToCapture {
+                interfaces: latency.0.len(),
+                p50_ns: latency.0.value_at_quantile(0.5),
+                p99_ns: latency.0.value_at_quantile(0.99),
+                max_ns: latency.0.max(),
+                sum_ns: latency.1,
+            }
+        };
+        DiscoverySnapshot {
+            interfaces_appeared: load(&self.appeared),
+            interfaces_disappeared: load(&self.disappeared),
+            role_changes: load(&self.role_changes),
+            containers_named: load(&self.containers_named),
+            netlink_overflows: load(&self.netlink_overflows),
+            resyncs: load(&self.resyncs),
+            rings_opened: load(&self.rings_opened),
+            rings_released: load(&self.rings_released),
+            event_to_capture,
+        }
+    }
+}
+
+/// The time from reading interfaces' discovery events to their rings being
+/// open, in nanoseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EventToCapture {
+    /// Interfaces timed.
+    pub interfaces: u64,
+    /// Median.
+    pub p50_ns: u64,
+    /// 99th percentile.
+    pub p99_ns: u64,
+    /// Longest.
+    pub max_ns: u64,
+    /// Sum over every interface.
+    pub sum_ns: u64,
+}
+
+/// The discovery's counters at one moment (see [`DiscoveryCounters`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DiscoverySnapshot {
+    /// Interfaces that appeared (and were selected) after the start.
+    pub interfaces_appeared: u64,
+    /// Interfaces that went away.
+    pub interfaces_disappeared: u64,
     /// Role changes.
     pub role_changes: u64,
     /// Containers named.
     pub containers_named: u64,
+    /// Times rtnetlink lost notifications.
+    pub netlink_overflows: u64,
+    /// Full re-dumps after the initial one.
+    pub resyncs: u64,
+    /// Rings opened.
+    pub rings_opened: u64,
+    /// Rings released.
+    pub rings_released: u64,
+    /// Event-to-capture times.
+    pub event_to_capture: EventToCapture,
+}
+
+impl DiscoverySnapshot {
+    /// The `discovery` object of the exit summary.
+    pub fn summary(&self) -> serde_json::Value {
+        let us = |ns: u64| ns as f64 / 1000.0;
+        let latency = &self.event_to_capture;
+        json!({
+            "interfaces_appeared": self.interfaces_appeared,
+            "interfaces_disappeared": self.interfaces_disappeared,
+            "role_changes": self.role_changes,
+            "containers_named": self.containers_named,
+            "netlink_overflows": self.netlink_overflows,
+            "resyncs": self.resyncs,
+            "rings_opened": self.rings_opened,
+            "rings_released": self.rings_released,
+            "event_to_capture": {
+                "interfaces": latency.interfaces,
+                "p50_us": us(latency.p50_ns),
+                "p99_us": us(latency.p99_ns),
+                "max_us": us(latency.max_ns),
+            },
+        })
+    }
 }
 
 /// Discovery for one namespace.
@@ -97,7 +248,7 @@ pub struct Host {
     captured: BTreeMap<i32, (String, TapRole)>,
     /// Container veths to attribute once their rings are open.
     unattributed: Vec<u32>,
-    counts: DiscoveryCounts,
+    counters: Arc<DiscoveryCounters>,
 }
 
 impl Host {
@@ -120,7 +271,7 @@ impl Host {
             book,
             captured: BTreeMap::new(),
             unattributed: Vec::new(),
-            counts: DiscoveryCounts::default(),
+            counters: Arc::default(),
         };
         // The initial dump is queued already.
         while let Some(event) = host.watcher.next_event(Some(Duration::ZERO))? {
@@ -204,7 +355,7 @@ impl Host {
             None
         };
         if container.is_some() {
-            self.counts.containers_named += 1;
+            DiscoveryCounters::add(&self.counters.containers_named);
         }
         self.book.set(
             link.ifindex as i32,
@@ -253,7 +404,23 @@ impl Host {
                 self.act(change, seen, &mut out);
             }
         }
+        self.count_watcher_stats();
         Ok(out)
+    }
+
+    /// Copies the watcher's overflow and resync counts into the counters.
+    fn count_watcher_stats(&self) {
+        let stats = self.watcher.stats();
+        self.counters
+            .netlink_overflows
+            .store(stats.overflows, Ordering::Relaxed);
+        self.counters.resyncs.store(stats.resyncs, Ordering::Relaxed);
+    }
+
+    /// The discovery's counters, shared with whoever opens and releases
+    /// rings and with the metrics endpoint.
+    pub fn counters(&self) -> Arc<DiscoveryCounters> {
+        Arc::clone(&self.counters)
     }
 
     fn act(&mut self, change: InventoryChange, seen: Instant, out: &mut Vec<HostChange>) {
@@ -265,7 +432,7 @@ impl Host {
                 if !self.selection.selects_link(&link) {
                     return;
                 }
-                self.counts.appeared += 1;
+                DiscoveryCounters::add(&self.counters.appeared);
                 self.book_link_with(&link, role, false);
                 self.captured.insert(ifindex as i32, (name.clone(), role));
                 out.push(HostChange::Capture {
@@ -282,7 +449,7 @@ impl Host {
                 };
                 if let Some(entry) = self.captured.get_mut(&(ifindex as i32)) {
                     entry.1 = to;
-                    self.counts.role_changes += 1;
+                    DiscoveryCounters::add(&self.counters.role_changes);
                     self.book_link_with(&link, to, false);
                     out.push(HostChange::Updated {
                         ifindex: ifindex as i32,
@@ -318,7 +485,7 @@ impl Host {
             }
             InventoryChange::Disappeared { ifindex, name } => {
                 if self.captured.remove(&(ifindex as i32)).is_some() {
-                    self.counts.disappeared += 1;
+                    DiscoveryCounters::add(&self.counters.disappeared);
                     self.book.remove(ifindex as i32);
                     out.push(HostChange::Release {
                         ifindex: ifindex as i32,
@@ -329,24 +496,43 @@ impl Host {
         }
     }
 
-    /// The `discovery` object of the summary; `latency` is the time from
-    /// reading an interface's event to its rings being open.
-    pub fn summary(&self, latency: &Histogram<u64>) -> serde_json::Value {
-        let stats = self.watcher.stats();
-        let us = |ns: u64| ns as f64 / 1000.0;
-        json!({
-            "interfaces_appeared": self.counts.appeared,
-            "interfaces_disappeared": self.counts.disappeared,
-            "role_changes": self.counts.role_changes,
-            "containers_named": self.counts.containers_named,
-            "netlink_overflows": stats.overflows,
-            "resyncs": stats.resyncs,
-            "event_to_capture": {
-                "interfaces": latency.len(),
-                "p50_us": us(latency.value_at_quantile(0.5)),
-                "p99_us": us(latency.value_at_quantile(0.99)),
-                "max_us": us(latency.max()),
-            },
-        })
+    /// The `discovery` object of the summary.
+    pub fn summary(&self) -> serde_json::Value {
+        self.count_watcher_stats();
+        self.counters.snapshot().summary()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn discovery_counters_count_rings_and_time_only_interfaces_that_appeared() {
+        let counters = DiscoveryCounters::default();
+        // Two initial interfaces (not timed), one that appeared, on two
+        // capture threads; then it goes.
+        counters.rings_opened(2, None);
+        counters.rings_opened(2, None);
+        counters.rings_opened(2, Some(Duration::from_micros(150)));
+        DiscoveryCounters::add(&counters.appeared);
+        counters.rings_released(2);
+        DiscoveryCounters::add(&counters.disappeared);
+        let snapshot = counters.snapshot();
+        assert_eq!(snapshot.rings_opened, 6);
+        assert_eq!(snapshot.rings_released, 2);
+        assert_eq!(snapshot.event_to_capture.interfaces, 1);
+        assert_eq!(snapshot.event_to_capture.sum_ns, 150_000);
+        // Three significant digits.
+        assert!(
+            snapshot.event_to_capture.p50_ns.abs_diff(150_000) <= 150,
+            "{snapshot:?}"
+        );
+        let summary = snapshot.summary();
+        assert_eq!(summary["interfaces_appeared"], 1);
+        assert_eq!(summary["interfaces_disappeared"], 1);
+        assert_eq!(summary["rings_opened"], 6);
+        assert_eq!(summary["event_to_capture"]["interfaces"], 1);
+        assert!((summary["event_to_capture"]["max_us"].as_f64().unwrap() - 150.0).abs() < 0.2);
     }
 }

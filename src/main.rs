@@ -11,6 +11,7 @@ mod detection;
 mod host;
 mod host_worker;
 mod interfaces_cmd;
+mod live_flows;
 mod metrics;
 mod nat_feed;
 mod pcap_worker;

@@ -2,7 +2,11 @@
 //! format 0.0.4) on a thread of its own, rendering the capture's live
 //! counters at each scrape: per interface (kernel, captured, delivered,
 //! duplicates, malformed, queue drops by reason), per worker (packets,
-//! latency quantiles from kernel timestamp to receipt), and the totals.
+//! latency quantiles from kernel timestamp to receipt, and with EVE output
+//! the flow tracker's packets, flows and records), and the discovery
+//! (interfaces that appeared and went, role changes, containers named,
+//! rtnetlink overflows and resyncs, rings opened and released, the time
+//! from an interface's event to its rings being open).
 //!
 //! The HTTP side is `tiny_http` (a small, well-kept synchronous server: one
 //! endpoint, no async runtime needed); the text format is written here, as
@@ -14,8 +18,11 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use eve::FlowTrackerCounters;
 use pipeline::live::LiveSnapshot;
 use pipeline::worker_pool::PoolLive;
+
+use crate::host::DiscoverySnapshot;
 
 /// Parses `--metrics`: `PORT`, `:PORT` (both on 127.0.0.1), `HOST:PORT` or
 /// `[V6]:PORT`.
@@ -101,9 +108,31 @@ fn label(value: &str) -> String {
     value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
-/// The exposition text for `interfaces`, `pool` and `uptime_seconds`.
-pub fn render(interfaces: &LiveSnapshot, pool: &PoolLive, uptime_seconds: f64) -> String {
-    let mut out = String::with_capacity(4096);
+/// What one scrape renders.
+pub struct Sources<'a> {
+    /// The capture's counters per interface.
+    pub interfaces: &'a LiveSnapshot,
+    /// The workers' packets and latency.
+    pub pool: &'a PoolLive,
+    /// The discovery's counters.
+    pub discovery: &'a DiscoverySnapshot,
+    /// Each worker's flow-tracker counters (`None`: no tracker, or not
+    /// published yet).
+    pub flows: &'a [Option<FlowTrackerCounters>],
+    /// Seconds since the capture started.
+    pub uptime_seconds: f64,
+}
+
+/// The exposition text of `sources`.
+pub fn render(sources: &Sources<'_>) -> String {
+    let Sources {
+        interfaces,
+        pool,
+        discovery,
+        flows,
+        uptime_seconds,
+    } = *sources;
+    let mut out = String::with_capacity(8192);
     family(
         &mut out,
         "ringsieve_uptime_seconds",
@@ -198,7 +227,147 @@ pub fn render(interfaces: &LiveSnapshot, pool: &PoolLive, uptime_seconds: f64) -
             latency.count
         );
     }
+    render_flows(&mut out, flows);
+    render_discovery(&mut out, discovery);
     out
+}
+
+/// The flow trackers' counters per worker; nothing without trackers.
+fn render_flows(out: &mut String, flows: &[Option<FlowTrackerCounters>]) {
+    let trackers: Vec<(usize, &FlowTrackerCounters)> = flows
+        .iter()
+        .enumerate()
+        .filter_map(|(index, counters)| counters.as_ref().map(|c| (index, c)))
+        .collect();
+    if trackers.is_empty() {
+        return;
+    }
+    type Field = fn(&FlowTrackerCounters) -> u64;
+    let per_worker: [(&str, &str, &str, Field); 6] = [
+        (
+            "ringsieve_worker_flow_packets_total",
+            "counter",
+            "Packets the worker's flow tracker counted.",
+            |c| c.packets,
+        ),
+        (
+            "ringsieve_worker_flows_started_total",
+            "counter",
+            "Flows the worker's flow tracker started.",
+            |c| c.flows_started,
+        ),
+        (
+            "ringsieve_worker_flows_active",
+            "gauge",
+            "Flows the worker's flow tracker holds now.",
+            |c| c.flows_active,
+        ),
+        (
+            "ringsieve_worker_flow_records_lost_total",
+            "counter",
+            "Flow records lost in EVE writes that failed.",
+            |c| c.records_lost,
+        ),
+        (
+            "ringsieve_worker_alerts_total",
+            "counter",
+            "EVE alert events the worker's signature engine wrote.",
+            |c| c.alerts,
+        ),
+        (
+            "ringsieve_worker_anomalies_total",
+            "counter",
+            "EVE anomaly events (TCP overlaps with different data) the worker wrote.",
+            |c| c.anomalies,
+        ),
+    ];
+    for (name, kind, help, field) in per_worker {
+        family(out, name, kind, help);
+        for (index, counters) in &trackers {
+            let _ = writeln!(out, "{name}{{worker=\"{index}\"}} {}", field(counters));
+        }
+    }
+    family(
+        out,
+        "ringsieve_worker_flow_records_total",
+        "counter",
+        "EVE flow records the worker wrote, by why the flow ended.",
+    );
+    for (index, counters) in &trackers {
+        for (reason, value) in [
+            ("timeout", counters.records_timeout),
+            ("forced", counters.records_forced),
+            ("shutdown", counters.records_shutdown),
+        ] {
+            let _ = writeln!(
+                out,
+                "ringsieve_worker_flow_records_total{{worker=\"{index}\",reason=\"{reason}\"}} {value}"
+            );
+        }
+    }
+}
+
+/// The discovery's counters and its event-to-capture quantiles.
+fn render_discovery(out: &mut String, discovery: &DiscoverySnapshot) {
+    let counters: [(&str, &str, u64); 8] = [
+        (
+            "ringsieve_discovery_interfaces_appeared_total",
+            "Selected interfaces that appeared after the start.",
+            discovery.interfaces_appeared,
+        ),
+        (
+            "ringsieve_discovery_interfaces_disappeared_total",
+            "Captured interfaces that went away.",
+            discovery.interfaces_disappeared,
+        ),
+        (
+            "ringsieve_discovery_role_changes_total",
+            "Role changes of captured interfaces (a veth enslaved to a bridge becomes a container veth).",
+            discovery.role_changes,
+        ),
+        (
+            "ringsieve_discovery_containers_named_total",
+            "Container veths whose container was found.",
+            discovery.containers_named,
+        ),
+        (
+            "ringsieve_discovery_netlink_overflows_total",
+            "Times rtnetlink lost notifications (each followed by a resync).",
+            discovery.netlink_overflows,
+        ),
+        (
+            "ringsieve_discovery_resyncs_total",
+            "Full re-reads of the interfaces after the initial one.",
+            discovery.resyncs,
+        ),
+        (
+            "ringsieve_discovery_rings_opened_total",
+            "Capture rings opened, one per capture thread and interface.",
+            discovery.rings_opened,
+        ),
+        (
+            "ringsieve_discovery_rings_released_total",
+            "Capture rings released because their interface went away or left the selection.",
+            discovery.rings_released,
+        ),
+    ];
+    for (name, help, value) in counters {
+        family(out, name, "counter", help);
+        let _ = writeln!(out, "{name} {value}");
+    }
+    let name = "ringsieve_discovery_event_to_capture_seconds";
+    family(
+        out,
+        name,
+        "summary",
+        "From reading an interface's discovery event to its capture rings being open.",
+    );
+    let latency = &discovery.event_to_capture;
+    for (quantile, ns) in [("0.5", latency.p50_ns), ("0.99", latency.p99_ns), ("1", latency.max_ns)] {
+        let _ = writeln!(out, "{name}{{quantile=\"{quantile}\"}} {}", ns as f64 / 1e9);
+    }
+    let _ = writeln!(out, "{name}_sum {}", latency.sum_ns as f64 / 1e9);
+    let _ = writeln!(out, "{name}_count {}", latency.interfaces);
 }
 
 #[cfg(test)]
@@ -243,7 +412,34 @@ mod tests {
             queued: 5,
             dropped: 2,
         };
-        let text = render(&interfaces, &pool, 1.5);
+        let discovery = DiscoverySnapshot {
+            interfaces_appeared: 3,
+            rings_opened: 8,
+            event_to_capture: crate::host::EventToCapture {
+                interfaces: 3,
+                p50_ns: 150_000,
+                p99_ns: 2_000_000,
+                max_ns: 2_000_000,
+                sum_ns: 2_300_000,
+            },
+            ..DiscoverySnapshot::default()
+        };
+        let flows = [
+            Some(FlowTrackerCounters {
+                packets: 11,
+                flows_active: 2,
+                records_timeout: 4,
+                ..FlowTrackerCounters::default()
+            }),
+            None,
+        ];
+        let text = render(&Sources {
+            interfaces: &interfaces,
+            pool: &pool,
+            discovery: &discovery,
+            flows: &flows,
+            uptime_seconds: 1.5,
+        });
         assert!(
             text.contains("ringsieve_captured_total{interface=\"veth\\\"x\"} 7\n"),
             "{text}"
@@ -253,11 +449,53 @@ mod tests {
             text.contains("ringsieve_worker_latency_seconds{worker=\"0\",quantile=\"0.99\"} 0.000002\n"),
             "{text}"
         );
-        for line in text.lines().filter(|l| !l.starts_with('#')) {
+        for series in [
+            "ringsieve_discovery_interfaces_appeared_total 3\n",
+            "ringsieve_discovery_rings_opened_total 8\n",
+            "ringsieve_discovery_rings_released_total 0\n",
+            "ringsieve_discovery_event_to_capture_seconds{quantile=\"0.5\"} 0.00015\n",
+            "ringsieve_discovery_event_to_capture_seconds_sum 0.0023\n",
+            "ringsieve_discovery_event_to_capture_seconds_count 3\n",
+            "ringsieve_worker_flow_packets_total{worker=\"0\"} 11\n",
+            "ringsieve_worker_flows_active{worker=\"0\"} 2\n",
+            "ringsieve_worker_flow_records_total{worker=\"0\",reason=\"timeout\"} 4\n",
+        ] {
+            assert!(text.contains(series), "{series} in {text}");
+        }
+        // A worker without a flow tracker has no flow series.
+        assert!(!text.contains("worker=\"1\""), "{text}");
+        let mut declared = Vec::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let name = rest.split(' ').next().expect("a name");
+                assert!(!declared.contains(&name.to_owned()), "{name} declared twice");
+                declared.push(name.to_owned());
+                continue;
+            }
+            if line.starts_with('#') {
+                continue;
+            }
             let (series, value) = line.rsplit_once(' ').expect("a value");
             assert!(value.parse::<f64>().is_ok(), "{line}");
             assert!(series.starts_with("ringsieve_"), "{line}");
+            // Every sample follows its family's TYPE line.
+            let name = series.split('{').next().expect("a name");
+            let family = ["", "_sum", "_count"]
+                .iter()
+                .filter_map(|suffix| name.strip_suffix(suffix))
+                .find(|family| declared.iter().any(|d| d == family));
+            assert!(family.is_some(), "{line} before its TYPE");
         }
+        // Without flow trackers (no EVE output), no flow families at all.
+        let text = render(&Sources {
+            interfaces: &interfaces,
+            pool: &pool,
+            discovery: &discovery,
+            flows: &[None, None],
+            uptime_seconds: 1.5,
+        });
+        assert!(!text.contains("ringsieve_worker_flow"), "{text}");
+        assert!(text.contains("ringsieve_discovery_resyncs_total 0\n"), "{text}");
     }
 
     #[test]

@@ -19,7 +19,6 @@ use std::time::Instant;
 use af_packet::{CaptureRing, CloseReason, FanoutGroup, Interface, Packet, RingSet, UnboundRing};
 use anyhow::Context;
 use flow::{FlowHasher, SieveShared, TapRegistry, TapRole};
-use hdrhistogram::Histogram;
 use pipeline::capture_thread::LivePublisher;
 use pipeline::capture_thread::RingCommand;
 use pipeline::clock::wall_clock_ns;
@@ -37,8 +36,9 @@ use signal_hook::iterator::Signals;
 use crate::accounting::Accounting;
 use crate::dedup_summary::dedup_json;
 use crate::detection::Detection;
-use crate::host::{ring_config, ring_role, Host, HostChange};
+use crate::host::{ring_config, ring_role, DiscoveryCounters, Host, HostChange};
 use crate::host_worker::{live_json, open_eve, workers_json, HostWorker};
+use crate::live_flows::{LiveFlows, PublishingWorker};
 use crate::metrics::MetricsServer;
 use crate::pcap_worker::PcapOutput;
 use crate::settings::{RunSettings, SettingError};
@@ -107,8 +107,11 @@ struct Rings<'s> {
     groups: HashMap<i32, FanoutGroup>,
     /// The role each captured interface had, by name, for the summary.
     roles: BTreeMap<String, TapRole>,
-    /// From reading an interface's discovery event to its rings being open.
-    latency: Histogram<u64>,
+    /// Rings open per interface, by index.
+    open_rings: HashMap<i32, usize>,
+    /// Rings opened and released, and the time from reading an interface's
+    /// discovery event to its rings being open.
+    counters: Arc<DiscoveryCounters>,
     /// Container-veth rings prepared ahead by a thread of their own, so a
     /// new container's veth is captured as soon as it appears.
     spares: Receiver<UnboundRing>,
@@ -118,7 +121,7 @@ struct Rings<'s> {
 const SPARE_RINGS_PER_THREAD: usize = 2;
 
 impl<'s> Rings<'s> {
-    fn new(settings: &'s RunSettings) -> Self {
+    fn new(settings: &'s RunSettings, counters: Arc<DiscoveryCounters>) -> Self {
         let (senders, receivers) = (0..settings.capture_threads).map(|_| mpsc::channel()).unzip();
         Self {
             settings,
@@ -126,7 +129,8 @@ impl<'s> Rings<'s> {
             receivers,
             groups: HashMap::new(),
             roles: BTreeMap::new(),
-            latency: Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid histogram bounds"),
+            open_rings: HashMap::new(),
+            counters,
             spares: spare_rings(settings),
         }
     }
@@ -175,8 +179,10 @@ impl<'s> Rings<'s> {
             }
             opened.push(ring);
         }
+        self.counters
+            .rings_opened(opened.len(), seen.map(|seen| seen.elapsed()));
+        self.open_rings.insert(ifindex, opened.len());
         if let Some(seen) = seen {
-            let _ = self.latency.record(seen.elapsed().as_nanos().max(1) as u64);
             tracing::debug!(
                 interface = name,
                 after_event_us = seen.elapsed().as_micros() as u64,
@@ -220,6 +226,9 @@ impl<'s> Rings<'s> {
             }
             HostChange::Release { ifindex, name } => {
                 self.groups.remove(&ifindex);
+                if let Some(rings) = self.open_rings.remove(&ifindex) {
+                    self.counters.rings_released(rings);
+                }
                 for sender in &self.senders {
                     let _ = sender.send(RingCommand::Remove {
                         ifindex,
@@ -315,21 +324,23 @@ pub fn run(settings: &RunSettings, origin: &crate::settings::Origin<'_>) -> anyh
 
     // Every initial ring is open (so capturing) before any thread starts
     // reading; the threads take them from their control channels.
-    let mut rings = Rings::new(settings);
+    let mut rings = Rings::new(settings, host.counters());
     for (ifindex, name, role) in &initial {
         rings.open(*ifindex, name, *role, false, None)?;
     }
 
     let pool_config = &settings.pipeline.pool;
     let interfaces = Arc::new(InterfaceTable::new());
-    let pool = WorkerPool::start(pool_config, Arc::clone(&interfaces), |_| {
-        HostWorker::new(
+    let live_flows = LiveFlows::new(pool_config.workers.max(1));
+    let pool = WorkerPool::start(pool_config, Arc::clone(&interfaces), |index| {
+        let worker = HostWorker::new(
             &settings.pipeline,
             eve.as_ref(),
             detection.as_ref(),
             pcap.as_ref().map(PcapOutput::worker),
             pool_config.workers,
-        )
+        );
+        PublishingWorker::new(worker, Arc::clone(&live_flows), index)
     })
     .context("starting the worker threads")?;
 
@@ -407,8 +418,15 @@ pub fn run(settings: &RunSettings, origin: &crate::settings::Origin<'_>) -> anyh
     let _metrics = match settings.metrics {
         Some(address) => {
             let (live, pool) = (Arc::clone(&live), pool.watcher());
+            let (discovery, flows) = (host.counters(), Arc::clone(&live_flows));
             let server = MetricsServer::start(address, move || {
-                crate::metrics::render(&live.snapshot(), &pool.live(), started.elapsed().as_secs_f64())
+                crate::metrics::render(&crate::metrics::Sources {
+                    interfaces: &live.snapshot(),
+                    pool: &pool.live(),
+                    discovery: &discovery.snapshot(),
+                    flows: &flows.snapshot(),
+                    uptime_seconds: started.elapsed().as_secs_f64(),
+                })
             })
             .map_err(|e| SettingError {
                 source: origin.of("metrics"),
@@ -481,7 +499,7 @@ pub fn run(settings: &RunSettings, origin: &crate::settings::Origin<'_>) -> anyh
         );
     }
     let nat_feed = nat_feed.map(|thread| thread.join().unwrap_or_default());
-    let mut pool_report = pool.finish();
+    let mut pool_report = crate::live_flows::host_workers(pool.finish());
     // The workers are done: their handles on the pcapng file go, so it can
     // be finished.
     for (worker, _) in &mut pool_report.workers {
@@ -516,7 +534,7 @@ pub fn run(settings: &RunSettings, origin: &crate::settings::Origin<'_>) -> anyh
     if let Some(feed) = &nat_feed {
         summary["conntrack"] = feed.summary();
     }
-    summary["discovery"] = host.summary(&rings.latency);
+    summary["discovery"] = host.summary();
     eprintln!("{summary}");
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }

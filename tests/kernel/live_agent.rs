@@ -5,7 +5,6 @@
 //! over 100 container start/stop cycles leaks no ring, file descriptor or
 //! thread and keeps its memory flat.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::netns::privileged;
@@ -13,22 +12,6 @@ use crate::process::{in_namespace, Watched};
 use crate::testbed::{one_at_a_time, Bed};
 
 const RINGSIEVE: &str = env!("CARGO_BIN_EXE_ringsieve");
-
-/// Runs `scripts/docker-host.sh ARGS` for the bed of prefix `prefix`.
-fn bed_script(prefix: &str, args: &[&str]) {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/docker-host.sh");
-    let out = Command::new("bash")
-        .arg(script)
-        .args(args)
-        .env("RINGSIEVE_BED", prefix)
-        .output()
-        .expect("docker-host.sh runs");
-    assert!(
-        out.status.success(),
-        "docker-host.sh {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// Open file descriptors, threads and resident kB of process `pid`.
 fn footprint(pid: u32) -> (usize, usize, u64) {
@@ -54,7 +37,7 @@ fn the_agent_follows_containers_names_them_and_leaks_nothing_over_100_cycles() {
     }
     let _serial = one_at_a_time();
     let bed = Bed::up();
-    let prefix = bed.namespace("host").trim_end_matches("-host").to_owned();
+    let prefix = bed.prefix().to_owned();
     let dir = tempfile::tempdir().unwrap();
     let eve = dir.path().join("eve.json");
     let mut command = in_namespace(&bed.namespace("host"), RINGSIEVE);
@@ -68,7 +51,7 @@ fn the_agent_follows_containers_names_them_and_leaks_nothing_over_100_cycles() {
 
     // A container starts while the agent runs and pings another at once:
     // its veth must be captured before its first packet.
-    bed_script(&prefix, &["start", "4"]);
+    bed.docker_host(&["start", "4"]);
     let ping = in_namespace(&format!("{prefix}-c4"), "ping")
         .args(["-c", "5", "-i", "0.01", "-W", "1", "172.17.0.2"])
         .output()
@@ -78,7 +61,7 @@ fn the_agent_follows_containers_names_them_and_leaks_nothing_over_100_cycles() {
         "ping from the new container: {}",
         String::from_utf8_lossy(&ping.stdout)
     );
-    bed_script(&prefix, &["stop", "4"]);
+    bed.docker_host(&["stop", "4"]);
 
     // 100 container lives under the agent; its footprint before and after
     // (once the stopped container's ring is closed).
@@ -86,8 +69,8 @@ fn the_agent_follows_containers_names_them_and_leaks_nothing_over_100_cycles() {
     let before = footprint(pid);
     let started = Instant::now();
     for _ in 0..100 {
-        bed_script(&prefix, &["start", "5"]);
-        bed_script(&prefix, &["stop", "5"]);
+        bed.docker_host(&["start", "5"]);
+        bed.docker_host(&["stop", "5"]);
     }
     let cycles = started.elapsed();
     std::thread::sleep(Duration::from_millis(300));

@@ -55,7 +55,10 @@ fn exchange(bed: &Bed, server: (&str, &[&str]), client: (&str, &[&str]), ready: 
     let _ = std::fs::remove_file(ready);
     let mut serve = traffic(bed, server.0, server.1);
     serve.args(["--ready-file", ready.to_str().unwrap()]);
-    let mut serve = serve.spawn().expect("the server starts");
+    let mut serve = serve
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("the server starts");
     for _ in 0..1000 {
         if ready.exists() {
             break;
@@ -100,7 +103,16 @@ fn each_marker_alerts_once_in_the_containers_address_space() {
 
     let mut command = in_namespace(&bed.namespace("host"), RINGSIEVE);
     command
-        .args(["run", "--workers", "2", "--stats-interval", "0", "--eve"])
+        .args([
+            "run",
+            "--workers",
+            "2",
+            "--stats-interval",
+            "0",
+            "--metrics",
+            "19187",
+            "--eve",
+        ])
         .arg(&eve)
         .arg("--rules")
         .arg(&rules)
@@ -209,7 +221,23 @@ fn each_marker_alerts_once_in_the_containers_address_space() {
         &ready,
     );
 
-    std::thread::sleep(Duration::from_millis(200));
+    // The alerts in the metrics, once every worker has published them.
+    let mut scraped = 0.0;
+    for _ in 0..50 {
+        std::thread::sleep(Duration::from_millis(100));
+        let metrics = bed.scrape_metrics(19187);
+        scraped = (0..2)
+            .map(|worker| {
+                metrics
+                    .get(&format!("ringsieve_worker_alerts_total{{worker=\"{worker}\"}}"))
+                    .unwrap_or(0.0)
+            })
+            .sum();
+        if scraped >= 5.0 {
+            break;
+        }
+    }
+    assert_eq!(scraped, 5.0, "five alerts in the metrics");
     let (code, lines) = ringsieve.stop("-TERM");
     drop(bed);
     assert_eq!(code, 0, "ringsieve run exit: {lines:?}");

@@ -42,7 +42,7 @@ fn ipv4_packets(path: &Path) -> Vec<Vec<u8>> {
 /// Whether an IPv4 unicast packet has a container address (172.17.0.0/16,
 /// not the bridge's own .1) at either end: the traffic the containers'
 /// captures (filtered alike) show.
-fn touches_a_container(packet: &[u8]) -> bool {
+pub(crate) fn touches_a_container(packet: &[u8]) -> bool {
     let container = |a: &[u8]| a[0] == 172 && a[1] == 17 && a != [172, 17, 0, 1];
     let multicast = packet.len() >= 20 && (224..240).contains(&packet[16]);
     packet.len() >= 20 && !multicast && (container(&packet[12..16]) || container(&packet[16..20]))

@@ -90,38 +90,47 @@ fn a_stalled_worker_drops_counted_packets_and_sigterm_mid_traffic_leaves_complet
         // been stalled for a while and traffic is still running.
         wait_for_stats(&eve, |stats| stats["queue_drops"].as_u64().unwrap_or(0) > 0);
         // A real scrape of the Prometheus endpoint, inside the host
-        // namespace (its loopback): counters per interface, drops by reason.
-        let scrape = in_namespace(&bed.namespace("host"), "curl")
-            .args(["-sS", "--max-time", "5", "http://127.0.0.1:19185/metrics"])
-            .output()
-            .expect("curl runs");
-        let metrics = String::from_utf8_lossy(&scrape.stdout).into_owned();
+        // namespace (its loopback), in exposition format: counters per
+        // interface, drops by reason, the workers' latency and flow
+        // trackers, the discovery (with interface options nothing appears,
+        // but the initial interfaces' rings are counted).
+        let metrics = bed.scrape_metrics(19185);
         assert!(
-            scrape.status.success(),
-            "scrape: {metrics} {}",
-            String::from_utf8_lossy(&scrape.stderr)
-        );
-        let sample = |series: &str| -> f64 {
-            metrics
-                .lines()
-                .find_map(|line| line.strip_prefix(series).and_then(|rest| rest.trim().parse().ok()))
-                .unwrap_or_else(|| panic!("no {series} in {metrics}"))
-        };
-        assert!(
-            sample("ringsieve_captured_total{interface=\"vethc1\"}") > 0.0,
-            "{metrics}"
+            metrics.value("ringsieve_captured_total{interface=\"vethc1\"}") > 0.0,
+            "{}",
+            metrics.text
         );
         assert!(
-            sample("ringsieve_kernel_packets_total{interface=\"eth0\"}") > 0.0,
-            "{metrics}"
+            metrics.value("ringsieve_kernel_packets_total{interface=\"eth0\"}") > 0.0,
+            "{}",
+            metrics.text
+        );
+        for series in [
+            "ringsieve_queue_drops_total{interface=\"vethc1\",reason=\"queue_full\"}",
+            "ringsieve_worker_latency_seconds{worker=\"0\",quantile=\"0.99\"}",
+            "ringsieve_worker_flows_active{worker=\"0\"}",
+            "ringsieve_worker_flow_records_total{worker=\"0\",reason=\"shutdown\"}",
+            "ringsieve_discovery_event_to_capture_seconds{quantile=\"0.99\"}",
+            "ringsieve_discovery_resyncs_total",
+        ] {
+            metrics.value(series);
+        }
+        assert_eq!(
+            metrics.value("ringsieve_discovery_interfaces_appeared_total"),
+            0.0,
+            "{}",
+            metrics.text
+        );
+        assert_eq!(
+            metrics.value("ringsieve_discovery_event_to_capture_seconds_count"),
+            0.0,
+            "{}",
+            metrics.text
         );
         assert!(
-            metrics.contains("ringsieve_queue_drops_total{interface=\"vethc1\",reason=\"queue_full\"}"),
-            "{metrics}"
-        );
-        assert!(
-            metrics.contains("ringsieve_worker_latency_seconds{worker=\"0\",quantile=\"0.99\"}"),
-            "{metrics}"
+            metrics.value("ringsieve_discovery_rings_opened_total") >= 5.0,
+            "a ring at least on each of the five interfaces: {}",
+            metrics.text
         );
         // The FIFO is drained a second after SIGTERM, so the stop starts
         // while the worker is still stalled.

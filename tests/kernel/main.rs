@@ -8,6 +8,7 @@
 mod capture;
 mod live_agent;
 mod live_alerts;
+mod live_containers;
 mod live_dedup;
 mod live_pipeline;
 mod netns;

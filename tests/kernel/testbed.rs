@@ -112,7 +112,7 @@ fn script(prefix: &str, name: &str, args: &[&str], env: &[(&str, String)]) -> Ou
 }
 
 /// The namespaces that exist now, by name.
-fn namespaces() -> Vec<String> {
+pub(crate) fn namespaces() -> Vec<String> {
     let out = Command::new("ip")
         .args(["netns", "list"])
         .output()
@@ -170,6 +170,44 @@ impl Bed {
         format!("{}-{role}", self.prefix)
     }
 
+    /// The namespaces' prefix (`RINGSIEVE_BED`): container K is
+    /// `<prefix>-cK`, which is also the name the agent gives it.
+    pub(crate) fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Runs `scripts/docker-host.sh ARGS` on this bed (`start K ...`,
+    /// `stop K`), panicking with its output if it fails; returns its stdout.
+    pub(crate) fn docker_host(&self, args: &[&str]) -> String {
+        let out = self.script("docker-host.sh", args);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Scrapes `http://127.0.0.1:PORT/metrics` with curl inside the host
+    /// namespace and checks the text is Prometheus exposition format.
+    pub(crate) fn scrape_metrics(&self, port: u16) -> Metrics {
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.namespace("host"),
+                "curl",
+                "-sS",
+                "--max-time",
+                "5",
+            ])
+            .arg(format!("http://127.0.0.1:{port}/metrics"))
+            .output()
+            .expect("curl runs");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "scrape of port {port}: {text} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Metrics::parse(&text)
+    }
+
     /// Runs traffic case `case` through `scripts/traffic.sh`.
     pub(crate) fn traffic(&self, case: &str) -> String {
         let env = [
@@ -197,6 +235,98 @@ impl Drop for Bed {
             ),
             Err(e) => eprintln!("cannot run docker-host.sh down for {}: {e}", self.prefix),
         }
+    }
+}
+
+/// One scrape of a Prometheus endpoint: every sample by its series (name
+/// and labels as written, `name{a="x"}`), and the text.
+#[derive(Debug)]
+pub(crate) struct Metrics {
+    pub(crate) samples: BTreeMap<String, f64>,
+    pub(crate) text: String,
+}
+
+impl Metrics {
+    /// Parses exposition text (format 0.0.4), panicking where it does not
+    /// conform: a metric name that is not `[a-zA-Z_:][a-zA-Z0-9_:]*`, a
+    /// family without `# HELP` and `# TYPE` before its samples or declared
+    /// twice, a sample whose family is not declared (a summary's `_sum` and
+    /// `_count` belong to it), a value that is not a number, a series given
+    /// twice.
+    pub(crate) fn parse(text: &str) -> Self {
+        let valid_name = |name: &str| {
+            let mut chars = name.chars();
+            chars
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+                && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+        };
+        let mut helped = BTreeSet::new();
+        let mut typed = BTreeMap::new();
+        let mut samples = BTreeMap::new();
+        for line in text.lines().filter(|line| !line.is_empty()) {
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                let name = rest.split(' ').next().unwrap_or_default();
+                assert!(valid_name(name), "bad metric name in {line:?}");
+                assert!(helped.insert(name.to_owned()), "HELP twice for {name}:\n{text}");
+                continue;
+            }
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = rest.split_once(' ').unwrap_or((rest, ""));
+                assert!(
+                    ["counter", "gauge", "summary", "histogram", "untyped"].contains(&kind),
+                    "bad TYPE line {line:?}"
+                );
+                assert!(helped.contains(name), "TYPE before HELP for {name}:\n{text}");
+                assert!(
+                    typed.insert(name.to_owned(), kind.to_owned()).is_none(),
+                    "TYPE twice for {name}:\n{text}"
+                );
+                continue;
+            }
+            assert!(!line.starts_with('#'), "unexpected comment {line:?}");
+            let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("no value in {line:?}"));
+            let value: f64 = value
+                .parse()
+                .unwrap_or_else(|_| panic!("value of {line:?} is not a number"));
+            let name = series.split('{').next().unwrap_or_default();
+            assert!(valid_name(name), "bad metric name in {line:?}");
+            if series.contains('{') {
+                assert!(series.ends_with('}'), "unterminated labels in {line:?}");
+            }
+            let family = [
+                name,
+                name.strip_suffix("_sum").unwrap_or(name),
+                name.strip_suffix("_count").unwrap_or(name),
+            ]
+            .into_iter()
+            .find(|family| match typed.get(*family).map(String::as_str) {
+                Some("summary" | "histogram") => true,
+                Some(_) => *family == name,
+                None => false,
+            })
+            .unwrap_or_else(|| panic!("{line:?}: no TYPE for its family before it"));
+            assert!(family.starts_with("ringsieve_"), "{line:?}");
+            assert!(
+                samples.insert(series.to_owned(), value).is_none(),
+                "series {series} twice:\n{text}"
+            );
+        }
+        Self {
+            samples,
+            text: text.to_owned(),
+        }
+    }
+
+    /// The value of `series` (`name` or `name{labels}` as written).
+    pub(crate) fn get(&self, series: &str) -> Option<f64> {
+        self.samples.get(series).copied()
+    }
+
+    /// The value of `series`, panicking with the whole scrape if absent.
+    pub(crate) fn value(&self, series: &str) -> f64 {
+        self.get(series)
+            .unwrap_or_else(|| panic!("no {series} in the scrape:\n{}", self.text))
     }
 }
 

@@ -444,6 +444,13 @@ pub fn distinct_frames(container_captures: &[PathBuf]) -> Result<Vec<(u64, Vec<u
 /// both directions give one key. Parsed here without any of ringsieve's
 /// code; `None` for anything but an unfragmented IPv4 frame.
 pub fn connection_key(frame: &[u8]) -> Option<(String, String, String)> {
+    let (protocol, a, b) = frame_endpoints(frame)?;
+    Some(if a <= b { (protocol, a, b) } else { (protocol, b, a) })
+}
+
+/// The protocol, source and destination of an IPv4 Ethernet frame, named as
+/// in [`connection_key`] but in the frame's own direction.
+pub fn frame_endpoints(frame: &[u8]) -> Option<(String, String, String)> {
     if frame.len() < 34 || frame[12..14] != [0x08, 0x00] {
         return None;
     }
@@ -462,16 +469,62 @@ pub fn connection_key(frame: &[u8]) -> Option<(String, String, String)> {
         1 => ("ICMP".to_owned(), false),
         other => (other.to_string(), false),
     };
-    let (a, b) = if ports {
+    if ports {
         if transport.len() < 4 {
             return None;
         }
         let port = |at: usize| u16::from_be_bytes([transport[at], transport[at + 1]]);
-        (format!("{src}:{}", port(0)), format!("{dst}:{}", port(2)))
+        Some((protocol, format!("{src}:{}", port(0)), format!("{dst}:{}", port(2))))
     } else {
-        (src.to_string(), dst.to_string())
-    };
-    Some(if a <= b { (protocol, a, b) } else { (protocol, b, a) })
+        Some((protocol, src.to_string(), dst.to_string()))
+    }
+}
+
+/// One connection's packets in each direction, the client being the
+/// endpoint that sent its first packet (as Suricata, and ringsieve's EVE
+/// records, turn a flow to its earliest sender).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DirectedCounts {
+    /// Packets from the client to the server (`pkts_toserver`).
+    pub to_server: u64,
+    /// Packets from the server to the client (`pkts_toclient`).
+    pub to_client: u64,
+}
+
+/// The connections among `frames`, which must be in time order (as
+/// [`distinct_frames`] gives them), keyed `(protocol, client, server)`
+/// with endpoints named as in [`connection_key`], and their packets each
+/// way. Parsed here without any of ringsieve's code.
+pub fn directed_connections<'a>(
+    frames: impl IntoIterator<Item = &'a [u8]>,
+) -> BTreeMap<(String, String, String), DirectedCounts> {
+    // By unordered key: the client (the first frame's source), the counts.
+    let mut by_key: BTreeMap<(String, String, String), (String, DirectedCounts)> = BTreeMap::new();
+    for frame in frames {
+        let Some((protocol, src, dst)) = frame_endpoints(frame) else {
+            continue;
+        };
+        let key = if src <= dst {
+            (protocol, src.clone(), dst)
+        } else {
+            (protocol, dst, src.clone())
+        };
+        let (client, counts) = by_key
+            .entry(key)
+            .or_insert_with(|| (src.clone(), DirectedCounts::default()));
+        if *client == src {
+            counts.to_server += 1;
+        } else {
+            counts.to_client += 1;
+        }
+    }
+    by_key
+        .into_iter()
+        .map(|((protocol, a, b), (client, counts))| {
+            let server = if client == a { b } else { a };
+            ((protocol, client, server), counts)
+        })
+        .collect()
 }
 
 /// The start of every application payload the traffic generator
@@ -719,6 +772,66 @@ mod tests {
         assert!(error.contains("not Ethernet"), "{error}");
         // As a host capture it is fine: one packet on ifindex 3.
         assert_eq!(host_counts(&path).unwrap(), (1, vec![("ifindex3".to_owned(), 1)]));
+    }
+
+    #[test]
+    fn directed_connections_take_the_first_sender_as_client() {
+        let spec = |src_ip, src_port, dst_ip, dst_port| FrameSpec {
+            src_ip,
+            dst_ip,
+            src_port,
+            dst_port,
+            ..FrameSpec::default()
+        };
+        let (a, b) = ([172, 17, 0, 5], [198, 18, 0, 1]);
+        let request = spec(a, 40_000, b, 53);
+        let reply = spec(b, 53, a, 40_000);
+        let other = spec(a, 40_001, b, 53);
+        let frames = [
+            request.build(1),
+            reply.build(2),
+            request.build(3),
+            other.build(4),
+            // Not IPv4: ignored.
+            vec![0u8; 60],
+        ];
+        let directed = directed_connections(frames.iter().map(Vec::as_slice));
+        let key = |client: &str, server: &str| ("UDP".to_owned(), client.to_owned(), server.to_owned());
+        assert_eq!(
+            directed,
+            BTreeMap::from([
+                (
+                    key("172.17.0.5:40000", "198.18.0.1:53"),
+                    DirectedCounts {
+                        to_server: 2,
+                        to_client: 1
+                    }
+                ),
+                (
+                    key("172.17.0.5:40001", "198.18.0.1:53"),
+                    DirectedCounts {
+                        to_server: 1,
+                        to_client: 0
+                    }
+                ),
+            ])
+        );
+        // The first frame decides: the same frames led by the reply make
+        // the other end the client.
+        let turned = directed_connections([reply.build(2), request.build(1)].iter().map(Vec::as_slice));
+        assert_eq!(
+            turned,
+            BTreeMap::from([(
+                key("198.18.0.1:53", "172.17.0.5:40000"),
+                DirectedCounts {
+                    to_server: 1,
+                    to_client: 1
+                }
+            )])
+        );
+        // Undirected, both connections count every packet.
+        let undirected = connections(frames.iter().map(Vec::as_slice));
+        assert_eq!(undirected.values().copied().collect::<Vec<_>>(), vec![3, 1]);
     }
 
     #[test]
