@@ -1144,8 +1144,9 @@ fn rings_added_and_removed_while_a_capture_thread_runs_are_each_reported() {
     let first_ifindex = first.interface().ifindex();
     control.send(pipeline::capture_thread::RingCommand::Add(first)).unwrap();
     send_all(&open_sender(&link.a, "ca1"), &frames(50, 0, sized));
-    sink.wait_for("50 frames on cb1", |counts, _| counts.get("cb1") == Some(&50));
-
+    // Removed at once, its last block not yet handed over by the kernel:
+    // the ring is read until the retire timeout has passed, then closed,
+    // and every frame is captured.
     control
         .send(pipeline::capture_thread::RingCommand::Remove {
             ifindex: first_ifindex,

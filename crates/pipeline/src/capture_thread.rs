@@ -13,7 +13,7 @@ use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use af_packet::{CaptureRing, CloseReason, Interface, KernelCounters, Packet, RingGeometry, RingSet};
+use af_packet::{CaptureRing, CloseReason, Interface, KernelCounters, Packet, RingGeometry, RingId, RingSet};
 
 use crate::live::{LiveCounters, LiveSnapshot};
 
@@ -176,6 +176,7 @@ pub fn run_controlled<S: PacketSink>(
             error = Some(e.to_string());
             break;
         }
+        book.close_due(&mut rings, &mut sink);
         book.retire_closed(&mut rings, &mut sink);
         if last_counters.elapsed() >= config.counters_interval {
             rings.update_counters();
@@ -208,6 +209,10 @@ pub fn run_controlled<S: PacketSink>(
             std::thread::sleep(Duration::from_millis(1));
         }
     }
+    // Rings that were closing are done now too.
+    for (id, reason, _) in std::mem::take(&mut book.closing) {
+        rings.close(id, reason);
+    }
     rings.update_counters();
     sink.finish();
 
@@ -225,6 +230,7 @@ pub fn run_controlled<S: PacketSink>(
         open,
         captured,
         mut finished,
+        closing: _,
     } = book;
     finished.extend(
         open.into_iter()
@@ -244,6 +250,9 @@ struct Bookkeeping {
     open: Vec<Option<InterfaceReport>>,
     captured: Vec<u64>,
     finished: Vec<InterfaceReport>,
+    /// Rings asked to close, read until their last block is handed over:
+    /// (ring, reason, when to close it).
+    closing: Vec<(RingId, CloseReason, Instant)>,
 }
 
 impl Bookkeeping {
@@ -281,6 +290,29 @@ impl Bookkeeping {
         }
         sink.live_counts(&mut out);
         out
+    }
+
+    /// Closes the rings whose closing time has come, after reading what
+    /// they hold.
+    fn close_due<S: PacketSink>(&mut self, rings: &mut RingSet, sink: &mut S) {
+        if self.closing.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        if !self.closing.iter().any(|(_, _, at)| *at <= now) {
+            return;
+        }
+        let captured = &mut self.captured;
+        rings.drain_ready(usize::MAX, |id, interface, packet| {
+            captured[id.index()] += 1;
+            sink.packet(interface, packet);
+        });
+        sink.end_of_turn();
+        let (due, waiting): (Vec<_>, Vec<_>) = self.closing.drain(..).partition(|(_, _, at)| *at <= now);
+        self.closing = waiting;
+        for (id, reason, _) in due {
+            rings.close(id, reason);
+        }
     }
 
     /// Moves the reports of the rings that closed to the finished list.
@@ -339,9 +371,19 @@ fn apply_commands<S: PacketSink>(
                     .find(|(_, ring)| ring.interface().ifindex() == ifindex)
                     .map(|(id, _)| id);
                 if let Some(id) = found {
-                    rings.close(id, reason);
-                    // Before another ring can take the slot.
-                    book.retire_closed(rings, sink);
+                    // The kernel hands over the block it is filling only at
+                    // the retire timeout: keep reading the ring until then,
+                    // so the last packets of a container deleted right after
+                    // sending them are delivered. Its slot stays taken until
+                    // it closes.
+                    let retire = rings
+                        .rings()
+                        .find(|(i, _)| *i == id)
+                        .map_or(0, |(_, ring)| ring.geometry().retire_timeout_ms);
+                    let at = Instant::now() + Duration::from_millis(u64::from(retire) * 2 + 10);
+                    if !book.closing.iter().any(|(closing, _, _)| *closing == id) {
+                        book.closing.push((id, reason, at));
+                    }
                 }
             }
         }
