@@ -125,8 +125,9 @@ impl<W: Worker> Reorder<W> {
     }
 
     /// Hands over, in order, everything at or before `until_ns`, and the
-    /// oldest beyond `max_packets`.
-    fn release(&mut self, until_ns: u64) {
+    /// oldest beyond `max_packets`; with `flush`, passes what it gathered
+    /// to the inner worker now.
+    fn release(&mut self, until_ns: u64, flush: bool) {
         let Some(interfaces) = self.interfaces.clone() else {
             return;
         };
@@ -159,7 +160,9 @@ impl<W: Worker> Reorder<W> {
                 self.flush();
             }
         }
-        self.flush();
+        if flush {
+            self.flush();
+        }
     }
 
     fn flush(&mut self) {
@@ -182,52 +185,49 @@ impl<W: Worker> Reorder<W> {
 }
 
 impl<W: Worker> Worker for Reorder<W> {
+    /// Each packet in turn: held, then everything `window_ns` older than
+    /// the newest released (so what is late does not depend on where
+    /// batches end); the notices after the batch's packets.
     fn batch(&mut self, batch: &PacketBatch) {
-        let interfaces = Arc::clone(&batch.interfaces);
-        self.interfaces.get_or_insert_with(|| Arc::clone(&interfaces));
-        let mut late = Vec::new();
+        self.interfaces.get_or_insert_with(|| Arc::clone(&batch.interfaces));
         for packet in batch.packets() {
             let timestamp_ns = packet.meta.timestamp_ns;
             self.counters.packets += 1;
             if timestamp_ns < self.released_ns {
                 // Its place has gone: on at once, out of order.
                 self.counters.late += 1;
-                late.push(packet);
+                let interfaces = Arc::clone(&batch.interfaces);
+                let out = self.out.get_or_insert_with(|| PacketBatch::new(interfaces));
+                out.push(*packet.meta, packet.data);
+                if out.len() >= OUT_BATCH_PACKETS {
+                    self.flush();
+                }
                 continue;
             }
             if timestamp_ns < self.newest_ns {
                 self.counters.reordered += 1;
             }
-            self.newest_ns = self.newest_ns.max(timestamp_ns);
             let mut data = self.free_buffers.pop().unwrap_or_default();
             data.clear();
             data.extend_from_slice(packet.data);
             self.hold(timestamp_ns, Held::Packet(*packet.meta, data));
-        }
-        if !late.is_empty() {
-            let out = self
-                .out
-                .get_or_insert_with(|| PacketBatch::new(Arc::clone(&interfaces)));
-            for packet in late {
-                out.push(*packet.meta, packet.data);
-            }
-            self.flush();
+            self.newest_ns = self.newest_ns.max(timestamp_ns);
+            self.release(self.newest_ns.saturating_sub(self.window_ns), false);
         }
         for notice in batch.suppressed() {
             self.hold(notice.timestamp_ns.max(self.released_ns), Held::Notice(*notice));
         }
-        let until = self.newest_ns.saturating_sub(self.window_ns);
-        self.release(until);
+        self.release(self.newest_ns.saturating_sub(self.window_ns), true);
     }
 
     fn tick(&mut self, clock_ns: u64) {
-        self.release(clock_ns.saturating_sub(self.window_ns));
+        self.release(clock_ns.saturating_sub(self.window_ns), true);
         let clock = self.inner_clock(clock_ns);
         self.inner.tick(clock);
     }
 
     fn finish(&mut self, clock_ns: u64) {
-        self.release(u64::MAX);
+        self.release(u64::MAX, true);
         self.inner.finish(clock_ns);
     }
 }
@@ -320,12 +320,35 @@ mod tests {
     }
 
     #[test]
+    fn where_batches_end_does_not_change_the_order() {
+        let table = table();
+        let timestamps = [100, 104, 102, 130, 95, 131, 128, 160, 140, 200, 171, 170];
+        let mut whole = Reorder::new(Seen::default(), 10, 1000);
+        whole.batch(&batch(&table, &timestamps));
+        whole.finish(0);
+        for size in 1..timestamps.len() {
+            let mut cut = Reorder::new(Seen::default(), 10, 1000);
+            for chunk in timestamps.chunks(size) {
+                cut.batch(&batch(&table, chunk));
+            }
+            cut.finish(0);
+            assert_eq!(cut.inner().packets, whole.inner().packets, "batches of {size}");
+            assert_eq!(cut.counters(), whole.counters(), "batches of {size}");
+        }
+        // 95 comes after 130 released 100 to 104 ... and 170 after 171,
+        // released as soon as it came (200 had come).
+        assert_eq!(whole.counters().late, 2);
+    }
+
+    #[test]
     fn the_bound_releases_the_oldest_early() {
         let table = table();
         let mut reorder = Reorder::new(Seen::default(), 1_000, 2);
         reorder.batch(&batch(&table, &[5, 3, 4, 1]));
-        assert_eq!(reorder.inner().packets, [1, 3]);
-        assert_eq!(reorder.counters().forced, 2);
+        // A third held pushes out 3; 1 then comes after it, late.
+        assert_eq!(reorder.inner().packets, [3, 1]);
+        assert_eq!(reorder.counters().forced, 1);
+        assert_eq!(reorder.counters().late, 1);
         assert_eq!(reorder.held(), 2);
     }
 
