@@ -17,9 +17,9 @@
 //! (counted). A packet older than one already released is passed on at
 //! once (counted as late), never dropped.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::sync::Arc;
+
+use flow::OrderedQueue;
 
 use crate::interfaces::InterfaceTable;
 use crate::worker::{PacketBatch, PacketMeta, SuppressedNotice, Worker};
@@ -53,8 +53,9 @@ pub struct Reorder<W: Worker> {
     inner: W,
     window_ns: u64,
     max_packets: usize,
-    /// (timestamp, arrival order, slot), earliest first.
-    heap: BinaryHeap<Reverse<(u64, u64, usize)>>,
+    /// (timestamp, arrival order, slot), earliest first: a FIFO for what
+    /// arrives in order and a heap for the rest, merged by their heads.
+    heap: OrderedQueue<(u64, u64, usize)>,
     slots: Vec<Option<Held>>,
     free_slots: Vec<usize>,
     free_buffers: Vec<Vec<u8>>,
@@ -76,7 +77,7 @@ impl<W: Worker> Reorder<W> {
             inner,
             window_ns,
             max_packets: max_packets.max(1),
-            heap: BinaryHeap::new(),
+            heap: OrderedQueue::default(),
             slots: Vec::new(),
             free_slots: Vec::new(),
             free_buffers: Vec::new(),
@@ -109,6 +110,16 @@ impl<W: Worker> Reorder<W> {
         self.heap.len()
     }
 
+    /// Starts over on a new clock once everything is released (after
+    /// [`Worker::finish`]), keeping its buffers and counters: for replays
+    /// and benchmarks. Does nothing while packets are held.
+    pub fn restart(&mut self) {
+        if self.heap.is_empty() {
+            self.newest_ns = 0;
+            self.released_ns = 0;
+        }
+    }
+
     fn hold(&mut self, timestamp_ns: u64, held: Held) {
         let slot = match self.free_slots.pop() {
             Some(slot) => {
@@ -120,7 +131,7 @@ impl<W: Worker> Reorder<W> {
                 self.slots.len() - 1
             }
         };
-        self.heap.push(Reverse((timestamp_ns, self.arrivals, slot)));
+        self.heap.push((timestamp_ns, self.arrivals, slot));
         self.arrivals += 1;
     }
 
@@ -131,7 +142,7 @@ impl<W: Worker> Reorder<W> {
         let Some(interfaces) = self.interfaces.clone() else {
             return;
         };
-        while let Some(&Reverse((timestamp_ns, _, slot))) = self.heap.peek() {
+        while let Some((timestamp_ns, _, slot)) = self.heap.peek() {
             let due = timestamp_ns <= until_ns;
             let over = self.heap.len() > self.max_packets;
             if !due && !over {
@@ -178,7 +189,7 @@ impl<W: Worker> Reorder<W> {
     /// The clock the inner worker may see: never past a packet still held.
     fn inner_clock(&self, clock_ns: u64) -> u64 {
         match self.heap.peek() {
-            Some(&Reverse((oldest, _, _))) => clock_ns.min(oldest.saturating_sub(1)),
+            Some((oldest, _, _)) => clock_ns.min(oldest.saturating_sub(1)),
             None => clock_ns,
         }
     }
