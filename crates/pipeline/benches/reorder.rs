@@ -53,7 +53,8 @@ fn batches(len: usize) -> Vec<PacketBatch> {
         .collect()
 }
 
-fn bench(c: &mut Criterion) {
+fn main() {
+    let mut c = Criterion::default().configure_from_args();
     let mut group = c.benchmark_group("reorder");
     for len in [64usize, 1514] {
         let input = batches(len);
@@ -80,7 +81,5 @@ fn bench(c: &mut Criterion) {
         });
     }
     group.finish();
+    c.final_summary();
 }
-
-criterion::criterion_group!(benches, bench);
-criterion::criterion_main!(benches);
