@@ -174,7 +174,13 @@ pub fn bench(settings: &BenchSettings) -> anyhow::Result<ExitCode> {
     }
     let registry = Arc::new(TapRegistry::new());
     let dedup_report = Arc::new(Mutex::new(DedupReport::default()));
-    let shared = settings.dedup.as_ref().map(SieveShared::new);
+    // The mix's host sends from docker0's address.
+    let shared = settings.dedup.as_ref().map(|config| {
+        SieveShared::new(&flow::SieveConfig {
+            host_addresses: vec![std::net::IpAddr::from(testbed::docker_mix::BRIDGE_IP)],
+            ..config.clone()
+        })
+    });
     let mut stage = match &shared {
         Some(shared) => Stage::Dedup(Box::new(DedupStage::new(
             shared,

@@ -129,33 +129,3 @@ fn setting_error(settings: &DetectionSettings, error: SourceError) -> anyhow::Er
         other => anyhow::Error::new(other),
     }
 }
-
-/// The subnets of the host's bridges (docker0 and user-defined networks),
-/// for HOME_NET: every address configured on an interface of `bridges`.
-/// Empty (the default applies) when the dump fails.
-pub fn bridge_subnets(bridges: &[u32]) -> Vec<String> {
-    match discovery::interface_subnets() {
-        Ok(subnets) => {
-            let mut nets: Vec<String> = subnets
-                .iter()
-                .filter(|s| bridges.contains(&s.ifindex))
-                .filter(|s| !s.address.is_ipv6() || !is_link_local_v6(s.address))
-                .map(discovery::InterfaceSubnet::cidr)
-                .collect();
-            nets.sort();
-            nets.dedup();
-            nets
-        }
-        Err(error) => {
-            tracing::warn!(%error, "cannot list the bridges' subnets; HOME_NET takes its default");
-            Vec::new()
-        }
-    }
-}
-
-fn is_link_local_v6(address: std::net::IpAddr) -> bool {
-    match address {
-        std::net::IpAddr::V6(v6) => v6.segments()[0] & 0xffc0 == 0xfe80,
-        std::net::IpAddr::V4(_) => false,
-    }
-}

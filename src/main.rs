@@ -3,6 +3,7 @@
 //! usage, 1 for a runtime failure).
 
 mod accounting;
+mod addresses;
 mod bench;
 mod cli;
 mod config_cmd;

@@ -288,7 +288,7 @@ pub fn run(settings: &RunSettings, origin: &crate::settings::Origin<'_>) -> anyh
     let detection = match &settings.pipeline.detection {
         Some(detection) => Some(Detection::load(
             detection,
-            &crate::detection::bridge_subnets(&host.bridges()),
+            &crate::addresses::bridge_subnets(&host.bridges()),
         )?),
         None => None,
     };
@@ -348,10 +348,16 @@ pub fn run(settings: &RunSettings, origin: &crate::settings::Origin<'_>) -> anyh
     // end on its own (every interface gone), writing stats events meanwhile.
     let running = Arc::new(AtomicUsize::new(settings.capture_threads));
     let registry = Arc::new(TapRegistry::new());
-    let dedup = settings
-        .dedup
-        .as_ref()
-        .map(|config| (SieveShared::new(config), Arc::new(Mutex::new(DedupReport::default()))));
+    // The host's own addresses: a packet from one of them going out of a
+    // container veth is delivered without a hold.
+    let host_addresses = crate::addresses::host_addresses();
+    let dedup = settings.dedup.as_ref().map(|config| {
+        let config = flow::SieveConfig {
+            host_addresses: host_addresses.clone(),
+            ..config.clone()
+        };
+        (SieveShared::new(&config), Arc::new(Mutex::new(DedupReport::default())))
+    });
     // With the dedup off, flows are hashed by one hasher of random keys,
     // shared by every capture thread.
     let hasher = FlowHasher::new();

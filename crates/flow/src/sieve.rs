@@ -85,6 +85,11 @@ pub struct SieveConfig {
     /// Called with (address, length) of the dedup table's memory before it
     /// is first written: where the capture binary asks for huge pages.
     pub memory_advice: Option<fn(usize, usize)>,
+    /// The host's own addresses (those configured on its interfaces): a
+    /// packet from one of them was sent by the host's stack, so it did not
+    /// enter at a container's veth, and its copy on the container veth it
+    /// goes out of is the best there will be (delivered without a hold).
+    pub host_addresses: Vec<std::net::IpAddr>,
 }
 
 impl Default for SieveConfig {
@@ -98,6 +103,7 @@ impl Default for SieveConfig {
             max_threads: 64,
             seeds: None,
             memory_advice: None,
+            host_addresses: Vec::new(),
         }
     }
 }
@@ -136,6 +142,7 @@ pub struct SieveShared {
     slots_in_use: Mutex<Vec<bool>>,
     window_ns: u64,
     hold_budget_bytes: usize,
+    host_addresses: Box<[std::net::IpAddr]>,
 }
 
 impl SieveShared {
@@ -160,7 +167,13 @@ impl SieveShared {
             slots_in_use: Mutex::new(vec![false; config.max_threads.max(1)]),
             window_ns: config.window_ns,
             hold_budget_bytes: config.hold_budget_bytes,
+            host_addresses: config.host_addresses.clone().into_boxed_slice(),
         })
+    }
+
+    /// Whether `tuple`'s source is one of the host's own addresses.
+    fn sent_by_host(&self, tuple: Option<&FlowTuple>) -> bool {
+        tuple.is_some_and(|tuple| self.host_addresses.contains(&tuple.src.addr))
     }
 
     /// A per-thread engine. Its watermark starts at 0, holding every release
@@ -637,7 +650,15 @@ impl<M> Sieve<M> {
                 self.counters.table_full_passes += 1;
                 true
             }
-            Verdict::New => rank == 0,
+            // A container veth's outgoing copy of a packet the host itself
+            // sent: nothing can be better (it did not come in from a
+            // container), so no hold; marked delivered in the table.
+            Verdict::New => {
+                rank == 0
+                    || (rank == VETH_OUT_RANK
+                        && shared.sent_by_host(tuple.as_ref())
+                        && shared.table.release(identity, ticket, copy.timestamp_ns))
+            }
             Verdict::Better { superseded: None } => {
                 self.counters.late_duplicates += 1;
                 true
@@ -653,9 +674,10 @@ impl<M> Sieve<M> {
                 // still says it is this copy's.
                 rank == 0
                     || (rank == VETH_OUT_RANK
-                        && observation
+                        && (observation
                             .first_tap
                             .is_some_and(|first| self.tap_ranks.get(usize::from(first.0)) == Some(&UPLINK_IN_RANK))
+                            || shared.sent_by_host(tuple.as_ref()))
                         && shared.table.release(identity, ticket, copy.timestamp_ns))
             }
         };
@@ -1148,6 +1170,56 @@ mod tests {
         } else {
             tuple
         }
+    }
+
+    #[test]
+    fn a_veth_copy_of_a_packet_the_host_sent_is_delivered_without_a_hold() {
+        fn copy(frame: &[u8], tap: TapPoint, ts: u64) -> CapturedCopy<'_> {
+            CapturedCopy {
+                bytes: frame,
+                link: LinkLayer::Ethernet,
+                vlan: None,
+                tap,
+                timestamp_ns: ts,
+            }
+        }
+        // The host (docker0's 172.17.0.1) answers a container.
+        let mut answer = Tcp::reply(700, 9000, b"pong");
+        answer.src.0 = [172, 17, 0, 1];
+        let frame = answer.frame();
+        let host = SieveConfig {
+            host_addresses: vec!["172.17.0.1".parse().unwrap()],
+            ..config()
+        };
+        for (first, second) in [(VETH_OUT, BRIDGE_OUT), (BRIDGE_OUT, VETH_OUT)] {
+            let shared = SieveShared::new(&host);
+            let mut sieve: Sieve<u32> = shared.thread().unwrap();
+            let mut delivered = Vec::new();
+            for (label, tap) in [(1, first), (2, second)] {
+                match sieve.process(&copy(&frame, tap, 10 * MS + u64::from(label) * 10_000), label) {
+                    Outcome::Deliver { meta, .. } => delivered.push(meta),
+                    Outcome::Held | Outcome::Duplicate(..) => {}
+                    other => panic!("{other:?}"),
+                }
+            }
+            let veth_label = if first == VETH_OUT { 1 } else { 2 };
+            assert_eq!(
+                delivered,
+                [veth_label],
+                "{first:?} then {second:?}: the veth copy at once"
+            );
+            sieve.advance(u64::MAX - 1);
+            sieve.finish(|_| panic!("nothing else is delivered"));
+            assert_eq!(sieve.counters().delivered, 1);
+        }
+        // Without the host's addresses it waits, as it must for a packet
+        // that might have come in from another container.
+        let shared = SieveShared::new(&config());
+        let mut sieve: Sieve<u32> = shared.thread().unwrap();
+        assert!(matches!(
+            sieve.process(&copy(&frame, VETH_OUT, 10 * MS), 1),
+            Outcome::Held
+        ));
     }
 
     #[test]
