@@ -60,7 +60,8 @@
 //! which leaves a hole after every short segment), and acknowledgments
 //! follow the other direction's bytes. Packets visit the flows in rounds:
 //! round `r` sends one packet on every flow, in a fixed shuffled order, the
-//! request direction on even `(r + flow)`, the reply on odd, each direction
+//! request direction on even `(r + flow)`, the reply on odd (HTTP payloads:
+//! on even and odd `r`, so every conversation starts with a request), each direction
 //! with its own IP ID and sequence counters, so IP ID and sequence number
 //! are unique per flow and direction and every flow stays live. Packets are
 //! evenly spaced at the rate that makes [`MixConfig::copies_per_second`]
@@ -440,13 +441,20 @@ impl DockerMix {
         unreachable!("pick < total")
     }
 
-    /// The flow of packet `n` and whether it goes the reply way.
+    /// The flow of packet `n` and whether it goes the reply way: random
+    /// payloads alternate per flow (half the flows start with a reply),
+    /// HTTP conversations start with the client's request (a tracker that
+    /// picks a flow up mid-stream takes the first sender for the client).
     pub fn flow_of_packet(&self, n: u64) -> (u64, bool) {
         let flows = self.config.flows;
         let round = n / flows;
         let (multiplier, offset) = self.permutation;
         let flow = ((u128::from(n % flows) * u128::from(multiplier) + u128::from(offset)) % u128::from(flows)) as u64;
-        (flow, (round + flow) % 2 == 1)
+        let reply = match self.config.payload {
+            PayloadKind::Random => (round + flow) % 2 == 1,
+            PayloadKind::Http => round % 2 == 1,
+        };
+        (flow, reply)
     }
 
     fn flow(&self, f: u64) -> Flow {
@@ -1033,6 +1041,19 @@ mod tests {
                 .push((seq, payload));
         }
         assert_eq!(streams.len(), 600, "both directions of every flow");
+        // Every conversation starts with the client's request.
+        let mut first_of_flow = HashSet::new();
+        for copy in small_with(300, 300, PayloadKind::Http) {
+            let (_, dport) = ports(&copy.frame);
+            let (src, dst, _, _) = ipv4(&copy.frame);
+            if first_of_flow.insert(copy.packet) && interfaces[copy.interface].role != InterfaceRole::Uplink {
+                assert!(
+                    dport < FIRST_CLIENT_PORT,
+                    "packet {} from {src:?} to {dst:?}",
+                    copy.packet
+                );
+            }
+        }
         let (mut requests, mut responses) = (0, 0);
         for ((_, _, _, dport), segments) in &streams {
             // One length per direction, and each segment starts where the
