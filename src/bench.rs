@@ -18,9 +18,18 @@
 //! from each packet's timestamp to its batch leaving the queue, is the
 //! latency live capture would have at that load.
 //!
-//! Prints one JSON object on stdout: copies, packets delivered, seconds,
-//! copies and packets per second, ns per copy, and latency percentiles
-//! (paced runs only).
+//! The payloads are random bytes, or with `--payload http` an HTTP/1.1
+//! conversation per flow (`testbed::http_payload`), what the signature
+//! engine (`--worker ids --rules FILE`) is measured on.
+//!
+//! Prints one JSON object on stdout: copies, packets and bytes delivered,
+//! seconds, copies, packets and bits per second, ns per copy, the workers'
+//! wall and CPU time inside their batches (all workers together) per
+//! packet, the capture thread's CPU time, latency
+//! percentiles (paced runs only), and with `--worker ids` the detection
+//! counters of all workers together (packets inspected, stream chunks,
+//! candidates, alerts, streams...) and the stream memory (cap, used at the
+//! end, peak).
 
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -79,22 +88,39 @@ enum AnyWorker {
     Tracker(Box<Reorder<Tracker>>),
 }
 
-impl Worker for AnyWorker {
+/// A bench worker, the bytes (wire lengths) of the packets it took, and
+/// the wall and CPU time it spent in them: the worker's own cost per
+/// packet, which the pipeline's time hides when the capture thread is the
+/// slower one (and its CPU time, which other processes on a busy machine
+/// do not inflate).
+struct CountingWorker {
+    worker: AnyWorker,
+    bytes: u64,
+    busy: Duration,
+    cpu_ns: u64,
+}
+
+impl Worker for CountingWorker {
     fn batch(&mut self, batch: &PacketBatch) {
-        match self {
-            Self::Null(worker) => worker.batch(batch),
-            Self::Tracker(worker) => worker.batch(batch),
+        let cpu_before = thread_cpu_ns();
+        let started = Instant::now();
+        self.bytes += batch.packets().map(|p| u64::from(p.meta.original_len)).sum::<u64>();
+        match &mut self.worker {
+            AnyWorker::Null(worker) => worker.batch(batch),
+            AnyWorker::Tracker(worker) => worker.batch(batch),
         }
+        self.busy += started.elapsed();
+        self.cpu_ns += thread_cpu_ns().saturating_sub(cpu_before);
     }
 
     fn tick(&mut self, clock_ns: u64) {
-        if let Self::Tracker(worker) = self {
+        if let AnyWorker::Tracker(worker) = &mut self.worker {
             worker.tick(clock_ns);
         }
     }
 
     fn finish(&mut self, clock_ns: u64) {
-        if let Self::Tracker(worker) = self {
+        if let AnyWorker::Tracker(worker) = &mut self.worker {
             worker.finish(clock_ns);
         }
     }
@@ -129,6 +155,7 @@ pub fn bench(settings: &BenchSettings) -> anyhow::Result<ExitCode> {
         copies_per_second,
         start_ns,
         frame_len: settings.frame_len,
+        payload: settings.payload,
         ..MixConfig::default()
     })
     .map_err(|e| anyhow::anyhow!("the synthetic traffic: {e}"))?;
@@ -158,13 +185,18 @@ pub fn bench(settings: &BenchSettings) -> anyhow::Result<ExitCode> {
         _ => None,
     };
     let eve = Arc::new(eve::EveWriter::from_writer("(nowhere)", std::io::sink()));
-    let pool = WorkerPool::start(pool_config, Arc::clone(&table), |_| match settings.worker {
-        BenchWorker::Null => AnyWorker::Null(NullWorker),
-        BenchWorker::Flows | BenchWorker::Ids => AnyWorker::Tracker(Box::new(Reorder::new(
-            Tracker::new(&settings.pipeline, &eve, detection.as_ref(), workers),
-            settings.pipeline.reorder_window_ns,
-            256 << 10,
-        ))),
+    let pool = WorkerPool::start(pool_config, Arc::clone(&table), |_| CountingWorker {
+        worker: match settings.worker {
+            BenchWorker::Null => AnyWorker::Null(NullWorker),
+            BenchWorker::Flows | BenchWorker::Ids => AnyWorker::Tracker(Box::new(Reorder::new(
+                Tracker::new(&settings.pipeline, &eve, detection.as_ref(), workers),
+                settings.pipeline.reorder_window_ns,
+                256 << 10,
+            ))),
+        },
+        bytes: 0,
+        busy: Duration::ZERO,
+        cpu_ns: 0,
     })
     .context("starting the worker threads")?;
     let fanout_report = Arc::new(Mutex::new(FanoutReport::default()));
@@ -205,6 +237,7 @@ pub fn bench(settings: &BenchSettings) -> anyhow::Result<ExitCode> {
     let mut ring = SyntheticRing::new(BLOCK_SIZE, 1);
     let mut pipeline_time = Duration::ZERO;
     let mut fill_time = Duration::ZERO;
+    let capture_cpu_before = thread_cpu_ns();
     let started = Instant::now();
     // Paced: the first copy arrives 10 ms from now.
     let shift = wall_clock_ns() + 10_000_000 - start_ns;
@@ -240,18 +273,32 @@ pub fn bench(settings: &BenchSettings) -> anyhow::Result<ExitCode> {
     let pool_report = pool.finish();
     pipeline_time += walked.elapsed();
     let elapsed = started.elapsed();
+    let capture_cpu_ns = thread_cpu_ns().saturating_sub(capture_cpu_before);
 
     let mut fanout = std::mem::take(&mut *fanout_report.lock().unwrap_or_else(PoisonError::into_inner));
     pool_report.settle(&mut fanout);
     let delivered = fanout.delivered();
+    let delivered_bytes: u64 = pool_report.workers.iter().map(|(worker, _)| worker.bytes).sum();
+    let worker_busy: f64 = pool_report
+        .workers
+        .iter()
+        .map(|(worker, _)| worker.busy.as_secs_f64())
+        .sum();
+    let worker_cpu: f64 = pool_report
+        .workers
+        .iter()
+        .map(|(worker, _)| worker.cpu_ns as f64 / 1e9)
+        .sum();
     let dedup = dedup_report.lock().unwrap_or_else(PoisonError::into_inner);
     let seconds = pipeline_time.as_secs_f64();
     let mut out = json!({
         "flows": settings.flows,
         "packets": settings.packets,
         "frame_len": settings.frame_len.map_or_else(|| json!("imix"), |len| json!(len)),
+        "payload": settings.payload.name(),
         "copies": copies,
         "delivered": delivered,
+        "delivered_bytes": delivered_bytes,
         "duplicates": dedup.counters.duplicates,
         "queue_drops": fanout.drops().total(),
         "workers": workers,
@@ -263,9 +310,28 @@ pub fn bench(settings: &BenchSettings) -> anyhow::Result<ExitCode> {
         "wall_seconds": elapsed.as_secs_f64(),
         "copies_per_second": copies as f64 / seconds,
         "packets_per_second": delivered as f64 / seconds,
+        "bits_per_second": delivered_bytes as f64 * 8.0 / seconds,
         "ns_per_copy": seconds * 1e9 / copies.max(1) as f64,
         "ns_per_packet": seconds * 1e9 / delivered.max(1) as f64,
+        "worker_busy_seconds": worker_busy,
+        "worker_ns_per_packet": worker_busy * 1e9 / delivered.max(1) as f64,
+        "worker_cpu_seconds": worker_cpu,
+        "worker_cpu_ns_per_packet": worker_cpu * 1e9 / delivered.max(1) as f64,
+        "capture_cpu_seconds": capture_cpu_ns as f64 / 1e9,
     });
+    if let Some(detection) = &detection {
+        let mut counters = ids::DetectionCounters::default();
+        for (worker, _) in &pool_report.workers {
+            if let AnyWorker::Tracker(tracker) = &worker.worker {
+                counters.add(&tracker.inner().detection().unwrap_or_default());
+            }
+        }
+        let mut json = counters.to_json();
+        let summary = detection.summary_json();
+        json["rules"] = summary["rules"].clone();
+        json["stream_memory"] = summary["stream_memory"].clone();
+        out["detection"] = json;
+    }
     if paced {
         out["latency"] = latency_json(&merged_latency(&pool_report.workers));
         out["latency_by_worker"] = pool_report
@@ -280,6 +346,12 @@ pub fn bench(settings: &BenchSettings) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The calling thread's CPU time, nanoseconds
+/// (`CLOCK_THREAD_CPUTIME_ID`); 0 if the clock cannot be read.
+fn thread_cpu_ns() -> u64 {
+    cpu_time::ThreadTime::try_now().map_or(0, |t| t.as_duration().as_nanos() as u64)
 }
 
 /// One block as the kernel would hand it over.
@@ -347,7 +419,7 @@ fn prepare_blocks(mix: DockerMix, paced: bool, retire_ns: u64) -> Vec<PreparedBl
 
 /// The workers' latencies together: counts add; each percentile is the
 /// largest of the workers' (an upper bound of the merged one).
-fn merged_latency(workers: &[(AnyWorker, WorkerReport)]) -> LatencySummary {
+fn merged_latency(workers: &[(CountingWorker, WorkerReport)]) -> LatencySummary {
     let mut merged = LatencySummary::default();
     for latency in workers.iter().filter_map(|(_, report)| report.latency) {
         merged.count += latency.count;

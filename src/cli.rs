@@ -71,6 +71,12 @@ pub struct BenchArgs {
     #[arg(long, env = "RINGSIEVE_BENCH_FRAME_SIZE", value_name = "BYTES", default_value = "64")]
     pub frame_size: String,
 
+    /// What the TCP payloads carry: random (bytes) or http (an HTTP/1.1
+    /// conversation per flow, requests and responses, contiguous in
+    /// sequence space, for --worker ids).
+    #[arg(long, env = "RINGSIEVE_BENCH_PAYLOAD", value_name = "KIND", default_value = "random")]
+    pub payload: String,
+
     /// Hand blocks over at this many copies per second of wall-clock time,
     /// as the kernel would, and report latency; without it, as fast as the
     /// pipeline takes them.

@@ -663,6 +663,8 @@ pub struct BenchSettings {
     pub packets: u64,
     /// Fixed frame length, or `None` for IMIX.
     pub frame_len: Option<u16>,
+    /// What the payloads carry.
+    pub payload: testbed::docker_mix::PayloadKind,
     /// Paced copies per second.
     pub rate: Option<u64>,
     /// Spacing of the copies' timestamps when not paced (copies per second
@@ -697,6 +699,11 @@ impl BenchSettings {
             "imix" => None,
             text => Some(parse_in_range(origin, "frame_size", text, 55..=1514)? as u16),
         };
+        let payload = args
+            .payload
+            .trim()
+            .parse()
+            .map_err(|_| origin.error("payload", &args.payload, "random or http"))?;
         let rate = match &args.rate {
             None => None,
             Some(text) => Some(parse_in_range(origin, "rate", text, 1000..=100_000_000)?),
@@ -719,6 +726,7 @@ impl BenchSettings {
             flows,
             packets,
             frame_len,
+            payload,
             rate,
             timestamp_rate: 20_000_000,
             worker,

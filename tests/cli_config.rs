@@ -49,3 +49,28 @@ fn a_bad_value_exits_2_naming_where_it_came_from() {
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("--metrics") && err.contains("localhost"), "{err}");
 }
+
+#[test]
+fn a_bad_bench_payload_exits_2_naming_the_flag_or_variable() {
+    let bench = |args: &[&str], env: &[(&str, &str)]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ringsieve"));
+        command.arg("bench").args(args).env_remove("RINGSIEVE_BENCH_PAYLOAD");
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let out = command.output().expect("ringsieve runs");
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (code, err) = bench(&["--payload", "xml"], &[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("--payload") && err.contains("xml") && err.contains("random or http"),
+        "{err}"
+    );
+    let (code, err) = bench(&[], &[("RINGSIEVE_BENCH_PAYLOAD", "HTTP/2")]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("RINGSIEVE_BENCH_PAYLOAD") && err.contains("HTTP/2"),
+        "{err}"
+    );
+}

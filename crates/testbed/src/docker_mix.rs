@@ -47,9 +47,21 @@
 //! Each packet is one TCP segment (ACK+PSH) with a payload, frame sizes
 //! drawn per packet like the simple IMIX: 7 in 12 from 64 to 127 bytes, 4 in
 //! 12 of 576, 1 in 12 of 1514 (about 373 bytes on average). IPv4 and TCP
-//! checksums are correct in every copy. Packets visit the flows in rounds:
+//! checksums are correct in every copy.
+//!
+//! The payload is random bytes ([`PayloadKind::Random`], the default), or
+//! ([`PayloadKind::Http`]) each flow direction's [`HttpStream`]: HTTP/1.1
+//! requests from the client, responses from the server, cut into the
+//! direction's segments in order, so the bytes a reassembler puts together
+//! are a keep-alive conversation. For that, in HTTP mode each flow
+//! direction keeps one frame size (drawn with the same IMIX weights per
+//! direction instead of per packet) and its sequence numbers advance by the
+//! payload length (random mode advances them by 1448 whatever the length,
+//! which leaves a hole after every short segment), and acknowledgments
+//! follow the other direction's bytes. Packets visit the flows in rounds:
 //! round `r` sends one packet on every flow, in a fixed shuffled order, the
-//! request direction on even `(r + flow)`, the reply on odd, each direction
+//! request direction on even `(r + flow)`, the reply on odd (HTTP payloads:
+//! on even and odd `r`, so every conversation starts with a request), each direction
 //! with its own IP ID and sequence counters, so IP ID and sequence number
 //! are unique per flow and direction and every flow stays live. Packets are
 //! evenly spaced at the rate that makes [`MixConfig::copies_per_second`]
@@ -66,6 +78,7 @@ use std::fmt;
 
 use af_packet::{Direction, InterfaceRole, PacketType};
 
+use crate::http_payload::HttpStream;
 use crate::internet_checksum;
 
 /// The uplink's address: the public side of MASQUERADE and DNAT.
@@ -150,6 +163,39 @@ impl TrafficClass {
     }
 }
 
+/// What the TCP payloads carry.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum PayloadKind {
+    /// Random bytes, a fresh draw per packet.
+    #[default]
+    Random,
+    /// An HTTP/1.1 conversation per flow ([`HttpStream`]): requests to the
+    /// server, responses to the client, contiguous in sequence space.
+    Http,
+}
+
+impl PayloadKind {
+    /// Its name in options and reports: `random` or `http`.
+    pub fn name(self) -> &'static str {
+        match self {
+            PayloadKind::Random => "random",
+            PayloadKind::Http => "http",
+        }
+    }
+}
+
+impl std::str::FromStr for PayloadKind {
+    type Err = MixError;
+
+    fn from_str(text: &str) -> Result<Self, MixError> {
+        match text {
+            "random" => Ok(PayloadKind::Random),
+            "http" => Ok(PayloadKind::Http),
+            other => Err(MixError(format!("payload: {other:?} is not random or http"))),
+        }
+    }
+}
+
 /// What to generate.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MixConfig {
@@ -171,6 +217,8 @@ pub struct MixConfig {
     /// Every frame this many bytes ([`HEADERS_LEN`] + 1 to 1514); `None`
     /// for the IMIX sizes.
     pub frame_len: Option<u16>,
+    /// What the payloads carry.
+    pub payload: PayloadKind,
 }
 
 impl Default for MixConfig {
@@ -184,6 +232,7 @@ impl Default for MixConfig {
             seed: 1,
             class_weights: [35, 5, 40, 20],
             frame_len: None,
+            payload: PayloadKind::Random,
         }
     }
 }
@@ -392,13 +441,20 @@ impl DockerMix {
         unreachable!("pick < total")
     }
 
-    /// The flow of packet `n` and whether it goes the reply way.
+    /// The flow of packet `n` and whether it goes the reply way: random
+    /// payloads alternate per flow (half the flows start with a reply),
+    /// HTTP conversations start with the client's request (a tracker that
+    /// picks a flow up mid-stream takes the first sender for the client).
     pub fn flow_of_packet(&self, n: u64) -> (u64, bool) {
         let flows = self.config.flows;
         let round = n / flows;
         let (multiplier, offset) = self.permutation;
         let flow = ((u128::from(n % flows) * u128::from(multiplier) + u128::from(offset)) % u128::from(flows)) as u64;
-        (flow, (round + flow) % 2 == 1)
+        let reply = match self.config.payload {
+            PayloadKind::Random => (round + flow) % 2 == 1,
+            PayloadKind::Http => round % 2 == 1,
+        };
+        (flow, reply)
     }
 
     fn flow(&self, f: u64) -> Flow {
@@ -496,6 +552,22 @@ impl DockerMix {
         }
     }
 
+    /// A frame length: the fixed one, or an IMIX draw from `h`.
+    fn frame_len(&self, h: u64) -> usize {
+        match (self.config.frame_len, h % 12) {
+            (Some(len), _) => usize::from(len),
+            (None, 0..=6) => 64 + ((h >> 8) % 64) as usize,
+            (None, 7..=10) => 576,
+            (None, _) => 1514,
+        }
+    }
+
+    /// HTTP mode: the payload length of every segment of the flow
+    /// direction whose sequence seed is `side`.
+    fn payload_len_of_direction(&self, side: u64) -> usize {
+        self.frame_len(mix64(side ^ self.config.seed ^ 0x51ce)) - HEADERS_LEN
+    }
+
     /// Builds packet `n` and queues its copies.
     fn generate(&mut self, n: u64) {
         let (f, reply) = self.flow_of_packet(n);
@@ -506,11 +578,36 @@ impl DockerMix {
         let sent = round / 2;
         let side = mix64(f ^ if reply { 0xdead_beef } else { 0x1234_5678 });
         let other = mix64(f ^ if reply { 0x1234_5678 } else { 0xdead_beef });
-        let frame_len = match (self.config.frame_len, h % 12) {
-            (Some(len), _) => usize::from(len),
-            (None, 0..=6) => 64 + ((h >> 8) % 64) as usize,
-            (None, 7..=10) => 576,
-            (None, _) => 1514,
+        let (seq, ack, payload) = match self.config.payload {
+            PayloadKind::Random => {
+                let payload_len = self.frame_len(h) - HEADERS_LEN;
+                let mut payload = Vec::with_capacity(payload_len);
+                let mut fill = h;
+                while payload.len() < payload_len {
+                    fill = mix64(fill);
+                    let take = (payload_len - payload.len()).min(8);
+                    payload.extend_from_slice(&fill.to_le_bytes()[..take]);
+                }
+                (
+                    (side >> 32) as u32 + (sent as u32).wrapping_mul(1448),
+                    (other >> 32) as u32 + (sent as u32).wrapping_mul(1448),
+                    payload,
+                )
+            }
+            PayloadKind::Http => {
+                // This direction has sent `sent` segments of its length
+                // before; the other `(round + 1) / 2` of its own.
+                let mine = self.payload_len_of_direction(side);
+                let theirs = self.payload_len_of_direction(other);
+                let stream = HttpStream::new(side ^ self.config.seed.rotate_left(29), !reply);
+                let mut payload = Vec::with_capacity(mine);
+                stream.fill(sent * mine as u64, mine, &mut payload);
+                (
+                    ((side >> 32) as u32).wrapping_add((sent as u32).wrapping_mul(mine as u32)),
+                    ((other >> 32) as u32).wrapping_add((round.div_ceil(2) as u32).wrapping_mul(theirs as u32)),
+                    payload,
+                )
+            }
         };
         let segment = Segment {
             src_mac: [0; 6],
@@ -519,10 +616,8 @@ impl DockerMix {
             dst: flow.server,
             ttl: LOCAL_TTL,
             ip_id: (side as u16).wrapping_add(sent as u16),
-            seq: (side >> 32) as u32 + (sent as u32).wrapping_mul(1448),
-            ack: (other >> 32) as u32 + (sent as u32).wrapping_mul(1448),
-            payload_len: frame_len - HEADERS_LEN,
-            payload_seed: h,
+            seq,
+            ack,
         };
         let segment = if reply { segment.reversed() } else { segment };
         let veth = |c: u16| usize::from(c);
@@ -533,42 +628,42 @@ impl DockerMix {
         // (interface, packet type, frame) in kernel order.
         let copies: Vec<(usize, PacketType, Vec<u8>)> = match (flow.class, reply) {
             (TrafficClass::ContainerToContainer, false) => {
-                let frame = segment.macs(client_mac, server_mac).frame();
+                let frame = segment.macs(client_mac, server_mac).frame(&payload);
                 vec![
                     (veth(flow.client_container), PacketType::OtherHost, frame.clone()),
                     (veth(flow.server_container), PacketType::Outgoing, frame),
                 ]
             }
             (TrafficClass::ContainerToContainer, true) => {
-                let frame = segment.macs(server_mac, client_mac).frame();
+                let frame = segment.macs(server_mac, client_mac).frame(&payload);
                 vec![
                     (veth(flow.server_container), PacketType::OtherHost, frame.clone()),
                     (veth(flow.client_container), PacketType::Outgoing, frame),
                 ]
             }
             (TrafficClass::ContainerToHost, false) => {
-                let frame = segment.macs(client_mac, BRIDGE_MAC).frame();
+                let frame = segment.macs(client_mac, BRIDGE_MAC).frame(&payload);
                 vec![
                     (veth(flow.client_container), PacketType::OtherHost, frame.clone()),
                     (bridge, PacketType::Host, frame),
                 ]
             }
             (TrafficClass::ContainerToHost, true) => {
-                let frame = segment.macs(BRIDGE_MAC, client_mac).frame();
+                let frame = segment.macs(BRIDGE_MAC, client_mac).frame(&payload);
                 vec![
                     (bridge, PacketType::Outgoing, frame.clone()),
                     (veth(flow.client_container), PacketType::Outgoing, frame),
                 ]
             }
             (TrafficClass::Masquerade, false) => {
-                let inside = segment.macs(client_mac, BRIDGE_MAC).frame();
+                let inside = segment.macs(client_mac, BRIDGE_MAC).frame(&payload);
                 let mut public = segment.macs(UPLINK_MAC, GATEWAY_MAC);
                 public.src = flow.public;
                 public.ttl -= 1;
                 vec![
                     (veth(flow.client_container), PacketType::OtherHost, inside.clone()),
                     (bridge, PacketType::Host, inside),
-                    (uplink, PacketType::Outgoing, public.frame()),
+                    (uplink, PacketType::Outgoing, public.frame(&payload)),
                 ]
             }
             (TrafficClass::Masquerade, true) => {
@@ -577,9 +672,9 @@ impl DockerMix {
                 public.dst = flow.public;
                 let mut inside = segment.macs(BRIDGE_MAC, client_mac);
                 inside.ttl = OUTSIDE_TTL - 1;
-                let inside = inside.frame();
+                let inside = inside.frame(&payload);
                 vec![
-                    (uplink, PacketType::Host, public.frame()),
+                    (uplink, PacketType::Host, public.frame(&payload)),
                     (bridge, PacketType::Outgoing, inside.clone()),
                     (veth(flow.client_container), PacketType::Outgoing, inside),
                 ]
@@ -590,22 +685,22 @@ impl DockerMix {
                 public.dst = flow.public;
                 let mut inside = segment.macs(BRIDGE_MAC, server_mac);
                 inside.ttl = OUTSIDE_TTL - 1;
-                let inside = inside.frame();
+                let inside = inside.frame(&payload);
                 vec![
-                    (uplink, PacketType::Host, public.frame()),
+                    (uplink, PacketType::Host, public.frame(&payload)),
                     (bridge, PacketType::Outgoing, inside.clone()),
                     (veth(flow.server_container), PacketType::Outgoing, inside),
                 ]
             }
             (TrafficClass::PublishedPort, true) => {
-                let inside = segment.macs(server_mac, BRIDGE_MAC).frame();
+                let inside = segment.macs(server_mac, BRIDGE_MAC).frame(&payload);
                 let mut public = segment.macs(UPLINK_MAC, GATEWAY_MAC);
                 public.src = flow.public;
                 public.ttl -= 1;
                 vec![
                     (veth(flow.server_container), PacketType::OtherHost, inside.clone()),
                     (bridge, PacketType::Host, inside),
-                    (uplink, PacketType::Outgoing, public.frame()),
+                    (uplink, PacketType::Outgoing, public.frame(&payload)),
                 ]
             }
         };
@@ -685,8 +780,6 @@ struct Segment {
     ip_id: u16,
     seq: u32,
     ack: u32,
-    payload_len: usize,
-    payload_seed: u64,
 }
 
 impl Segment {
@@ -708,15 +801,15 @@ impl Segment {
         }
     }
 
-    fn frame(&self) -> Vec<u8> {
-        let len = HEADERS_LEN + self.payload_len;
+    fn frame(&self, payload: &[u8]) -> Vec<u8> {
+        let len = HEADERS_LEN + payload.len();
         let mut frame = Vec::with_capacity(len);
         frame.extend_from_slice(&self.dst_mac);
         frame.extend_from_slice(&self.src_mac);
         frame.extend_from_slice(&0x0800u16.to_be_bytes());
         let mut ip = [0u8; IPV4_LEN];
         ip[0] = 0x45;
-        ip[2..4].copy_from_slice(&((IPV4_LEN + TCP_LEN + self.payload_len) as u16).to_be_bytes());
+        ip[2..4].copy_from_slice(&((IPV4_LEN + TCP_LEN + payload.len()) as u16).to_be_bytes());
         ip[4..6].copy_from_slice(&self.ip_id.to_be_bytes());
         ip[6] = 0x40; // DF
         ip[8] = self.ttl;
@@ -733,18 +826,13 @@ impl Segment {
         frame.extend_from_slice(&self.ack.to_be_bytes());
         // Data offset 5, flags ACK+PSH, window 502, checksum, urgent.
         frame.extend_from_slice(&[0x50, 0x18, 0x01, 0xf6, 0, 0, 0, 0]);
-        let mut fill = self.payload_seed;
-        while frame.len() < len {
-            fill = mix64(fill);
-            let bytes = fill.to_le_bytes();
-            let take = (len - frame.len()).min(8);
-            frame.extend_from_slice(&bytes[..take]);
-        }
+        frame.extend_from_slice(payload);
+        debug_assert_eq!(frame.len(), len);
         let mut pseudo = [0u8; 12];
         pseudo[0..4].copy_from_slice(&self.src.ip);
         pseudo[4..8].copy_from_slice(&self.dst.ip);
         pseudo[9] = 6;
-        pseudo[10..12].copy_from_slice(&((TCP_LEN + self.payload_len) as u16).to_be_bytes());
+        pseudo[10..12].copy_from_slice(&((TCP_LEN + payload.len()) as u16).to_be_bytes());
         let checksum = internet_checksum(&[&pseudo, &frame[tcp_start..]]);
         frame[tcp_start + 16..tcp_start + 18].copy_from_slice(&checksum.to_be_bytes());
         frame
@@ -797,15 +885,22 @@ mod tests {
     type Tuple = ([u8; 4], u16, [u8; 4], u16);
 
     fn small(flows: u64, packets: u64) -> DockerMix {
+        small_with(flows, packets, PayloadKind::Random)
+    }
+
+    fn small_with(flows: u64, packets: u64, payload: PayloadKind) -> DockerMix {
         DockerMix::new(MixConfig {
             flows,
             packets,
             containers: 8,
             copies_per_second: 1_000_000,
+            payload,
             ..MixConfig::default()
         })
         .unwrap()
     }
+
+    const KINDS: [PayloadKind; 2] = [PayloadKind::Random, PayloadKind::Http];
 
     fn ipv4(frame: &[u8]) -> ([u8; 4], [u8; 4], u8, u16) {
         let ip = &frame[ETH_LEN..ETH_LEN + IPV4_LEN];
@@ -827,7 +922,13 @@ mod tests {
 
     #[test]
     fn copies_come_in_timestamp_order_with_the_classes_copy_counts_and_valid_checksums() {
-        let mix = small(500, 3000);
+        for kind in KINDS {
+            copies_in_order_with_counts_and_checksums(kind);
+        }
+    }
+
+    fn copies_in_order_with_counts_and_checksums(kind: PayloadKind) {
+        let mix = small_with(500, 3000, kind);
         let interfaces = mix.interfaces().to_vec();
         let copies: Vec<MixCopy> = mix.collect();
         assert!(copies.windows(2).all(|w| w[0].timestamp_ns <= w[1].timestamp_ns));
@@ -882,8 +983,14 @@ mod tests {
 
     #[test]
     fn every_flow_is_distinct_and_each_sends_both_ways_with_fresh_ip_ids() {
+        for kind in KINDS {
+            flows_distinct_with_fresh_ip_ids(kind);
+        }
+    }
+
+    fn flows_distinct_with_fresh_ip_ids(kind: PayloadKind) {
         let flows = 700;
-        let mix = small(flows, flows * 4);
+        let mix = small_with(flows, flows * 4, kind);
         let interfaces = mix.interfaces().to_vec();
         let mut tuples = HashSet::new();
         let mut ids = HashSet::new();
@@ -907,6 +1014,89 @@ mod tests {
             );
         }
         assert_eq!(tuples.len() as u64, flows, "one 5-tuple per flow");
+    }
+
+    #[test]
+    fn http_payloads_are_each_directions_conversation_contiguous_in_sequence_space() {
+        let mix = small_with(300, 300 * 12, PayloadKind::Http);
+        let interfaces = mix.interfaces().to_vec();
+        // Per direction (container-side tuple): (seq, payload) in order.
+        let mut streams: HashMap<Tuple, Vec<(u32, Vec<u8>)>> = HashMap::new();
+        let mut seen = HashSet::new();
+        for copy in mix {
+            if interfaces[copy.interface].role == InterfaceRole::Uplink || !seen.insert(copy.packet) {
+                continue;
+            }
+            let (src, dst, _, _) = ipv4(&copy.frame);
+            let (sport, dport) = ports(&copy.frame);
+            let tcp = &copy.frame[ETH_LEN + IPV4_LEN..];
+            let seq = u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]);
+            let payload = copy.frame[HEADERS_LEN..].to_vec();
+            assert!(payload
+                .iter()
+                .all(|&b| b == b'\r' || b == b'\n' || (0x20..0x7f).contains(&b)));
+            streams
+                .entry((src, sport, dst, dport))
+                .or_default()
+                .push((seq, payload));
+        }
+        assert_eq!(streams.len(), 600, "both directions of every flow");
+        // Every conversation starts with the client's request.
+        let mut first_of_flow = HashSet::new();
+        for copy in small_with(300, 300, PayloadKind::Http) {
+            let (_, dport) = ports(&copy.frame);
+            let (src, dst, _, _) = ipv4(&copy.frame);
+            if first_of_flow.insert(copy.packet) && interfaces[copy.interface].role != InterfaceRole::Uplink {
+                assert!(
+                    dport < FIRST_CLIENT_PORT,
+                    "packet {} from {src:?} to {dst:?}",
+                    copy.packet
+                );
+            }
+        }
+        let (mut requests, mut responses) = (0, 0);
+        for ((_, _, _, dport), segments) in &streams {
+            // One length per direction, and each segment starts where the
+            // one before ended.
+            let len = segments[0].1.len();
+            assert!(segments.iter().all(|(_, p)| p.len() == len));
+            assert!(segments.windows(2).all(|w| w[1].0 == w[0].0.wrapping_add(len as u32)));
+            let bytes: Vec<u8> = segments.iter().flat_map(|(_, p)| p.iter().copied()).collect();
+            let text = String::from_utf8(bytes).unwrap();
+            // Client ports are ephemeral, servers' below them.
+            if *dport < FIRST_CLIENT_PORT {
+                assert!(text.starts_with("GET /") || text.starts_with("POST /"), "{text:.40}");
+                requests += text.matches(" HTTP/1.1\r\nHost: ").count();
+            } else {
+                assert!(text.starts_with("HTTP/1.1 "), "{text:.40}");
+                responses += text.matches("HTTP/1.1 ").count();
+            }
+        }
+        assert!(
+            requests > 300 && responses > 300,
+            "{requests} requests, {responses} responses"
+        );
+    }
+
+    #[test]
+    fn a_mix_is_the_same_for_the_same_seed_and_differs_for_another() {
+        for kind in KINDS {
+            let frames = |seed: u64| -> Vec<Vec<u8>> {
+                DockerMix::new(MixConfig {
+                    flows: 50,
+                    packets: 400,
+                    containers: 8,
+                    seed,
+                    payload: kind,
+                    ..MixConfig::default()
+                })
+                .unwrap()
+                .map(|c| c.frame)
+                .collect()
+            };
+            assert_eq!(frames(3), frames(3), "{kind:?}");
+            assert_ne!(frames(3), frames(4), "{kind:?}");
+        }
     }
 
     #[test]

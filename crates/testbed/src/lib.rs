@@ -13,6 +13,10 @@
 //! interfaces show it (every copy of every packet, NAT rewrites included),
 //! for the dedup benchmarks and the capture files they time.
 //!
+//! [`http_payload`] makes that traffic's payloads HTTP/1.1-looking
+//! conversations when asked, and the content rules that match a known
+//! fraction of them, for the signature engine's benchmark.
+//!
 //! [`netns`] gives tests network namespaces that delete themselves, and
 //! the privilege probe that decides whether kernel tests run or skip.
 
@@ -20,6 +24,7 @@
 
 pub mod docker_mix;
 pub mod fixtures;
+pub mod http_payload;
 pub mod netns;
 
 /// Smallest frame built: an Ethernet header, IPv4, UDP and the 8-byte marker.

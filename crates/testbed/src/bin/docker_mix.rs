@@ -23,7 +23,7 @@ use anyhow::Context;
 use clap::Parser;
 use output::{PacketRecord, PcapngWriter};
 use serde_json::json;
-use testbed::docker_mix::{DockerMix, MixConfig, DEFAULT_START_NS};
+use testbed::docker_mix::{DockerMix, MixConfig, PayloadKind, DEFAULT_START_NS};
 
 /// Writes a synthetic Docker host's captured traffic to pcapng.
 #[derive(Debug, Parser)]
@@ -50,6 +50,10 @@ struct Args {
     /// Kernel timestamp of the first packet, nanoseconds since the epoch.
     #[arg(long, default_value_t = DEFAULT_START_NS)]
     start_ns: u64,
+    /// What the TCP payloads carry: random bytes, or an HTTP/1.1
+    /// conversation per flow (`http`).
+    #[arg(long, default_value = "random")]
+    payload: PayloadKind,
 }
 
 fn main() -> ExitCode {
@@ -70,6 +74,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
         copies_per_second: args.copies_per_second,
         start_ns: args.start_ns,
         seed: args.seed,
+        payload: args.payload,
         ..MixConfig::default()
     })?;
     let out: Box<dyn Write> = if args.write == "-" {
@@ -115,6 +120,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
         "copies": copies,
         "frame_bytes": bytes,
         "flows": args.flows,
+        "payload": args.payload.name(),
         "containers": args.containers,
         "copies_per_second": args.copies_per_second,
         "mean_copies_per_packet": mean,
