@@ -56,7 +56,15 @@ struct Group {
     automata: Vec<Automaton>,
     /// Rules without a fast pattern: always candidates.
     always: Vec<u32>,
+    /// Rules with a fast pattern that packet matching evaluates even when
+    /// the payload also goes to a stream (`dsize`, `flow:no_stream`).
+    packet_payload: Vec<u32>,
 }
+
+/// Most rules of [`Group::packet_payload`] evaluated without the
+/// prefilter for a payload that also goes to a stream: beyond, scanning
+/// the payload to pick among them is cheaper.
+const PACKET_PAYLOAD_UNFILTERED: usize = 64;
 
 /// Rules, ordered and indexed for matching. Immutable once built: share it
 /// between workers with an `Arc` and swap the `Arc` on reload.
@@ -237,6 +245,9 @@ impl RuleSet {
                 match &r.fast_pattern {
                     None => group.always.push(i as u32),
                     Some((bytes, nocase)) => {
+                        if !r.flow.only_stream && (r.flow.no_stream || r.dsize.is_some()) {
+                            group.packet_payload.push(i as u32);
+                        }
                         let (pats, index, owners) = &mut sets[usize::from(*nocase)];
                         let id = *index.entry(bytes.clone()).or_insert_with(|| {
                             pats.push(bytes.clone());
@@ -341,7 +352,17 @@ impl RuleSet {
     /// [`StreamReassembler`].
     pub fn match_packet(&self, det: &mut Detector, pkt: &mut Packet<'_>) -> Verdict {
         det.stats.packets += 1;
-        self.prefilter(det, group_of(pkt.proto), pkt.payload);
+        let group = &self.groups[group_of(pkt.proto)];
+        if pkt.payload_in_stream && group.packet_payload.len() <= PACKET_PAYLOAD_UNFILTERED {
+            // The stream scan covers the payload rules but these few: no
+            // need to scan the payload to pick candidates.
+            det.candidates.clear();
+            det.candidates.extend_from_slice(&group.always);
+            det.candidates.extend_from_slice(&group.packet_payload);
+            det.candidates.sort_unstable();
+        } else {
+            self.prefilter(det, group_of(pkt.proto), pkt.payload);
+        }
         let payload = pkt.payload;
         let mut verdict = Verdict::default();
         let candidates = std::mem::take(&mut det.candidates);
