@@ -191,7 +191,8 @@ pub fn bench(settings: &BenchSettings) -> anyhow::Result<ExitCode> {
             BenchWorker::Flows | BenchWorker::Ids => AnyWorker::Tracker(Box::new(Reorder::new(
                 Tracker::new(&settings.pipeline, &eve, detection.as_ref(), workers),
                 settings.pipeline.reorder_window_ns,
-                256 << 10,
+                crate::host_worker::REORDER_MAX_PACKETS,
+                crate::host_worker::REORDER_MAX_BYTES,
             ))),
         },
         bytes: 0,

@@ -87,8 +87,11 @@ impl Worker for Tracker {
     }
 }
 
-/// Most packets one worker holds to put them in timestamp order.
-const REORDER_MAX_PACKETS: usize = 256 << 10;
+/// Most packets one worker holds to put them in timestamp order: past it
+/// (or [`REORDER_MAX_BYTES`]), the oldest go on early (counted).
+pub const REORDER_MAX_PACKETS: usize = 256 << 10;
+/// Most bytes of packets one worker holds to put them in order.
+pub const REORDER_MAX_BYTES: usize = 64 << 20;
 
 /// The work of one worker thread.
 pub struct HostWorker {
@@ -114,6 +117,7 @@ impl HostWorker {
                 Tracker::new(settings, writer, detection, workers),
                 settings.reorder_window_ns,
                 REORDER_MAX_PACKETS,
+                REORDER_MAX_BYTES,
             )
         });
         Self { flows, pcap }

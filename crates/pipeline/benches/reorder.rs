@@ -68,7 +68,7 @@ fn main() {
             })
         });
         group.bench_with_input(BenchmarkId::new(format!("{len}"), "reorder"), &input, |b, input| {
-            let mut reorder = Reorder::new(NullWorker, WINDOW_NS, 256 << 10);
+            let mut reorder = Reorder::new(NullWorker, WINDOW_NS, 256 << 10, 1 << 30);
             b.iter(|| {
                 for batch in input {
                     reorder.batch(black_box(batch));

@@ -13,7 +13,7 @@
 //! suppressed-copy notices with them, in timestamp order once the newest
 //! packet seen, or the clock of a tick, is `window_ns` past them.
 //!
-//! Bounded: past `max_packets` held, the oldest are released early
+//! Bounded: past `max_packets` or `max_bytes` held, the oldest are released early
 //! (counted). A packet older than one already released is passed on at
 //! once (counted as late), never dropped.
 
@@ -26,6 +26,10 @@ use crate::worker::{PacketBatch, PacketMeta, SuppressedNotice, Worker};
 
 /// Packets per batch handed to the inner worker.
 const OUT_BATCH_PACKETS: usize = 64;
+/// Free packet buffers kept for reuse, and the largest kept: a GSO
+/// super-frame's buffer goes back to the allocator.
+const FREE_BUFFERS: usize = 4096;
+const FREE_BUFFER_MAX_BYTES: usize = 16 << 10;
 
 /// What a [`Reorder`] counted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -53,6 +57,8 @@ pub struct Reorder<W: Worker> {
     inner: W,
     window_ns: u64,
     max_packets: usize,
+    max_bytes: usize,
+    held_bytes: usize,
     /// (timestamp, arrival order, slot), earliest first: a FIFO for what
     /// arrives in order and a heap for the rest, merged by their heads.
     heap: OrderedQueue<(u64, u64, usize)>,
@@ -71,12 +77,15 @@ pub struct Reorder<W: Worker> {
 }
 
 impl<W: Worker> Reorder<W> {
-    /// `inner` behind a window of `window_ns` holding at most `max_packets`.
-    pub fn new(inner: W, window_ns: u64, max_packets: usize) -> Self {
+    /// `inner` behind a window of `window_ns` holding at most `max_packets`
+    /// packets and `max_bytes` bytes of them.
+    pub fn new(inner: W, window_ns: u64, max_packets: usize, max_bytes: usize) -> Self {
         Self {
             inner,
             window_ns,
             max_packets: max_packets.max(1),
+            max_bytes,
+            held_bytes: 0,
             heap: OrderedQueue::default(),
             slots: Vec::new(),
             free_slots: Vec::new(),
@@ -144,7 +153,7 @@ impl<W: Worker> Reorder<W> {
         };
         while let Some((timestamp_ns, _, slot)) = self.heap.peek() {
             let due = timestamp_ns <= until_ns;
-            let over = self.heap.len() > self.max_packets;
+            let over = self.heap.len() > self.max_packets || self.held_bytes > self.max_bytes;
             if !due && !over {
                 break;
             }
@@ -162,8 +171,11 @@ impl<W: Worker> Reorder<W> {
                 .get_or_insert_with(|| PacketBatch::new(Arc::clone(&interfaces)));
             match held {
                 Held::Packet(meta, data) => {
+                    self.held_bytes -= data.len();
                     out.push(meta, &data);
-                    self.free_buffers.push(data);
+                    if self.free_buffers.len() < FREE_BUFFERS && data.capacity() <= FREE_BUFFER_MAX_BYTES {
+                        self.free_buffers.push(data);
+                    }
                 }
                 Held::Notice(notice) => out.push_suppressed(notice),
             }
@@ -221,6 +233,7 @@ impl<W: Worker> Worker for Reorder<W> {
             let mut data = self.free_buffers.pop().unwrap_or_default();
             data.clear();
             data.extend_from_slice(packet.data);
+            self.held_bytes += data.len();
             self.hold(timestamp_ns, Held::Packet(*packet.meta, data));
             self.newest_ns = self.newest_ns.max(timestamp_ns);
             self.release(self.newest_ns.saturating_sub(self.window_ns), false);
@@ -304,7 +317,7 @@ mod tests {
     #[test]
     fn packets_come_out_in_timestamp_order_once_the_window_has_passed() {
         let table = table();
-        let mut reorder = Reorder::new(Seen::default(), 10, 1000);
+        let mut reorder = Reorder::new(Seen::default(), 10, 1000, usize::MAX);
         reorder.batch(&batch(&table, &[100, 104, 102]));
         assert!(reorder.inner().packets.is_empty(), "nothing is 10 past");
         reorder.batch(&batch(&table, &[101, 112]));
@@ -319,7 +332,7 @@ mod tests {
     #[test]
     fn a_packet_older_than_one_released_is_passed_on_late() {
         let table = table();
-        let mut reorder = Reorder::new(Seen::default(), 10, 1000);
+        let mut reorder = Reorder::new(Seen::default(), 10, 1000, usize::MAX);
         reorder.batch(&batch(&table, &[100, 130]));
         assert_eq!(reorder.inner().packets, [100]);
         reorder.batch(&batch(&table, &[90]));
@@ -334,11 +347,11 @@ mod tests {
     fn where_batches_end_does_not_change_the_order() {
         let table = table();
         let timestamps = [100, 104, 102, 130, 95, 131, 128, 160, 140, 200, 171, 170];
-        let mut whole = Reorder::new(Seen::default(), 10, 1000);
+        let mut whole = Reorder::new(Seen::default(), 10, 1000, usize::MAX);
         whole.batch(&batch(&table, &timestamps));
         whole.finish(0);
         for size in 1..timestamps.len() {
-            let mut cut = Reorder::new(Seen::default(), 10, 1000);
+            let mut cut = Reorder::new(Seen::default(), 10, 1000, usize::MAX);
             for chunk in timestamps.chunks(size) {
                 cut.batch(&batch(&table, chunk));
             }
@@ -354,7 +367,7 @@ mod tests {
     #[test]
     fn the_bound_releases_the_oldest_early() {
         let table = table();
-        let mut reorder = Reorder::new(Seen::default(), 1_000, 2);
+        let mut reorder = Reorder::new(Seen::default(), 1_000, 2, usize::MAX);
         reorder.batch(&batch(&table, &[5, 3, 4, 1]));
         // A third held pushes out 3; 1 then comes after it, late.
         assert_eq!(reorder.inner().packets, [3, 1]);
@@ -364,9 +377,19 @@ mod tests {
     }
 
     #[test]
+    fn the_byte_bound_releases_the_oldest_early() {
+        let table = table();
+        // Each test packet is 8 bytes: 16 bytes hold two.
+        let mut reorder = Reorder::new(Seen::default(), 1_000, 1000, 16);
+        reorder.batch(&batch(&table, &[10, 20, 30, 40]));
+        assert_eq!(reorder.inner().packets, [10, 20]);
+        assert_eq!(reorder.counters().forced, 2);
+    }
+
+    #[test]
     fn ticks_never_run_ahead_of_a_held_packet() {
         let table = table();
-        let mut reorder = Reorder::new(Seen::default(), 10, 1000);
+        let mut reorder = Reorder::new(Seen::default(), 10, 1000, usize::MAX);
         reorder.batch(&batch(&table, &[100]));
         reorder.tick(105);
         assert_eq!(reorder.inner().ticks, [99]);
@@ -378,7 +401,7 @@ mod tests {
     #[test]
     fn notices_follow_the_packets_of_their_time() {
         let table = table();
-        let mut reorder = Reorder::new(Seen::default(), 10, 1000);
+        let mut reorder = Reorder::new(Seen::default(), 10, 1000, usize::MAX);
         let mut first = batch(&table, &[100, 120]);
         first.push_suppressed(SuppressedNotice {
             tap: TapPoint {
