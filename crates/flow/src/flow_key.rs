@@ -11,8 +11,10 @@
 //! packets may then hash elsewhere, which is what Suricata's defrag-less
 //! flow hashing does as well. Other IP protocols have ports 0.
 
-use std::hash::{BuildHasher, Hasher};
+use std::hash::Hasher;
 use std::net::IpAddr;
+
+use crate::keyed_hash::HashKeys;
 
 use crate::parse::{ParsedPacket, Transport};
 
@@ -111,10 +113,12 @@ pub struct FlowKey {
 }
 
 /// Keyed symmetric flow hashing: random keys at start-up, so crafted traffic
-/// cannot aim many flows at one worker or one table bucket.
+/// cannot aim many flows at one worker or one table bucket. The hash is
+/// [`crate::keyed_hash`]'s over the ordered endpoints packed into 64-bit
+/// words (two words and a third of ports and protocol for IPv4).
 #[derive(Clone, Debug)]
 pub struct FlowHasher {
-    state: ahash::RandomState,
+    keys: HashKeys,
 }
 
 impl Default for FlowHasher {
@@ -127,24 +131,33 @@ impl FlowHasher {
     /// A hasher with random keys.
     pub fn new() -> Self {
         Self {
-            state: ahash::RandomState::new(),
+            keys: HashKeys::random(),
         }
     }
 
     /// A hasher with fixed keys, for tests and for reproducing a run.
     pub fn with_seeds(seeds: [u64; 4]) -> Self {
         Self {
-            state: ahash::RandomState::with_seeds(seeds[0], seeds[1], seeds[2], seeds[3]),
+            keys: HashKeys::from_seeds(seeds),
         }
     }
 
     /// The hash of a flow, equal for `tuple` and `tuple.reversed()`.
     pub fn symmetric(&self, tuple: &FlowTuple) -> u64 {
         let (low, high) = tuple.ordered_endpoints();
-        let mut h = self.state.build_hasher();
-        h.write_u8(tuple.protocol);
-        write_endpoint(&mut h, low);
-        write_endpoint(&mut h, high);
+        let mut h = self.keys.hasher();
+        let family = match (low.addr, high.addr) {
+            (IpAddr::V4(a), IpAddr::V4(b)) => {
+                h.write_u64(u64::from(u32::from(a)) << 32 | u64::from(u32::from(b)));
+                4
+            }
+            (a, b) => {
+                write_address(&mut h, a);
+                write_address(&mut h, b);
+                6
+            }
+        };
+        h.write_u64(family << 40 | u64::from(tuple.protocol) << 32 | u64::from(low.port) << 16 | u64::from(high.port));
         h.finish()
     }
 
@@ -152,7 +165,7 @@ impl FlowHasher {
     /// an ARP request and its reply hash alike. Frames shorter than two MACs
     /// hash as one flow.
     pub fn link_symmetric(&self, frame: &[u8]) -> u64 {
-        let mut h = self.state.build_hasher();
+        let mut h = self.keys.hasher();
         if let (Some(dst), Some(src)) = (frame.get(0..6), frame.get(6..12)) {
             let (low, high) = if src <= dst { (src, dst) } else { (dst, src) };
             h.write(low);
@@ -162,12 +175,15 @@ impl FlowHasher {
     }
 }
 
-fn write_endpoint(h: &mut impl Hasher, endpoint: Endpoint) {
-    match endpoint.addr {
-        IpAddr::V4(addr) => h.write_u32(u32::from(addr)),
-        IpAddr::V6(addr) => h.write_u128(u128::from(addr)),
-    }
-    h.write_u16(endpoint.port);
+/// An address of a flow with an IPv6 end: IPv4 addresses as their
+/// IPv4-mapped IPv6 form, so each address is two words.
+fn write_address(h: &mut impl Hasher, addr: IpAddr) {
+    let bits = match addr {
+        IpAddr::V4(addr) => u128::from(addr.to_ipv6_mapped()),
+        IpAddr::V6(addr) => u128::from(addr),
+    };
+    h.write_u64((bits >> 64) as u64);
+    h.write_u64(bits as u64);
 }
 
 /// The 32-bit flow tag the dedup table keeps per packet: the low half of

@@ -44,6 +44,7 @@ pub mod identity;
 pub mod ip;
 pub mod ipv4;
 pub mod ipv6;
+mod keyed_hash;
 pub mod nat;
 pub mod parse;
 mod read;
