@@ -198,6 +198,7 @@ impl SieveShared {
             next_ticket: (slot as u16).wrapping_mul(4099),
             tap_ranks: Vec::new(),
             counters: SieveCounters::default(),
+            pairs: PairCounts::default(),
         })
     }
 
@@ -419,8 +420,8 @@ impl SieveCounters {
         self.copies == self.delivered + self.duplicates + self.malformed + held_now
     }
 
-    fn pair(&mut self, kept: TapId, suppressed: TapId) {
-        *self.by_tap_pair.entry((kept, suppressed)).or_default() += 1;
+    fn pair(&mut self, kept: TapId, suppressed: TapId, count: u64) {
+        *self.by_tap_pair.entry((kept, suppressed)).or_default() += count;
     }
 }
 
@@ -466,6 +467,60 @@ pub struct Sieve<M> {
     /// id (`u8::MAX` for unknown).
     tap_ranks: Vec<u8>,
     counters: SieveCounters,
+    /// Duplicates by tap pair not yet in `counters.by_tap_pair`: added there
+    /// before every public method returns.
+    pairs: PairCounts,
+}
+
+/// Tap ids below this count their pairs in [`PairCounts`]' array.
+const DENSE_TAPS: usize = 32;
+
+/// Per tap pair duplicate counts of the copies processed since the last
+/// flush: an array increment per duplicate instead of a hash map update
+/// (about 45 instructions per copy), folded into
+/// [`SieveCounters::by_tap_pair`] once per call.
+#[derive(Debug)]
+struct PairCounts {
+    counts: Box<[u64]>,
+    /// Indexes of `counts` that are not 0.
+    touched: Vec<usize>,
+}
+
+impl Default for PairCounts {
+    fn default() -> Self {
+        Self {
+            counts: vec![0; DENSE_TAPS * DENSE_TAPS].into_boxed_slice(),
+            touched: Vec::new(),
+        }
+    }
+}
+
+impl PairCounts {
+    /// Counts a duplicate: `suppressed` against `kept`.
+    fn count(&mut self, counters: &mut SieveCounters, kept: TapId, suppressed: TapId) {
+        let (k, s) = (usize::from(kept.0), usize::from(suppressed.0));
+        if k >= DENSE_TAPS || s >= DENSE_TAPS {
+            counters.pair(kept, suppressed, 1);
+            return;
+        }
+        let index = k * DENSE_TAPS + s;
+        if self.counts[index] == 0 {
+            self.touched.push(index);
+        }
+        self.counts[index] += 1;
+    }
+
+    /// Adds the counts to `counters` and starts again from 0.
+    fn flush(&mut self, counters: &mut SieveCounters) {
+        for index in self.touched.drain(..) {
+            let count = std::mem::take(&mut self.counts[index]);
+            counters.pair(
+                TapId((index / DENSE_TAPS) as u16),
+                TapId((index % DENSE_TAPS) as u16),
+                count,
+            );
+        }
+    }
 }
 
 /// Spare buffers kept for reuse.
@@ -526,13 +581,15 @@ impl<M> Sieve<M> {
     /// lengths...), handed back or kept with a held copy.
     pub fn process(&mut self, copy: &CapturedCopy<'_>, meta: M) -> Outcome<M> {
         self.counters.copies += 1;
-        match self.prepare(copy) {
+        let outcome = match self.prepare(copy) {
             Ok(prepared) => self.decide(copy, prepared, meta),
             Err(error) => {
                 self.counters.malformed += 1;
                 Outcome::Malformed(meta, error)
             }
-        }
+        };
+        self.pairs.flush(&mut self.counters);
+        outcome
     }
 
     /// [`Self::process`] for several copies, in order, with the same
@@ -554,6 +611,7 @@ impl<M> Sieve<M> {
                 (copy, meta, prepared)
             }));
             if batch.is_empty() {
+                self.pairs.flush(&mut self.counters);
                 return;
             }
             for (_, _, prepared) in &batch {
@@ -637,7 +695,7 @@ impl<M> Sieve<M> {
         let deliver_now = match observation.verdict {
             Verdict::Duplicate { first_tap } => {
                 self.counters.duplicates += 1;
-                self.counters.pair(first_tap, tap.id);
+                self.pairs.count(&mut self.counters, first_tap, tap.id);
                 let suppressed = SuppressedCopy {
                     tap,
                     timestamp_ns: copy.timestamp_ns,
@@ -666,7 +724,7 @@ impl<M> Sieve<M> {
             Verdict::Better {
                 superseded: Some(superseded),
             } => {
-                self.counters.pair(tap.id, ticket_tap(superseded));
+                self.pairs.count(&mut self.counters, tap.id, ticket_tap(superseded));
                 // A container veth's outgoing copy of a packet that entered
                 // the host at an uplink: no copy can be better (a packet
                 // that came in from outside does not also come in from a
@@ -763,6 +821,7 @@ impl<M> Sieve<M> {
             self.counters.hold_overflow += 1;
             self.end_hold(index, &mut out);
         }
+        self.pairs.flush(&mut self.counters);
     }
 
     /// The thread stops reading: its watermark no longer holds others back,
@@ -781,6 +840,7 @@ impl<M> Sieve<M> {
         while let Some(HoldKey { index, .. }) = self.order.pop() {
             self.end_hold(index, &mut out);
         }
+        self.pairs.flush(&mut self.counters);
     }
 
     /// The flow of a suppressed copy, in the container's address space when
@@ -870,7 +930,7 @@ impl<M> Sieve<M> {
             {
                 Coverage::Same { tap } => {
                     self.counters.tcp_range_duplicates += 1;
-                    self.counters.pair(tap, copy.tap.id);
+                    self.pairs.count(&mut self.counters, tap, copy.tap.id);
                     true
                 }
                 Coverage::Different { .. } => {
