@@ -472,8 +472,11 @@ pub struct Sieve<M> {
     pairs: PairCounts,
 }
 
-/// Tap ids below this count their pairs in [`PairCounts`]' array.
-const DENSE_TAPS: usize = 32;
+/// Tap ids below this count their pairs in [`PairCounts`]' array (512 KiB
+/// of zeros, of which only the lines of pairs that occur are ever touched):
+/// two taps per interface, so 128 interfaces. At 32 the bench's 64
+/// containers (130 taps) went past it for most duplicates (callgrind).
+const DENSE_TAPS: usize = 256;
 
 /// Per tap pair duplicate counts of the copies processed since the last
 /// flush: an array increment per duplicate instead of a hash map update
