@@ -23,6 +23,10 @@
 #
 # Usage: scripts/callgrind-sieve.sh
 #        RINGSIEVE_BENCH_FLOWS=1000 scripts/callgrind-sieve.sh   (other flow count, same 1 M-packet pass)
+#        SIEVE_BIN=/tmp/sieve-before OUT=bench-out/callgrind-before scripts/callgrind-sieve.sh
+#          (a bench binary built and copied earlier, e.g. of another commit, so
+#          that a rebuild meanwhile does not replace it under valgrind; raw
+#          files to another folder)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -30,10 +34,11 @@ command -v valgrind >/dev/null || { echo "valgrind is not installed (apt-get ins
 command -v callgrind_annotate >/dev/null || { echo "callgrind_annotate is missing (it comes with valgrind)" >&2; exit 1; }
 command -v jq >/dev/null || { echo "jq is not installed (apt-get install jq)" >&2; exit 1; }
 
-out=bench-out/callgrind
+out=${OUT:-bench-out/callgrind}
 mkdir -p "$out"
 
-bin=$(cargo bench -p flow --bench sieve --no-run --message-format=json 2>/dev/null |
+bin=${SIEVE_BIN:-}
+[ -n "$bin" ] || bin=$(cargo bench -p flow --bench sieve --no-run --message-format=json 2>/dev/null |
     jq -r 'select(.reason == "compiler-artifact" and .target.name == "sieve" and .executable != null) | .executable' |
     tail -n 1)
 [ -x "$bin" ] || { echo "could not build the sieve bench binary" >&2; exit 1; }
