@@ -76,11 +76,24 @@ fn endpoint(event: &serde_json::Value, ip: &str, port: &str) -> String {
     }
 }
 
-fn ringsieve(args: &[&std::ffi::OsStr]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ringsieve"))
-        .args(args)
+/// `ringsieve read CAPTURE ARGS...`: its output and its stderr as text.
+fn read(capture: &Path, args: &[&std::ffi::OsStr]) -> (Output, String) {
+    let mut all: Vec<&std::ffi::OsStr> = vec!["read".as_ref(), capture.as_os_str()];
+    all.extend_from_slice(args);
+    let output = Command::new(env!("CARGO_BIN_EXE_ringsieve"))
+        .args(&all)
         .output()
-        .expect("ringsieve runs")
+        .expect("ringsieve runs");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (output, stderr)
+}
+
+/// The recorded fixture of `case`.
+fn fixture(case: &str) -> Fixture {
+    fixtures()
+        .into_iter()
+        .find(|f| f.case == case)
+        .unwrap_or_else(|| panic!("the {case} fixture"))
 }
 
 fn write_rules(dir: &Path, text: &str) -> PathBuf {
@@ -93,19 +106,19 @@ fn write_rules(dir: &Path, text: &str) -> PathBuf {
 fn read_with_rules(fixture: &Fixture, rules: &Path, dir: &Path, workers: &str) -> Vec<serde_json::Value> {
     let eve = dir.join(format!("{}-{workers}.json", fixture.case));
     let roles = fixture.roles_arg();
-    let output = ringsieve(&[
-        "read".as_ref(),
-        fixture.host_capture.as_os_str(),
-        "--role".as_ref(),
-        roles.as_ref(),
-        "--rules".as_ref(),
-        rules.as_os_str(),
-        "--eve".as_ref(),
-        eve.as_os_str(),
-        "--workers".as_ref(),
-        workers.as_ref(),
-    ]);
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let (output, stderr) = read(
+        &fixture.host_capture,
+        &[
+            "--role".as_ref(),
+            roles.as_ref(),
+            "--rules".as_ref(),
+            rules.as_os_str(),
+            "--eve".as_ref(),
+            eve.as_os_str(),
+            "--workers".as_ref(),
+            workers.as_ref(),
+        ],
+    );
     assert!(output.status.success(), "{}: {stderr}", fixture.case);
     assert!(
         stderr.contains("4 rules loaded, 0 skipped"),
@@ -180,25 +193,17 @@ fn every_message_raises_one_alert_in_the_containers_address_space() {
 #[test]
 fn bad_rules_are_skipped_with_their_place_and_unreadable_files_are_exit_2() {
     let dir = tempfile::tempdir().unwrap();
-    let fixture = fixtures()
-        .into_iter()
-        .find(|f| f.case == "c2c-udp")
-        .expect("the c2c-udp fixture");
+    let fixture = fixture("c2c-udp");
     let rules = write_rules(
         dir.path(),
         "alert udp any any -> any any (msg:\"ok\"; content:\"RSv1\"; sid:3;)\n\
          alert udp any any -> any any (msg:\"bad\"; frobnicate:1; sid:5;)\n",
     );
     let eve = dir.path().join("eve.json");
-    let output = ringsieve(&[
-        "read".as_ref(),
-        fixture.host_capture.as_os_str(),
-        "--rules".as_ref(),
-        rules.as_os_str(),
-        "--eve".as_ref(),
-        eve.as_os_str(),
-    ]);
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let (output, stderr) = read(
+        &fixture.host_capture,
+        &["--rules".as_ref(), rules.as_os_str(), "--eve".as_ref(), eve.as_os_str()],
+    );
     assert!(output.status.success(), "{stderr}");
     assert!(stderr.contains("1 rules loaded, 1 skipped"), "{stderr}");
     assert!(
@@ -207,44 +212,38 @@ fn bad_rules_are_skipped_with_their_place_and_unreadable_files_are_exit_2() {
     );
 
     let missing = dir.path().join("missing.rules");
-    let output = ringsieve(&[
-        "read".as_ref(),
-        fixture.host_capture.as_os_str(),
-        "--rules".as_ref(),
-        rules.as_os_str(),
-        "--rules".as_ref(),
-        missing.as_os_str(),
-        "--eve".as_ref(),
-        eve.as_os_str(),
-    ]);
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let (output, stderr) = read(
+        &fixture.host_capture,
+        &[
+            "--rules".as_ref(),
+            rules.as_os_str(),
+            "--rules".as_ref(),
+            missing.as_os_str(),
+            "--eve".as_ref(),
+            eve.as_os_str(),
+        ],
+    );
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(
         stderr.contains("--rules") && stderr.contains("missing.rules") && stderr.contains("readable rule file"),
         "{stderr}"
     );
 
-    let output = ringsieve(&[
-        "read".as_ref(),
-        fixture.host_capture.as_os_str(),
-        "--rules".as_ref(),
-        rules.as_os_str(),
-    ]);
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let (output, stderr) = read(&fixture.host_capture, &["--rules".as_ref(), rules.as_os_str()]);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("--eve"), "{stderr}");
 
-    let output = ringsieve(&[
-        "read".as_ref(),
-        fixture.host_capture.as_os_str(),
-        "--rules".as_ref(),
-        rules.as_os_str(),
-        "--eve".as_ref(),
-        eve.as_os_str(),
-        "--var".as_ref(),
-        "HOME NET=1.2.3.4".as_ref(),
-    ]);
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let (output, stderr) = read(
+        &fixture.host_capture,
+        &[
+            "--rules".as_ref(),
+            rules.as_os_str(),
+            "--eve".as_ref(),
+            eve.as_os_str(),
+            "--var".as_ref(),
+            "HOME NET=1.2.3.4".as_ref(),
+        ],
+    );
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("--var") && stderr.contains("HOME NET"), "{stderr}");
 }
@@ -252,10 +251,7 @@ fn bad_rules_are_skipped_with_their_place_and_unreadable_files_are_exit_2() {
 #[test]
 fn home_net_from_var_decides_what_matches() {
     let dir = tempfile::tempdir().unwrap();
-    let fixture = fixtures()
-        .into_iter()
-        .find(|f| f.case == "c2c-udp")
-        .expect("the c2c-udp fixture");
+    let fixture = fixture("c2c-udp");
     let rules = write_rules(
         dir.path(),
         "alert udp $HOME_NET any -> $HOME_NET any (msg:\"inside\"; content:\"RSv1\"; sid:3;)\n",
@@ -263,17 +259,18 @@ fn home_net_from_var_decides_what_matches() {
     let count_alerts = |home_net: &str| {
         let eve = dir.path().join(format!("eve-{}.json", home_net.len()));
         let var = format!("HOME_NET={home_net}");
-        let output = ringsieve(&[
-            "read".as_ref(),
-            fixture.host_capture.as_os_str(),
-            "--rules".as_ref(),
-            rules.as_os_str(),
-            "--eve".as_ref(),
-            eve.as_os_str(),
-            "--var".as_ref(),
-            var.as_ref(),
-        ]);
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let (output, stderr) = read(
+            &fixture.host_capture,
+            &[
+                "--rules".as_ref(),
+                rules.as_os_str(),
+                "--eve".as_ref(),
+                eve.as_os_str(),
+                "--var".as_ref(),
+                var.as_ref(),
+            ],
+        );
+        assert!(output.status.success(), "{stderr}");
         std::fs::read_to_string(&eve)
             .unwrap()
             .lines()

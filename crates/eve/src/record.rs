@@ -439,12 +439,7 @@ impl Flow {
             record.u64("dest_port", u64::from(self.server.port));
         }
         push_proto(&mut record, protocol);
-        if let Some(container) = &self.containers[0] {
-            record.raw("src_container", container);
-        }
-        if let Some(container) = &self.containers[1] {
-            record.raw("dest_container", container);
-        }
+        self.push_containers(&mut record, 0, 1);
         if matches!(protocol, 1 | 58) {
             if let Some((icmp_type, code)) = self.icmp[Side::ToServer as usize] {
                 record.u64("icmp_type", u64::from(icmp_type));
@@ -497,14 +492,7 @@ impl Flow {
         }
 
         let mut ours = record.object("ringsieve");
-        let mut labels: Vec<String> = self
-            .taps
-            .iter()
-            .map(|&(interface, direction)| format!("{}:{}", name(interface), direction.name()))
-            .collect();
-        labels.sort_unstable();
-        labels.dedup();
-        ours.str_array("taps", labels.iter().map(String::as_str));
+        self.push_taps(&mut ours, names);
         ours.u64("copies_suppressed", self.copies_suppressed);
         ours.u64("delivered", self.pkts[0] + self.pkts[1]);
         if let Some(public) = &self.nat {
@@ -588,12 +576,7 @@ impl Flow {
                 Side::ToClient => "to_client",
             },
         );
-        if let Some(container) = &self.containers[src] {
-            record.raw("src_container", container);
-        }
-        if let Some(container) = &self.containers[dest] {
-            record.raw("dest_container", container);
-        }
+        self.push_containers(&mut record, src, dest);
         let mut ours_stream_offset = None;
         let mut ours_seq = None;
         match event {
@@ -635,14 +618,7 @@ impl Flow {
         let mut ours = record.object("ringsieve");
         let tap = format!("{}:{}", name(packet.interface), packet.direction.name());
         ours.str("tap", &tap);
-        let mut labels: Vec<String> = self
-            .taps
-            .iter()
-            .map(|&(interface, direction)| format!("{}:{}", name(interface), direction.name()))
-            .collect();
-        labels.sort_unstable();
-        labels.dedup();
-        ours.str_array("taps", labels.iter().map(String::as_str));
+        self.push_taps(&mut ours, names);
         ours.u64("copies_suppressed", self.copies_suppressed);
         if let Some(public) = &self.nat {
             push_nat(&mut ours, public);
@@ -657,6 +633,33 @@ impl Flow {
         ours.end();
         record.end();
         out.push(b'\n');
+    }
+}
+
+impl Flow {
+    /// `taps`: every tap point the flow was seen at, `interface:direction`,
+    /// sorted.
+    fn push_taps(&self, ours: &mut Object<'_>, names: &HashMap<InterfaceId, Box<str>, ahash::RandomState>) {
+        let name = |id: InterfaceId| names.get(&id).map_or("?", |name| &**name);
+        let mut labels: Vec<String> = self
+            .taps
+            .iter()
+            .map(|&(interface, direction)| format!("{}:{}", name(interface), direction.name()))
+            .collect();
+        labels.sort_unstable();
+        labels.dedup();
+        ours.str_array("taps", labels.iter().map(String::as_str));
+    }
+
+    /// `src_container` and `dest_container`: the objects of the endpoints
+    /// `src` and `dest` (0 the client, 1 the server), when known.
+    fn push_containers(&self, record: &mut Object<'_>, src: usize, dest: usize) {
+        if let Some(container) = &self.containers[src] {
+            record.raw("src_container", container);
+        }
+        if let Some(container) = &self.containers[dest] {
+            record.raw("dest_container", container);
+        }
     }
 }
 

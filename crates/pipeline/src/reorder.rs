@@ -21,7 +21,6 @@ use std::sync::Arc;
 
 use flow::OrderedQueue;
 
-use crate::interfaces::InterfaceTable;
 use crate::worker::{PacketBatch, PacketMeta, SuppressedNotice, Worker};
 
 /// Packets per batch handed to the inner worker.
@@ -70,9 +69,9 @@ pub struct Reorder<W: Worker> {
     newest_ns: u64,
     /// The timestamp of the last packet released.
     released_ns: u64,
+    /// The batch released packets are gathered in, made at the first
+    /// batch received (it names the interface table).
     out: Option<PacketBatch>,
-    /// The interface table of the batches (known from the first one).
-    interfaces: Option<Arc<InterfaceTable>>,
     counters: ReorderCounters,
 }
 
@@ -94,7 +93,6 @@ impl<W: Worker> Reorder<W> {
             newest_ns: 0,
             released_ns: 0,
             out: None,
-            interfaces: None,
             counters: ReorderCounters::default(),
         }
     }
@@ -148,9 +146,9 @@ impl<W: Worker> Reorder<W> {
     /// oldest beyond `max_packets`; with `flush`, passes what it gathered
     /// to the inner worker now.
     fn release(&mut self, until_ns: u64, flush: bool) {
-        let Some(interfaces) = self.interfaces.clone() else {
+        if self.out.is_none() {
             return;
-        };
+        }
         while let Some((timestamp_ns, _, slot)) = self.heap.peek() {
             let due = timestamp_ns <= until_ns;
             let over = self.heap.len() > self.max_packets || self.held_bytes > self.max_bytes;
@@ -166,9 +164,9 @@ impl<W: Worker> Reorder<W> {
             };
             self.free_slots.push(slot);
             self.released_ns = self.released_ns.max(timestamp_ns);
-            let out = self
-                .out
-                .get_or_insert_with(|| PacketBatch::new(Arc::clone(&interfaces)));
+            let Some(out) = self.out.as_mut() else {
+                return;
+            };
             match held {
                 Held::Packet(meta, data) => {
                     self.held_bytes -= data.len();
@@ -212,18 +210,20 @@ impl<W: Worker> Worker for Reorder<W> {
     /// the newest released (so what is late does not depend on where
     /// batches end); the notices after the batch's packets.
     fn batch(&mut self, batch: &PacketBatch) {
-        self.interfaces.get_or_insert_with(|| Arc::clone(&batch.interfaces));
+        if self.out.is_none() {
+            self.out = Some(PacketBatch::new(Arc::clone(&batch.interfaces)));
+        }
         for packet in batch.packets() {
             let timestamp_ns = packet.meta.timestamp_ns;
             self.counters.packets += 1;
             if timestamp_ns < self.released_ns {
                 // Its place has gone: on at once, out of order.
                 self.counters.late += 1;
-                let interfaces = Arc::clone(&batch.interfaces);
-                let out = self.out.get_or_insert_with(|| PacketBatch::new(interfaces));
-                out.push(*packet.meta, packet.data);
-                if out.len() >= OUT_BATCH_PACKETS {
-                    self.flush();
+                if let Some(out) = self.out.as_mut() {
+                    out.push(*packet.meta, packet.data);
+                    if out.len() >= OUT_BATCH_PACKETS {
+                        self.flush();
+                    }
                 }
                 continue;
             }
@@ -259,7 +259,7 @@ impl<W: Worker> Worker for Reorder<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::interfaces::{InterfaceId, InterfaceInfo};
+    use crate::interfaces::{InterfaceId, InterfaceInfo, InterfaceTable};
     use flow::{TapDirection, TapId, TapPoint, TapRole};
 
     /// Records the timestamps it receives, and its ticks.
