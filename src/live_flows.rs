@@ -14,7 +14,7 @@ use pipeline::worker_pool::PoolReport;
 use crate::host_worker::HostWorker;
 
 /// The latest flow-tracker counters of each worker; `None` for a worker
-/// without a tracker (no EVE output) or that has not ticked yet.
+/// without a tracker (no EVE output).
 #[derive(Debug)]
 pub struct LiveFlows {
     slots: Vec<Mutex<Option<FlowTrackerCounters>>>,
@@ -52,9 +52,14 @@ pub struct PublishingWorker {
 }
 
 impl PublishingWorker {
-    /// `worker`, publishing into slot `slot` of `live`.
+    /// `worker`, publishing into slot `slot` of `live`. Its tracker's
+    /// counters (zero) are published at once: a worker whose first batch
+    /// blocks (a stalled output) before its first tick still shows its
+    /// tracker in a scrape.
     pub fn new(worker: HostWorker, live: Arc<LiveFlows>, slot: usize) -> Self {
-        Self { worker, live, slot }
+        let publishing = Self { worker, live, slot };
+        publishing.publish();
+        publishing
     }
 
     fn publish(&self) {
@@ -90,5 +95,43 @@ pub fn host_workers(report: PoolReport<PublishingWorker>) -> PoolReport<HostWork
             .collect(),
         panicked: report.panicked,
         stranded: report.stranded,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::PipelineSettings;
+
+    fn settings() -> PipelineSettings {
+        PipelineSettings {
+            pool: pipeline::worker_pool::PoolConfig::default(),
+            eve: None,
+            stats_interval: None,
+            flow_timeouts: eve::FlowTimeouts::default(),
+            max_flows: 1024,
+            detection: None,
+            reorder_window_ns: 0,
+        }
+    }
+
+    #[test]
+    fn a_worker_with_a_tracker_is_in_the_snapshot_before_any_batch_or_tick() {
+        let eve = tempfile::NamedTempFile::new().unwrap();
+        let writer = Arc::new(eve::EveWriter::open(eve.path()).unwrap());
+        let live = LiveFlows::new(2);
+        let worker = HostWorker::new(&settings(), Some(&writer), None, None, 2);
+        let _publishing = PublishingWorker::new(worker, Arc::clone(&live), 1);
+        let snapshot = live.snapshot();
+        assert!(snapshot[0].is_none());
+        assert_eq!(snapshot[1], Some(FlowTrackerCounters::default()));
+    }
+
+    #[test]
+    fn a_worker_without_a_tracker_stays_out_of_the_snapshot() {
+        let live = LiveFlows::new(1);
+        let worker = HostWorker::new(&settings(), None, None, None, 1);
+        let _publishing = PublishingWorker::new(worker, Arc::clone(&live), 0);
+        assert_eq!(live.snapshot(), vec![None]);
     }
 }
