@@ -22,6 +22,7 @@ pub fn dedup_json(counters: &SieveCounters, nat_bindings: u64, label: impl Fn(Ta
         "duplicates": counters.duplicates,
         "held": counters.held,
         "released_after_window": counters.released_after_window,
+        "released_early": counters.released_early,
         "table_full_passes": counters.table_full_passes,
         "nat_bindings": nat_bindings,
         "malformed": counters.malformed,

@@ -203,6 +203,20 @@ pub struct Observation {
     /// For a copy that joined an instance (Duplicate, Better): the tap its
     /// first copy was seen at.
     pub first_tap: Option<TapId>,
+    /// For a [`Verdict::Duplicate`]: the ticket and rank of the instance's
+    /// best copy if it is still held. A duplicate can prove that nothing
+    /// better than the held copy will come (a copy at the tap where the
+    /// packet entered the host, say), and its holder can end the hold early.
+    pub held_best: Option<(HoldTicket, u8)>,
+}
+
+/// What [`DedupTable::join`] did.
+struct Joined {
+    verdict: Verdict,
+    /// The tap of the instance's first copy.
+    first_tap: TapId,
+    /// See [`Observation::held_best`].
+    held_best: Option<(HoldTicket, u8)>,
 }
 
 /// A snapshot of the table's counters.
@@ -599,6 +613,7 @@ impl DedupTable {
         loop {
             let mut first_flow_tag = None;
             let mut first_tap = None;
+            let mut held_best = None;
             let verdict = match self.scan(identity, home, tap, timestamp_ns) {
                 Scan::Instance {
                     slot,
@@ -606,9 +621,10 @@ impl DedupTable {
                     flow_tag,
                 } => {
                     first_flow_tag = Some(flow_tag);
-                    self.join(slot, control, tap, rank, ticket).map(|(verdict, first)| {
-                        first_tap = Some(first);
-                        verdict
+                    self.join(slot, control, tap, rank, ticket).map(|joined| {
+                        first_tap = Some(joined.first_tap);
+                        held_best = joined.held_best;
+                        joined.verdict
                     })
                 }
                 Scan::Free { slot, control } => {
@@ -636,6 +652,7 @@ impl DedupTable {
                 verdict,
                 first_flow_tag: first_flow_tag.filter(|_| !matches!(verdict, Verdict::New | Verdict::TableFull)),
                 first_tap: first_tap.filter(|_| !matches!(verdict, Verdict::New | Verdict::TableFull)),
+                held_best,
             };
         }
     }
@@ -806,10 +823,9 @@ impl DedupTable {
         }
     }
 
-    /// Step 2: joins the instance in `slot` (generation from `control`),
-    /// answering with the tap of the instance's first copy too. `None`: it
-    /// changed meanwhile, scan again.
-    fn join(&self, slot: usize, control: u64, tap: TapId, rank: u8, ticket: HoldTicket) -> Option<(Verdict, TapId)> {
+    /// Step 2: joins the instance in `slot` (generation from `control`).
+    /// `None`: it changed meanwhile, scan again.
+    fn join(&self, slot: usize, control: u64, tap: TapId, rank: u8, ticket: HoldTicket) -> Option<Joined> {
         let entry = &self.entries[slot];
         let stamp = stamp(control::generation(control));
         let first_tap = match entry.record_tap(stamp, tap) {
@@ -823,7 +839,14 @@ impl DedupTable {
                 // and was replaced after this copy joined it: its best copy
                 // was delivered, or is held and its release will find no
                 // instance and deliver it; this one is a duplicate either way.)
-                return Some((Verdict::Duplicate { first_tap }, first_tap));
+                let held_best = (best::stamp(current) == stamp)
+                    .then(|| best::held_ticket(current).map(|held| (held, best::rank(current))))
+                    .flatten();
+                return Some(Joined {
+                    verdict: Verdict::Duplicate { first_tap },
+                    first_tap,
+                    held_best,
+                });
             }
             let superseded = best::held_ticket(current);
             let next = match superseded {
@@ -840,7 +863,13 @@ impl DedupTable {
                 .best
                 .compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Acquire)
             {
-                Ok(_) => return Some((Verdict::Better { superseded }, first_tap)),
+                Ok(_) => {
+                    return Some(Joined {
+                        verdict: Verdict::Better { superseded },
+                        first_tap,
+                        held_best: None,
+                    })
+                }
                 Err(actual) => current = actual,
             }
         }

@@ -42,6 +42,20 @@
 //! `hold_overflow`; a duplicate may then be delivered, never a unique packet
 //! lost).
 //!
+//! # Holds that end sooner
+//!
+//! Some copies prove that nothing better can come, since a packet enters
+//! the host at one place only. A container veth's outgoing copy waits for a
+//! possible incoming copy at another container's veth; it is delivered at
+//! once when the packet's copy at an uplink's incoming tap was read before
+//! it, or when its source is one of the host's own addresses (the host's
+//! stack sent it). When the uplink copy is read after it, the held copy's
+//! hold ends at the holder's next release instead of after the window: the
+//! thread that read the uplink copy ends it itself when it holds it, and
+//! otherwise signals the other threads through a bounded queue each (a
+//! signal that finds the queue full is lost, and that hold lasts its
+//! window). Counted as `released_early`.
+//!
 //! # Accounting
 //!
 //! Every copy given to [`Sieve::process`] ends as exactly one of delivered,
@@ -52,6 +66,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::CachePadded;
 
 use crate::dedup_table::{DedupTable, HoldTicket, TapId, Verdict, DEFAULT_WINDOW_NS};
@@ -139,6 +154,9 @@ pub struct SieveShared {
     nat: NatBindings,
     ranges: RangeStore,
     watermarks: Box<[CachePadded<AtomicU64>]>,
+    /// Per thread slot: holds another thread proved needless, for the
+    /// holder to end at its next release (see [`EarlyEnd`]).
+    early_ends: Box<[ArrayQueue<EarlyEnd>]>,
     slots_in_use: Mutex<Vec<bool>>,
     window_ns: u64,
     hold_budget_bytes: usize,
@@ -164,6 +182,9 @@ impl SieveShared {
             watermarks: (0..config.max_threads.max(1))
                 .map(|_| CachePadded::new(AtomicU64::new(UNUSED)))
                 .collect(),
+            early_ends: (0..config.max_threads.max(1))
+                .map(|_| ArrayQueue::new(EARLY_END_QUEUE))
+                .collect(),
             slots_in_use: Mutex::new(vec![false; config.max_threads.max(1)]),
             window_ns: config.window_ns,
             hold_budget_bytes: config.hold_budget_bytes,
@@ -185,12 +206,17 @@ impl SieveShared {
         })?;
         in_use[slot] = true;
         self.watermarks[slot].store(0, Ordering::Release);
+        // Signals meant for the thread that used the slot before.
+        while self.early_ends[slot].pop().is_some() {}
         Ok(Sieve {
             shared: Arc::clone(self),
             slot,
             held: Vec::new(),
             free_held: Vec::new(),
             order: HoldQueue::default(),
+            held_live: 0,
+            by_sequence: vec![u32::MAX; 1 << 16].into_boxed_slice(),
+            early_ends: Vec::new(),
             spare_buffers: Vec::new(),
             held_bytes: 0,
             next_order: 0,
@@ -372,8 +398,13 @@ pub struct SieveCounters {
     pub tcp_range_duplicates: u64,
     /// Copies held (each counted once, when held).
     pub held: u64,
-    /// Held copies delivered when their hold ended.
+    /// Held copies delivered when their hold ended (window passed, hold
+    /// budget spent, or the thread stopping).
     pub released_after_window: u64,
+    /// Held copies delivered before their window passed because a later
+    /// copy proved nothing better could come: a container veth's outgoing
+    /// copy of a packet whose uplink copy was read after it.
+    pub released_early: u64,
     /// Held copies released before the window passed because the hold
     /// budget was spent.
     pub hold_overflow: u64,
@@ -404,6 +435,7 @@ impl SieveCounters {
         self.tcp_range_duplicates += other.tcp_range_duplicates;
         self.held += other.held;
         self.released_after_window += other.released_after_window;
+        self.released_early += other.released_early;
         self.hold_overflow += other.hold_overflow;
         self.table_full_passes += other.table_full_passes;
         self.late_duplicates += other.late_duplicates;
@@ -438,6 +470,9 @@ struct TcpSegment {
 struct HeldCopy<M> {
     identity: PacketIdentity,
     ticket: HoldTicket,
+    /// Its key's `order` in the hold queue: a key whose copy ended early
+    /// (and whose index was reused since) is recognised as stale.
+    order: u64,
     bytes: Vec<u8>,
     link: LinkLayer,
     vlan: Option<(u16, u16)>,
@@ -458,7 +493,18 @@ pub struct Sieve<M> {
     held: Vec<Option<HeldCopy<M>>>,
     free_held: Vec<usize>,
     /// (release after, arrival order, index in `held`), earliest first.
+    /// A hold ended early leaves its key behind, skipped when reached.
     order: HoldQueue,
+    /// Copies held now.
+    held_live: usize,
+    /// The index in `held` of the last container veth's outgoing copy held
+    /// under each ticket sequence (`u32::MAX`: none): where a signal that
+    /// its hold is needless finds it. Checked against the copy's ticket and
+    /// identity, so an entry overwritten or gone stale only loses the early
+    /// end (the hold lasts its window).
+    by_sequence: Box<[u32]>,
+    /// This thread's own holds proved needless since its last release.
+    early_ends: Vec<EarlyEnd>,
     spare_buffers: Vec<Vec<u8>>,
     held_bytes: usize,
     next_order: u64,
@@ -529,6 +575,18 @@ impl PairCounts {
 /// Spare buffers kept for reuse.
 const SPARE_BUFFERS: usize = 1024;
 
+/// Signals each thread's queue of early ends holds; past it a signal is
+/// lost and its hold lasts the window (nothing else changes).
+const EARLY_END_QUEUE: usize = 4096;
+
+/// A copy held under `ticket` whose hold no copy can end any more but its
+/// own release: a copy of the same packet proved nothing better will come.
+#[derive(Clone, Copy, Debug)]
+struct EarlyEnd {
+    identity: PacketIdentity,
+    ticket: HoldTicket,
+}
+
 /// Copies [`Sieve::process_batch`] parses and fetches the table slots of
 /// before deciding on them.
 pub const BATCH: usize = 16;
@@ -556,7 +614,7 @@ impl<M> Sieve<M> {
 
     /// Copies held now.
     pub fn held_now(&self) -> usize {
-        self.order.len()
+        self.held_live
     }
 
     /// Bytes held now.
@@ -697,6 +755,15 @@ impl<M> Sieve<M> {
         }
         let deliver_now = match observation.verdict {
             Verdict::Duplicate { first_tap } => {
+                // The copy that entered the host at an uplink, read after
+                // its container veth's outgoing copy: that copy is held in
+                // case the packet entered at another container's veth, which
+                // this one proves it did not. Its hold can end now.
+                if rank == UPLINK_IN_RANK {
+                    if let Some((held, VETH_OUT_RANK)) = observation.held_best {
+                        self.signal_early_end(EarlyEnd { identity, ticket: held });
+                    }
+                }
                 self.counters.duplicates += 1;
                 self.pairs.count(&mut self.counters, first_tap, tap.id);
                 let suppressed = SuppressedCopy {
@@ -759,6 +826,7 @@ impl<M> Sieve<M> {
             HeldCopy {
                 identity,
                 ticket,
+                order: 0,
                 bytes: Vec::new(),
                 link: copy.link,
                 vlan: copy.vlan,
@@ -786,18 +854,19 @@ impl<M> Sieve<M> {
 
     /// [`Self::release`], telling also of the held copies suppressed.
     pub fn release_each(&mut self, mut out: impl FnMut(HoldEnd<'_, M>)) {
+        self.end_early(&mut out);
         let low = self.shared.low_watermark();
         // The copies whose window has passed, BATCH at a time: their table
         // slots are fetched together before their holds end one by one, in
         // queue order.
-        let mut due = [0usize; BATCH];
+        let mut due = [(0usize, 0u64); BATCH];
         loop {
             let mut count = 0;
             while count < BATCH {
                 match self.order.peek() {
                     Some(key) if low > key.after => {
                         self.order.pop();
-                        due[count] = key.index;
+                        due[count] = (key.index, key.order);
                         count += 1;
                     }
                     _ => break,
@@ -806,25 +875,87 @@ impl<M> Sieve<M> {
             if count == 0 {
                 break;
             }
-            for &index in &due[..count] {
-                if let Some(copy) = &self.held[index] {
+            for &(index, order) in &due[..count] {
+                if let Some(copy) = self.held_copy(index, order) {
                     self.shared.table.prefetch(copy.identity);
                 }
             }
-            for &index in &due[..count] {
-                self.end_hold(index, &mut out);
+            for &(index, order) in &due[..count] {
+                if self.held_copy(index, order).is_some() {
+                    self.end_hold(index, HoldCause::Window, &mut out);
+                }
             }
         }
         // Past the hold budget, the oldest copies not due yet end early.
-        while let Some(HoldKey { index, .. }) = self.order.peek() {
+        while let Some(HoldKey { index, order, .. }) = self.order.peek() {
             if self.held_bytes <= self.shared.hold_budget_bytes {
                 break;
             }
             self.order.pop();
-            self.counters.hold_overflow += 1;
-            self.end_hold(index, &mut out);
+            if self.held_copy(index, order).is_some() {
+                self.counters.hold_overflow += 1;
+                self.end_hold(index, HoldCause::Window, &mut out);
+            }
         }
+        self.skip_stale_keys();
         self.pairs.flush(&mut self.counters);
+    }
+
+    /// The copy held at `index` under hold-queue key order `order`, if
+    /// that hold has not ended yet.
+    fn held_copy(&self, index: usize, order: u64) -> Option<&HeldCopy<M>> {
+        self.held[index].as_ref().filter(|copy| copy.order == order)
+    }
+
+    /// Drops the keys of holds that ended early from the front of the
+    /// queue, so that its first key is the oldest copy still held.
+    fn skip_stale_keys(&mut self) {
+        while let Some(HoldKey { index, order, .. }) = self.order.peek() {
+            if self.held_copy(index, order).is_some() {
+                break;
+            }
+            self.order.pop();
+        }
+    }
+
+    /// Tells the holder of `end.ticket` that its hold is needless: this
+    /// thread when it holds the copy, otherwise every other thread in use
+    /// (the ticket does not say which holds it; the others find nothing).
+    fn signal_early_end(&mut self, end: EarlyEnd) {
+        if self.holds(end).is_some() {
+            self.early_ends.push(end);
+            return;
+        }
+        let shared = &*self.shared;
+        for (slot, queue) in shared.early_ends.iter().enumerate() {
+            if slot != self.slot && shared.watermarks[slot].load(Ordering::Relaxed) != UNUSED {
+                // Full: the signal is lost and the hold lasts its window.
+                let _ = queue.push(end);
+            }
+        }
+    }
+
+    /// The index in `held` of the copy `end` names, if this thread holds it.
+    fn holds(&self, end: EarlyEnd) -> Option<usize> {
+        let index = *self.by_sequence.get(usize::from(ticket_sequence(end.ticket)))?;
+        let copy = self.held.get(index as usize)?.as_ref()?;
+        (copy.ticket == end.ticket && copy.identity == end.identity).then_some(index as usize)
+    }
+
+    /// Ends the holds proved needless, this thread's own and those other
+    /// threads signalled: delivered now if the table still names them the
+    /// best copy (else suppressed, as at the window's end).
+    fn end_early(&mut self, out: &mut impl FnMut(HoldEnd<'_, M>)) {
+        let mut ends = std::mem::take(&mut self.early_ends);
+        while let Some(end) = self.shared.early_ends[self.slot].pop() {
+            ends.push(end);
+        }
+        for end in ends.drain(..) {
+            if let Some(index) = self.holds(end) {
+                self.end_hold(index, HoldCause::Proved, out);
+            }
+        }
+        self.early_ends = ends;
     }
 
     /// The thread stops reading: its watermark no longer holds others back,
@@ -840,8 +971,11 @@ impl<M> Sieve<M> {
     /// [`Self::finish`], telling also of the held copies suppressed.
     pub fn finish_each(&mut self, mut out: impl FnMut(HoldEnd<'_, M>)) {
         self.shared.watermarks[self.slot].store(UNUSED, Ordering::Release);
-        while let Some(HoldKey { index, .. }) = self.order.pop() {
-            self.end_hold(index, &mut out);
+        self.end_early(&mut out);
+        while let Some(HoldKey { index, order, .. }) = self.order.pop() {
+            if self.held_copy(index, order).is_some() {
+                self.end_hold(index, HoldCause::Window, &mut out);
+            }
         }
         self.pairs.flush(&mut self.counters);
     }
@@ -884,8 +1018,11 @@ impl<M> Sieve<M> {
         buffer.extend_from_slice(bytes);
         copy.bytes = buffer;
         self.held_bytes += bytes.len();
+        self.held_live += 1;
         self.counters.held += 1;
+        copy.order = self.next_order;
         let after = copy.timestamp_ns.saturating_add(self.shared.window_ns);
+        let (ticket, early_end_possible) = (copy.ticket, copy.tap.rank() == VETH_OUT_RANK);
         let index = match self.free_held.pop() {
             Some(index) => {
                 self.held[index] = Some(copy);
@@ -896,6 +1033,9 @@ impl<M> Sieve<M> {
                 self.held.len() - 1
             }
         };
+        if early_end_possible {
+            self.by_sequence[usize::from(ticket_sequence(ticket))] = index as u32;
+        }
         self.order.push(HoldKey {
             after,
             order: self.next_order,
@@ -904,11 +1044,12 @@ impl<M> Sieve<M> {
         self.next_order += 1;
     }
 
-    fn end_hold(&mut self, index: usize, out: &mut impl FnMut(HoldEnd<'_, M>)) {
+    fn end_hold(&mut self, index: usize, cause: HoldCause, out: &mut impl FnMut(HoldEnd<'_, M>)) {
         let Some(copy) = self.held[index].take() else {
             return;
         };
         self.free_held.push(index);
+        self.held_live -= 1;
         self.held_bytes -= copy.bytes.len();
         let shared = &*self.shared;
         let rank = copy.tap.rank();
@@ -959,7 +1100,10 @@ impl<M> Sieve<M> {
             });
         } else {
             self.counters.delivered += 1;
-            self.counters.released_after_window += 1;
+            match cause {
+                HoldCause::Window => self.counters.released_after_window += 1,
+                HoldCause::Proved => self.counters.released_early += 1,
+            }
             let delivery = self.delivery(copy.tuple, copy.flow_hash, overlap);
             out(HoldEnd::Delivered(Released {
                 bytes: &copy.bytes,
@@ -991,6 +1135,21 @@ impl<M> Drop for Sieve<M> {
 /// requests, say) held at once.
 fn ticket_for(tap: TapPoint, sequence: u16) -> HoldTicket {
     HoldTicket(u32::from(tap.id.0) << 16 | u32::from(sequence))
+}
+
+/// The thread's sequence number in `ticket` ([`ticket_for`]).
+fn ticket_sequence(ticket: HoldTicket) -> u16 {
+    ticket.0 as u16
+}
+
+/// Why a hold ends.
+#[derive(Clone, Copy, Debug)]
+enum HoldCause {
+    /// Its window passed (or the hold budget was spent, or the thread
+    /// stops).
+    Window,
+    /// Another copy proved that no better copy can come.
+    Proved,
 }
 
 /// The tap of a copy held under `ticket` ([`ticket_for`]).
@@ -1330,6 +1489,116 @@ mod tests {
             sieve.process(&copy(&other, VETH_OUT, 20 * MS), 4),
             Outcome::Held
         ));
+    }
+
+    fn tcp_copy(frame: &[u8], tap: TapPoint, ts: u64) -> CapturedCopy<'_> {
+        CapturedCopy {
+            bytes: frame,
+            link: LinkLayer::Ethernet,
+            vlan: None,
+            tap,
+            timestamp_ns: ts,
+        }
+    }
+
+    #[test]
+    fn an_uplink_copy_read_after_the_veth_copy_ends_its_hold_before_the_window() {
+        let shared = SieveShared::new(&config());
+        let mut sieve: Sieve<u32> = shared.thread().unwrap();
+        let reply = Tcp::reply(555, 5000, b"HTTP/1.1 200 OK\r\n\r\n");
+        let public = reply.masqueraded().frame();
+        let inside = reply.frame();
+        // The container's veth out, docker0 out, then eth0 in: the veth copy
+        // waits until the eth0 copy shows the packet came from outside.
+        let mut delivered = Vec::new();
+        for (frame, tap, ts, meta) in [
+            (&inside, VETH_OUT, 10 * MS, 1),
+            (&inside, BRIDGE_OUT, 10 * MS + 20_000, 2),
+        ] {
+            assert!(!matches!(
+                sieve.process(&tcp_copy(frame, tap, ts), meta),
+                Outcome::Deliver { .. }
+            ));
+        }
+        // Watermark well inside the window: nothing is due.
+        sieve.advance(11 * MS);
+        sieve.release(|released| delivered.push(released.meta));
+        assert!(delivered.is_empty());
+        assert_eq!(sieve.held_now(), 1);
+        assert!(matches!(
+            sieve.process(&tcp_copy(&public, UPLINK_IN, 10 * MS - 30_000), 3),
+            Outcome::Duplicate(3, _)
+        ));
+        sieve.release(|released| {
+            assert_eq!(released.tap, VETH_OUT);
+            delivered.push(released.meta);
+        });
+        assert_eq!(delivered, vec![1]);
+        assert_eq!(sieve.held_now(), 0);
+        assert_eq!(sieve.oldest_held_ns(), None);
+        let counters = sieve.counters().clone();
+        assert_eq!((counters.released_early, counters.released_after_window), (1, 0));
+        assert!(counters.balances(0));
+        // Its stale key is skipped: nothing more at the end.
+        sieve.advance(u64::MAX - 1);
+        sieve.finish(|released| delivered.push(released.meta));
+        assert_eq!(delivered, vec![1]);
+        assert_eq!(sieve.counters().delivered, 1);
+    }
+
+    #[test]
+    fn a_bridge_copy_after_the_veth_copy_proves_nothing_and_the_hold_lasts_the_window() {
+        let shared = SieveShared::new(&config());
+        let mut sieve: Sieve<u32> = shared.thread().unwrap();
+        let inside = Tcp::reply(555, 5000, b"x").frame();
+        assert!(matches!(
+            sieve.process(&tcp_copy(&inside, VETH_OUT, 10 * MS), 1),
+            Outcome::Held
+        ));
+        assert!(matches!(
+            sieve.process(&tcp_copy(&inside, BRIDGE_OUT, 10 * MS + 1), 2),
+            Outcome::Duplicate(2, _)
+        ));
+        sieve.advance(11 * MS);
+        let mut delivered = 0;
+        sieve.release(|_| delivered += 1);
+        assert_eq!((delivered, sieve.held_now()), (0, 1));
+        sieve.advance(10 * MS + 2 * config().window_ns);
+        sieve.release(|_| delivered += 1);
+        assert_eq!(delivered, 1);
+        assert_eq!(sieve.counters().released_after_window, 1);
+        assert_eq!(sieve.counters().released_early, 0);
+    }
+
+    #[test]
+    fn an_uplink_copy_read_on_another_thread_ends_the_holders_hold() {
+        let shared = SieveShared::new(&config());
+        let mut veths: Sieve<u32> = shared.thread().unwrap();
+        let mut uplink: Sieve<u32> = shared.thread().unwrap();
+        let replies: Vec<Tcp> = (0..50)
+            .map(|i| Tcp::reply(600 + i, 7000 + u32::from(i), b"data"))
+            .collect();
+        for (i, reply) in replies.iter().enumerate() {
+            let ts = 10 * MS + i as u64 * 1000;
+            assert!(matches!(
+                veths.process(&tcp_copy(&reply.frame(), VETH_OUT, ts), i as u32),
+                Outcome::Held
+            ));
+        }
+        for (i, reply) in replies.iter().enumerate() {
+            let ts = 10 * MS + i as u64 * 1000 - 500;
+            assert!(matches!(
+                uplink.process(&tcp_copy(&reply.masqueraded().frame(), UPLINK_IN, ts), 100),
+                Outcome::Duplicate(100, _)
+            ));
+        }
+        veths.advance(11 * MS);
+        uplink.advance(11 * MS);
+        let mut delivered = Vec::new();
+        veths.release(|released| delivered.push(released.meta));
+        assert_eq!(delivered, (0..50).collect::<Vec<u32>>());
+        assert_eq!(veths.counters().released_early, 50);
+        assert_eq!(veths.held_now(), 0);
     }
 
     #[test]
