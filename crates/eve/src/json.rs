@@ -32,18 +32,6 @@ pub(crate) fn push_u64(out: &mut Vec<u8>, value: u64) {
     out.extend_from_slice(&digits[at..]);
 }
 
-/// Appends `value` in decimal, zero-padded to at least `width` digits
-/// (the zeros written first: no shifting of what was written).
-pub(crate) fn push_padded(out: &mut Vec<u8>, value: u64, width: usize) {
-    let mut digits = [0u8; 20];
-    let at = decimal_digits(&mut digits, value);
-    let len = digits.len() - at;
-    if len < width {
-        out.extend(std::iter::repeat_n(b'0', width - len));
-    }
-    out.extend_from_slice(&digits[at..]);
-}
-
 /// Appends `value` as two lowercase hex digits (`format!("{value:02x}")`).
 pub(crate) fn push_hex_byte(out: &mut Vec<u8>, value: u8) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -251,17 +239,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn numbers_and_padding() {
+    fn numbers() {
         let mut out = Vec::new();
         for value in [0, 7, 10, 12_345, u64::MAX] {
             out.clear();
             push_u64(&mut out, value);
             assert_eq!(out, value.to_string().as_bytes());
         }
-        out.clear();
-        push_padded(&mut out, 42, 6);
-        push_padded(&mut out, 1_234_567, 2);
-        assert_eq!(out, b"0000421234567");
     }
 
     #[test]
@@ -286,19 +270,6 @@ mod tests {
             let mut out = Vec::new();
             push_hex_byte(&mut out, value);
             assert_eq!(out, format!("{value:02x}").as_bytes());
-        }
-        for (value, width) in [
-            (0, 4),
-            (7, 2),
-            (2026, 4),
-            (123_456, 6),
-            (99, 6),
-            (1_234_567, 2),
-            (u64::MAX, 4),
-        ] {
-            let mut out = b"x".to_vec();
-            push_padded(&mut out, value, width);
-            assert_eq!(out, format!("x{value:0width$}").as_bytes());
         }
     }
 

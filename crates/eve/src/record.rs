@@ -682,8 +682,18 @@ impl Flow {
 /// The order of the tap labels `name:direction` that `a` and `b` make,
 /// without making them.
 fn label_order(a: (&str, &str), b: (&str, &str)) -> std::cmp::Ordering {
-    if a.0 == b.0 {
-        return a.1.cmp(b.1);
+    let (left, right) = (a.0.as_bytes(), b.0.as_bytes());
+    let common = left.len().min(right.len());
+    match left[..common].cmp(&right[..common]) {
+        std::cmp::Ordering::Equal => {}
+        unequal => return unequal,
+    }
+    match left.len().cmp(&right.len()) {
+        std::cmp::Ordering::Equal => return a.1.cmp(b.1),
+        // One name goes on where the other's label has its ':'.
+        std::cmp::Ordering::Greater if left[common] != b':' => return left[common].cmp(&b':'),
+        std::cmp::Ordering::Less if right[common] != b':' => return b':'.cmp(&right[common]),
+        _ => {}
     }
     label_bytes(a).cmp(label_bytes(b))
 }
