@@ -127,6 +127,20 @@ struct Found {
     flags: Option<u32>,
 }
 
+/// The packet [`CaptureFile::next_packet`] returned last, by buffer
+/// position, for [`CaptureFile::current_packet`].
+#[derive(Clone, Copy)]
+struct Current {
+    interface: u32,
+    timestamp_ns: u64,
+    original_len: u32,
+    start: usize,
+    len: usize,
+    link: LinkKind,
+    direction: Option<Direction>,
+    packet_type: Option<PacketType>,
+}
+
 /// What one pcapng block turned out to be.
 enum Block {
     Packet(Found),
@@ -180,6 +194,8 @@ pub struct CaptureFile {
     /// An error or the end was reached: no more packets.
     finished: bool,
     packets: u64,
+    /// The packet returned last, while its bytes are still buffered.
+    current: Option<Current>,
 }
 
 impl std::fmt::Debug for CaptureFile {
@@ -251,6 +267,7 @@ impl CaptureFile {
             last_split: None,
             finished: false,
             packets: 0,
+            current: None,
         };
         match format {
             CaptureFormat::Pcap { big_endian, nanosecond } => capture.read_pcap_header(big_endian, nanosecond)?,
@@ -295,6 +312,7 @@ impl CaptureFile {
     /// On an error every packet before it was already delivered, and later
     /// calls return `Ok(None)`.
     pub fn next_packet(&mut self) -> Result<Option<FilePacket<'_>>, ReadError> {
+        self.current = None;
         if self.finished {
             return Ok(None);
         }
@@ -332,6 +350,16 @@ impl CaptureFile {
             }
         }
         self.packets += 1;
+        self.current = Some(Current {
+            interface: index,
+            timestamp_ns,
+            original_len: found.original_len,
+            start: found.start,
+            len: found.len,
+            link,
+            direction,
+            packet_type,
+        });
         Ok(Some(FilePacket {
             interface: index,
             timestamp_ns,
@@ -341,6 +369,24 @@ impl CaptureFile {
             direction,
             packet_type,
         }))
+    }
+
+    /// The packet the last [`CaptureFile::next_packet`] returned, again,
+    /// its bytes still in the reader's buffer: so a reader merging several
+    /// files can look at each file's next packet and process the earliest
+    /// without copying it out first. `None` before the first packet, at
+    /// the end and after an error.
+    pub fn current_packet(&self) -> Option<FilePacket<'_>> {
+        let current = self.current?;
+        Some(FilePacket {
+            interface: current.interface,
+            timestamp_ns: current.timestamp_ns,
+            original_len: current.original_len,
+            data: self.input.bytes(current.start, current.len),
+            link: current.link,
+            direction: current.direction,
+            packet_type: current.packet_type,
+        })
     }
 
     /// The next packet of the file, by position, skipping non-packet blocks.

@@ -8,7 +8,7 @@ use std::io::{self, Cursor, Read};
 use af_packet::{Direction, PacketType};
 
 use crate::fixture::{sll, sll2, Boundary, PcapBuilder, PcapngBuilder};
-use crate::{CaptureFile, CaptureFormat, LinkKind, ReadError, TimestampResolution};
+use crate::{CaptureFile, CaptureFormat, FilePacket, LinkKind, ReadError, TimestampResolution};
 
 /// A delivered packet, owned.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,24 +25,36 @@ struct Owned {
 /// Reads every packet, and the error that ended the file if any.
 fn drain(file: &mut CaptureFile) -> (Vec<Owned>, Option<ReadError>) {
     let mut packets = Vec::new();
+    assert!(file.current_packet().is_none(), "no current packet before the first");
     loop {
         match file.next_packet() {
-            Ok(Some(p)) => packets.push(Owned {
-                interface: p.interface,
-                timestamp_ns: p.timestamp_ns,
-                original_len: p.original_len,
-                data: p.data.to_vec(),
-                link: p.link,
-                direction: p.direction,
-                packet_type: p.packet_type,
-            }),
-            Ok(None) => return (packets, None),
+            Ok(Some(p)) => packets.push(owned(&p)),
+            Ok(None) => {
+                assert!(file.current_packet().is_none(), "no current packet at the end");
+                return (packets, None);
+            }
             Err(error) => {
+                assert!(file.current_packet().is_none(), "no current packet after an error");
                 // Fused after an error.
                 assert!(matches!(file.next_packet(), Ok(None)));
                 return (packets, Some(error));
             }
         }
+        // The packet just returned, again, bytes and all.
+        let again = file.current_packet().map(|p| owned(&p));
+        assert_eq!(again.as_ref(), packets.last());
+    }
+}
+
+fn owned(p: &FilePacket<'_>) -> Owned {
+    Owned {
+        interface: p.interface,
+        timestamp_ns: p.timestamp_ns,
+        original_len: p.original_len,
+        data: p.data.to_vec(),
+        link: p.link,
+        direction: p.direction,
+        packet_type: p.packet_type,
     }
 }
 

@@ -6,10 +6,12 @@
 
 use std::fmt::Display;
 use std::io::Write;
+use std::net::IpAddr;
 
-/// Appends `value` in decimal.
-pub(crate) fn push_u64(out: &mut Vec<u8>, value: u64) {
-    let mut digits = [0u8; 20];
+/// The decimal digits of `value` at the end of `digits`; returns where
+/// they start.
+#[inline]
+fn decimal_digits(digits: &mut [u8; 20], value: u64) -> usize {
     let mut at = digits.len();
     let mut rest = value;
     loop {
@@ -20,24 +22,59 @@ pub(crate) fn push_u64(out: &mut Vec<u8>, value: u64) {
             break;
         }
     }
+    at
+}
+
+/// Appends `value` in decimal.
+pub(crate) fn push_u64(out: &mut Vec<u8>, value: u64) {
+    let mut digits = [0u8; 20];
+    let at = decimal_digits(&mut digits, value);
     out.extend_from_slice(&digits[at..]);
 }
 
-/// Appends `value` in decimal, zero-padded to at least `width` digits.
-pub(crate) fn push_padded(out: &mut Vec<u8>, value: u64, width: usize) {
-    let start = out.len();
-    push_u64(out, value);
-    let len = out.len() - start;
-    if len < width {
-        out.splice(start..start, std::iter::repeat_n(b'0', width - len));
+/// Appends `value` as two lowercase hex digits (`format!("{value:02x}")`).
+pub(crate) fn push_hex_byte(out: &mut Vec<u8>, value: u8) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push(HEX[usize::from(value >> 4)]);
+    out.push(HEX[usize::from(value & 0xf)]);
+}
+
+/// Appends `address` as its `Display` writes it: IPv4 dotted decimal
+/// digit by digit (the hot case: no formatter), IPv6 through `Display`.
+pub(crate) fn push_ip(out: &mut Vec<u8>, address: IpAddr) {
+    match address {
+        IpAddr::V4(v4) => {
+            for (index, octet) in v4.octets().into_iter().enumerate() {
+                if index > 0 {
+                    out.push(b'.');
+                }
+                if octet >= 100 {
+                    out.push(b'0' + octet / 100);
+                }
+                if octet >= 10 {
+                    out.push(b'0' + octet / 10 % 10);
+                }
+                out.push(b'0' + octet % 10);
+            }
+        }
+        IpAddr::V6(v6) => {
+            // Writing to a Vec cannot fail.
+            let _ = write!(out, "{v6}");
+        }
     }
 }
 
 /// Appends `text` as a JSON string: quoted, with `"`, `\` and control
 /// characters escaped.
 pub(crate) fn push_str(out: &mut Vec<u8>, text: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push(b'"');
+    push_str_content(out, text);
+    out.push(b'"');
+}
+
+/// Appends `text` escaped as inside a JSON string, without the quotes.
+pub(crate) fn push_str_content(out: &mut Vec<u8>, text: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let bytes = text.as_bytes();
     let mut plain_from = 0;
     for (at, &byte) in bytes.iter().enumerate() {
@@ -63,7 +100,6 @@ pub(crate) fn push_str(out: &mut Vec<u8>, text: &str) {
         plain_from = at + 1;
     }
     out.extend_from_slice(&bytes[plain_from..]);
-    out.push(b'"');
 }
 
 /// A JSON object being written: keys in the order they are added. Keys are
@@ -106,6 +142,40 @@ impl<'a> Object<'a> {
         self.out.push(b'"');
     }
 
+    /// An IP address member, as a string (what `display_str` writes for
+    /// it, without the formatter for IPv4).
+    pub(crate) fn ip(&mut self, key: &str, address: IpAddr) {
+        self.key(key);
+        self.out.push(b'"');
+        push_ip(self.out, address);
+        self.out.push(b'"');
+    }
+
+    /// A byte as a string of two lowercase hex digits.
+    pub(crate) fn hex_byte(&mut self, key: &str, value: u8) {
+        self.key(key);
+        self.out.push(b'"');
+        push_hex_byte(self.out, value);
+        self.out.push(b'"');
+    }
+
+    /// An array member whose strings `write` appends itself, escaped, each
+    /// between the quotes this writes: `write(out, index)` for each index
+    /// below `count`.
+    pub(crate) fn str_array_with(&mut self, key: &str, count: usize, mut write: impl FnMut(&mut Vec<u8>, usize)) {
+        self.key(key);
+        self.out.push(b'[');
+        for index in 0..count {
+            if index > 0 {
+                self.out.push(b',');
+            }
+            self.out.push(b'"');
+            write(self.out, index);
+            self.out.push(b'"');
+        }
+        self.out.push(b']');
+    }
+
     /// A number member.
     pub(crate) fn u64(&mut self, key: &str, value: u64) {
         self.key(key);
@@ -124,19 +194,6 @@ impl<'a> Object<'a> {
         self.out.push(b'"');
         crate::timestamp::push_timestamp(self.out, timestamp_ns);
         self.out.push(b'"');
-    }
-
-    /// An array of strings member.
-    pub(crate) fn str_array<'s>(&mut self, key: &str, values: impl IntoIterator<Item = &'s str>) {
-        self.key(key);
-        self.out.push(b'[');
-        for (index, value) in values.into_iter().enumerate() {
-            if index > 0 {
-                self.out.push(b',');
-            }
-            push_str(self.out, value);
-        }
-        self.out.push(b']');
     }
 
     /// A member whose value is JSON text written before (by [`Object`]).
@@ -182,17 +239,38 @@ mod tests {
     use super::*;
 
     #[test]
-    fn numbers_and_padding() {
+    fn numbers() {
         let mut out = Vec::new();
         for value in [0, 7, 10, 12_345, u64::MAX] {
             out.clear();
             push_u64(&mut out, value);
             assert_eq!(out, value.to_string().as_bytes());
         }
-        out.clear();
-        push_padded(&mut out, 42, 6);
-        push_padded(&mut out, 1_234_567, 2);
-        assert_eq!(out, b"0000421234567");
+    }
+
+    #[test]
+    fn addresses_and_hex_bytes_are_written_as_display_and_format_write_them() {
+        let mut addresses: Vec<IpAddr> = ["0.0.0.0", "255.255.255.255", "10.0.9.100", "172.17.0.2", "1.22.103.99"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        addresses.extend(
+            ["::", "::1", "fe80::1:2", "::ffff:10.1.2.3", "2001:db8::8:800:200c:417a"]
+                .map(|a| a.parse::<IpAddr>().unwrap()),
+        );
+        for octet in 0..=255u8 {
+            addresses.push(IpAddr::from([octet, octet / 3, 255 - octet, octet / 10]));
+        }
+        for address in addresses {
+            let mut out = Vec::new();
+            push_ip(&mut out, address);
+            assert_eq!(out, address.to_string().as_bytes());
+        }
+        for value in 0..=255u8 {
+            let mut out = Vec::new();
+            push_hex_byte(&mut out, value);
+            assert_eq!(out, format!("{value:02x}").as_bytes());
+        }
     }
 
     #[test]
@@ -220,7 +298,7 @@ mod tests {
         object.u64("a", 1);
         let mut inner = object.object("c");
         inner.bool("t", true);
-        inner.str_array("l", ["p", "q"]);
+        inner.str_array_with("l", 2, |out, index| push_str_content(out, ["p", "q\""][index]));
         inner.end();
         object.display_str("ip", std::net::Ipv4Addr::new(10, 0, 0, 1));
         object.value("v", &serde_json::json!({"k": [1, null]}));
@@ -229,7 +307,7 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         assert_eq!(
             text,
-            r#"{"b":"x","a":1,"c":{"t":true,"l":["p","q"]},"ip":"10.0.0.1","v":{"k":[1,null]},"ts":"1970-01-01T00:00:00.000000+0000"}"#
+            r#"{"b":"x","a":1,"c":{"t":true,"l":["p","q\""]},"ip":"10.0.0.1","v":{"k":[1,null]},"ts":"1970-01-01T00:00:00.000000+0000"}"#
         );
         let _: serde_json::Value = serde_json::from_str(&text).unwrap();
     }

@@ -14,7 +14,7 @@ use pipeline::interfaces::InterfaceId;
 use pipeline::host_book::ContainerLabel;
 
 use crate::inspect::FlowEvent;
-use crate::json::Object;
+use crate::json::{push_str_content, Object};
 use crate::timeouts::{FlowState, FlowTimeouts, TimeoutProtocol};
 use crate::timestamp::seconds;
 
@@ -430,11 +430,11 @@ impl Flow {
         record.str("in_iface", name(self.in_iface));
         record.str("event_type", "flow");
         let has_ports = matches!(protocol, 6 | 17);
-        record.display_str("src_ip", self.client.addr);
+        record.ip("src_ip", self.client.addr);
         if has_ports {
             record.u64("src_port", u64::from(self.client.port));
         }
-        record.display_str("dest_ip", self.server.addr);
+        record.ip("dest_ip", self.server.addr);
         if has_ports {
             record.u64("dest_port", u64::from(self.server.port));
         }
@@ -469,9 +469,9 @@ impl Flow {
             let mut tcp = record.object("tcp");
             let [ts, tc] = self.tcp.flags;
             let all = ts | tc;
-            tcp.str("tcp_flags", &format!("{all:02x}"));
-            tcp.str("tcp_flags_ts", &format!("{ts:02x}"));
-            tcp.str("tcp_flags_tc", &format!("{tc:02x}"));
+            tcp.hex_byte("tcp_flags", all);
+            tcp.hex_byte("tcp_flags_ts", ts);
+            tcp.hex_byte("tcp_flags_tc", tc);
             const NAMED: [(&str, u16); 8] = [
                 ("syn", TcpFlags::SYN.bits()),
                 ("fin", TcpFlags::FIN.bits()),
@@ -552,11 +552,11 @@ impl Flow {
                 FlowEvent::Anomaly(_) => "anomaly",
             },
         );
-        record.display_str("src_ip", packet.tuple.src.addr);
+        record.ip("src_ip", packet.tuple.src.addr);
         if has_ports {
             record.u64("src_port", u64::from(packet.tuple.src.port));
         }
-        record.display_str("dest_ip", packet.tuple.dst.addr);
+        record.ip("dest_ip", packet.tuple.dst.addr);
         if has_ports {
             record.u64("dest_port", u64::from(packet.tuple.dst.port));
         }
@@ -607,8 +607,8 @@ impl Flow {
         flow.u64("bytes_toserver", self.bytes[0]);
         flow.u64("bytes_toclient", self.bytes[1]);
         flow.timestamp("start", self.start_ns);
-        flow.display_str("src_ip", self.client.addr);
-        flow.display_str("dest_ip", self.server.addr);
+        flow.ip("src_ip", self.client.addr);
+        flow.ip("dest_ip", self.server.addr);
         if has_ports {
             flow.u64("src_port", u64::from(self.client.port));
             flow.u64("dest_port", u64::from(self.server.port));
@@ -638,17 +638,33 @@ impl Flow {
 
 impl Flow {
     /// `taps`: every tap point the flow was seen at, `interface:direction`,
-    /// sorted.
+    /// sorted as those strings sort (bytewise), each once. Sorted as
+    /// (name, direction) pairs compared as the strings they make, so no
+    /// string is built per tap.
     fn push_taps(&self, ours: &mut Object<'_>, names: &HashMap<InterfaceId, Box<str>, ahash::RandomState>) {
         let name = |id: InterfaceId| names.get(&id).map_or("?", |name| &**name);
-        let mut labels: Vec<String> = self
-            .taps
-            .iter()
-            .map(|&(interface, direction)| format!("{}:{}", name(interface), direction.name()))
-            .collect();
-        labels.sort_unstable();
-        labels.dedup();
-        ours.str_array("taps", labels.iter().map(String::as_str));
+        let mut labels = [("", ""); MAX_TAPS_PER_FLOW];
+        let count = self.taps.len().min(MAX_TAPS_PER_FLOW);
+        for (label, &(interface, direction)) in labels.iter_mut().zip(&self.taps) {
+            *label = (name(interface), direction.name());
+        }
+        let labels = &mut labels[..count];
+        labels.sort_unstable_by(|a, b| label_order(*a, *b));
+        // A direction has no ':', so two labels are the same string exactly
+        // when their names and directions are the same.
+        let mut kept = 0;
+        for index in 0..labels.len() {
+            if kept == 0 || labels[kept - 1] != labels[index] {
+                labels[kept] = labels[index];
+                kept += 1;
+            }
+        }
+        ours.str_array_with("taps", kept, |out, index| {
+            let (interface, direction) = labels[index];
+            push_str_content(out, interface);
+            out.push(b':');
+            out.extend_from_slice(direction.as_bytes());
+        });
     }
 
     /// `src_container` and `dest_container`: the objects of the endpoints
@@ -661,6 +677,30 @@ impl Flow {
             record.raw("dest_container", container);
         }
     }
+}
+
+/// The order of the tap labels `name:direction` that `a` and `b` make,
+/// without making them.
+fn label_order(a: (&str, &str), b: (&str, &str)) -> std::cmp::Ordering {
+    let (left, right) = (a.0.as_bytes(), b.0.as_bytes());
+    let common = left.len().min(right.len());
+    match left[..common].cmp(&right[..common]) {
+        std::cmp::Ordering::Equal => {}
+        unequal => return unequal,
+    }
+    match left.len().cmp(&right.len()) {
+        std::cmp::Ordering::Equal => return a.1.cmp(b.1),
+        // One name goes on where the other's label has its ':'.
+        std::cmp::Ordering::Greater if left[common] != b':' => return left[common].cmp(&b':'),
+        std::cmp::Ordering::Less if right[common] != b':' => return b':'.cmp(&right[common]),
+        _ => {}
+    }
+    label_bytes(a).cmp(label_bytes(b))
+}
+
+/// The bytes of the label `name:direction`.
+fn label_bytes<'a>((name, direction): (&'a str, &'a str)) -> impl Iterator<Item = u8> + 'a {
+    name.bytes().chain(std::iter::once(b':')).chain(direction.bytes())
 }
 
 /// The `proto` field, with Suricata's names.
@@ -677,9 +717,9 @@ fn push_proto(record: &mut Object<'_>, protocol: u8) {
 /// The public tuple of a NAT'd flow, client to server.
 fn push_nat(ours: &mut Object<'_>, public: &FlowTuple) {
     let mut nat = ours.object("nat");
-    nat.display_str("src_ip", public.src.addr);
+    nat.ip("src_ip", public.src.addr);
     nat.u64("src_port", u64::from(public.src.port));
-    nat.display_str("dest_ip", public.dst.addr);
+    nat.ip("dest_ip", public.dst.addr);
     nat.u64("dest_port", u64::from(public.dst.port));
     nat.end();
 }
@@ -715,4 +755,32 @@ fn mix64(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod label_tests {
+    use super::*;
+
+    /// The labels sort as the `name:direction` strings they stand for,
+    /// with names that sort before and after ':' and prefixes of one
+    /// another.
+    #[test]
+    fn tap_labels_sort_as_their_strings() {
+        let names = [
+            "veth1", "veth10", "veth1a", "veth", "eth0", "eth0.5", "a:b", "a", "a;", "ü", "Z",
+        ];
+        let directions = ["in", "out", "any"];
+        let mut pairs: Vec<(&str, &str)> = Vec::new();
+        for name in names {
+            for direction in directions {
+                pairs.push((name, direction));
+            }
+        }
+        for a in &pairs {
+            for b in &pairs {
+                let (sa, sb) = (format!("{}:{}", a.0, a.1), format!("{}:{}", b.0, b.1));
+                assert_eq!(label_order(*a, *b), sa.cmp(&sb), "{sa} against {sb}");
+            }
+        }
+    }
 }

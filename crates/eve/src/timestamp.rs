@@ -9,8 +9,6 @@
 //! zone database). The tests check it day by day against a naive calendar
 //! over two centuries.
 
-use crate::json::push_padded;
-
 const NANOS_PER_SECOND: u64 = 1_000_000_000;
 const SECONDS_PER_DAY: u64 = 86_400;
 
@@ -34,26 +32,32 @@ pub(crate) fn civil_from_days(days: u64) -> (u64, u64, u64) {
 }
 
 /// Appends `timestamp_ns` (nanoseconds since the epoch) as Suricata writes
-/// it, truncated to microseconds.
+/// it, truncated to microseconds: the digits put into a fixed 31-byte
+/// layout, appended at once (a `u64` of nanoseconds ends in 2554, so the
+/// year always has four digits).
 pub(crate) fn push_timestamp(out: &mut Vec<u8>, timestamp_ns: u64) {
     let seconds = timestamp_ns / NANOS_PER_SECOND;
     let micros = (timestamp_ns % NANOS_PER_SECOND) / 1_000;
     let (year, month, day) = civil_from_days(seconds / SECONDS_PER_DAY);
     let of_day = seconds % SECONDS_PER_DAY;
-    push_padded(out, year, 4);
-    out.push(b'-');
-    push_padded(out, month, 2);
-    out.push(b'-');
-    push_padded(out, day, 2);
-    out.push(b'T');
-    push_padded(out, of_day / 3_600, 2);
-    out.push(b':');
-    push_padded(out, of_day % 3_600 / 60, 2);
-    out.push(b':');
-    push_padded(out, of_day % 60, 2);
-    out.push(b'.');
-    push_padded(out, micros, 6);
-    out.extend_from_slice(b"+0000");
+    let mut text = *b"0000-00-00T00:00:00.000000+0000";
+    put_digits(&mut text[0..4], year);
+    put_digits(&mut text[5..7], month);
+    put_digits(&mut text[8..10], day);
+    put_digits(&mut text[11..13], of_day / 3_600);
+    put_digits(&mut text[14..16], of_day % 3_600 / 60);
+    put_digits(&mut text[17..19], of_day % 60);
+    put_digits(&mut text[20..26], micros);
+    out.extend_from_slice(&text);
+}
+
+/// Writes the last `field.len()` decimal digits of `value` into `field`,
+/// zero-padded.
+fn put_digits(field: &mut [u8], mut value: u64) {
+    for digit in field.iter_mut().rev() {
+        *digit = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
 }
 
 /// `timestamp_ns` formatted as Suricata writes it.
@@ -101,6 +105,29 @@ mod tests {
             }
         }
         assert!(year >= 2170);
+    }
+
+    /// The fixed layout against each field zero-padded by `format!`, over
+    /// the whole range of `u64` nanoseconds.
+    #[test]
+    fn the_fixed_layout_matches_the_fields_formatted_one_by_one() {
+        let mut next = Some(0u64);
+        while let Some(timestamp_ns) = next {
+            for ns in [timestamp_ns, u64::MAX - timestamp_ns] {
+                let seconds = ns / NANOS_PER_SECOND;
+                let (year, month, day) = civil_from_days(seconds / SECONDS_PER_DAY);
+                let of_day = seconds % SECONDS_PER_DAY;
+                let expected = format!(
+                    "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}+0000",
+                    of_day / 3_600,
+                    of_day % 3_600 / 60,
+                    of_day % 60,
+                    ns % NANOS_PER_SECOND / 1_000
+                );
+                assert_eq!(format_timestamp(ns), expected);
+            }
+            next = timestamp_ns.checked_mul(3).and_then(|n| n.checked_add(1_234_567_891));
+        }
     }
 
     #[test]

@@ -96,7 +96,7 @@ impl EveWriter {
         let result = self.out.lock().unwrap_or_else(PoisonError::into_inner).write_all(lines);
         match result {
             Ok(()) => {
-                let count = lines.iter().filter(|&&b| b == b'\n').count() as u64;
+                let count = memchr::memchr_iter(b'\n', lines).count() as u64;
                 self.lines.fetch_add(count, Ordering::Relaxed);
                 self.bytes.fetch_add(lines.len() as u64, Ordering::Relaxed);
                 Ok(())

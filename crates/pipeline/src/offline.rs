@@ -191,7 +191,20 @@ struct Pending {
     delivery: Delivery,
 }
 
-/// One packet read, owned.
+/// One packet read, its bytes borrowed (from the reader's buffer, or an
+/// [`OwnedPacket`]).
+struct PacketView<'a> {
+    interface: usize,
+    position: u64,
+    timestamp_ns: u64,
+    original_len: u32,
+    data: &'a [u8],
+    link: LinkKind,
+    direction: Option<Direction>,
+    packet_type: Option<PacketType>,
+}
+
+/// One packet read, owned (ring order loads the files whole).
 struct OwnedPacket {
     interface: usize,
     position: u64,
@@ -203,13 +216,29 @@ struct OwnedPacket {
     packet_type: Option<PacketType>,
 }
 
+impl OwnedPacket {
+    fn view(&self) -> PacketView<'_> {
+        PacketView {
+            interface: self.interface,
+            position: self.position,
+            timestamp_ns: self.timestamp_ns,
+            original_len: self.original_len,
+            data: &self.data,
+            link: self.link,
+            direction: self.direction,
+            packet_type: self.packet_type,
+        }
+    }
+}
+
 /// The run's state: the engine, the interfaces seen, the output queue.
 struct Run<'s, S: DeliverySink> {
     sieve: Sieve<CopyMeta>,
     registry: TapRegistry,
     roles: HashMap<String, TapRole>,
     interfaces: Vec<InputInterface>,
-    by_file_index: HashMap<(usize, u32), usize>,
+    /// Interface ids by file, then by the file's interface index.
+    by_file_index: Vec<Vec<Option<usize>>>,
     counts: Vec<InterfaceCounts>,
     /// Keyed by (timestamp, interface, position), earliest first: the
     /// copies delivered as they were read, and those delivered at the end of
@@ -260,7 +289,7 @@ pub fn run<S: DeliverySink>(
         registry: TapRegistry::new(),
         roles: config.roles.iter().cloned().collect(),
         interfaces: Vec::new(),
-        by_file_index: HashMap::new(),
+        by_file_index: Vec::new(),
         counts: Vec::new(),
         output: Default::default(),
         pending: Vec::new(),
@@ -284,33 +313,99 @@ pub fn run<S: DeliverySink>(
 }
 
 impl<S: DeliverySink> Run<'_, S> {
+    /// Each file's next packet stays in its reader's buffer
+    /// ([`CaptureFile::current_packet`]) until it is the earliest, and is
+    /// processed from there: no copy per packet.
     fn timestamp_order(&mut self, files: &[PathBuf]) -> Result<(), OfflineError<S::Error>> {
         let mut inputs = Vec::with_capacity(files.len());
         for path in files {
             inputs.push(CaptureFile::open(path).map_err(OfflineError::Read)?);
         }
-        // The next packet of each file, and a heap of (timestamp, file).
-        let mut heads: Vec<Option<OwnedPacket>> = Vec::with_capacity(inputs.len());
+        // The interface id of each file's next packet, and a heap of
+        // (timestamp, file) of the files that have one.
+        let mut heads: Vec<usize> = vec![0; inputs.len()];
         let mut heap = BinaryHeap::new();
         for (file, input) in inputs.iter_mut().enumerate() {
-            let head = self.read_owned(file, input, None)?;
-            if let Some(packet) = &head {
-                heap.push(Reverse((packet.timestamp_ns, file)));
+            if let Some((interface, timestamp_ns)) = self.read_next(file, input)? {
+                heads[file] = interface;
+                heap.push(Reverse((timestamp_ns, file)));
             }
-            heads.push(head);
         }
         while let Some(Reverse((_, file))) = heap.pop() {
-            let packet = heads[file].take().expect("a file in the heap has a head");
-            self.process(&packet);
-            self.sieve.advance(packet.timestamp_ns);
+            let input = &inputs[file];
+            let packet = input.current_packet().expect("a file in the heap has a current packet");
+            let view = PacketView {
+                interface: heads[file],
+                // The packet was the last one read.
+                position: input.packets_read() - 1,
+                timestamp_ns: packet.timestamp_ns,
+                original_len: packet.original_len,
+                data: packet.data,
+                link: packet.link,
+                direction: packet.direction,
+                packet_type: packet.packet_type,
+            };
+            self.process(&view);
+            self.sieve.advance(view.timestamp_ns);
             self.release_and_emit()?;
-            let next = self.read_owned(file, &mut inputs[file], Some(packet.data))?;
-            if let Some(next) = &next {
-                heap.push(Reverse((next.timestamp_ns, file)));
+            if let Some((interface, timestamp_ns)) = self.read_next(file, &mut inputs[file])? {
+                heads[file] = interface;
+                heap.push(Reverse((timestamp_ns, file)));
             }
-            heads[file] = next;
         }
         Ok(())
+    }
+
+    /// Reads the next packet of `input`, leaving it in the reader's buffer,
+    /// and registers its interface on first sight: its interface id and
+    /// timestamp.
+    fn read_next(
+        &mut self,
+        file: usize,
+        input: &mut CaptureFile,
+    ) -> Result<Option<(usize, u64)>, OfflineError<S::Error>> {
+        let Some(packet) = input.next_packet().map_err(OfflineError::Read)? else {
+            return Ok(None);
+        };
+        let (index, timestamp_ns) = (packet.interface, packet.timestamp_ns);
+        Ok(Some((self.interface_id(file, input, index), timestamp_ns)))
+    }
+
+    /// The id of interface `index` of `input` (file `file`), registered on
+    /// first sight.
+    fn interface_id(&mut self, file: usize, input: &CaptureFile, index: u32) -> usize {
+        if let Some(Some(id)) = self.by_file_index.get(file).and_then(|ids| ids.get(index as usize)) {
+            return *id;
+        }
+        let described = &input.interfaces()[index as usize];
+        let name = described.name.clone();
+        let role = self
+            .roles
+            .get(&name)
+            .copied()
+            .unwrap_or_else(|| TapRole::from_interface_name(&name));
+        let id = self.interfaces.len();
+        self.interfaces.push(InputInterface {
+            id,
+            file,
+            index,
+            name,
+            link_type: described.link_type,
+            snaplen: described.snaplen,
+            role,
+        });
+        self.counts.push(InterfaceCounts::default());
+        self.tap_cache.push([None; 3]);
+        if self.by_file_index.len() <= file {
+            self.by_file_index.resize(file + 1, Vec::new());
+        }
+        let ids = &mut self.by_file_index[file];
+        // Indexes are below the reader's interface count.
+        if ids.len() <= index as usize {
+            ids.resize(index as usize + 1, None);
+        }
+        ids[index as usize] = Some(id);
+        id
     }
 
     fn ring_order(
@@ -322,7 +417,7 @@ impl<S: DeliverySink> Run<'_, S> {
         let mut by_interface: HashMap<usize, Vec<OwnedPacket>> = HashMap::new();
         for (file, path) in files.iter().enumerate() {
             let mut input = CaptureFile::open(path).map_err(OfflineError::Read)?;
-            while let Some(packet) = self.read_owned(file, &mut input, None)? {
+            while let Some(packet) = self.read_owned(file, &mut input)? {
                 by_interface.entry(packet.interface).or_default().push(packet);
             }
         }
@@ -355,7 +450,7 @@ impl<S: DeliverySink> Run<'_, S> {
         blocks.sort_by_key(|(close, shuffle, interface, _)| (*close, *shuffle, *interface));
         for (close, _, _, packets) in blocks {
             for packet in &packets {
-                self.process(packet);
+                self.process(&packet.view());
             }
             self.sieve.advance(close.saturating_sub(retire_timeout_ns));
             self.release_and_emit()?;
@@ -363,13 +458,12 @@ impl<S: DeliverySink> Run<'_, S> {
         Ok(())
     }
 
-    /// Reads the next packet of `input` into an owned packet (reusing
-    /// `buffer`), registering its interface on first sight.
+    /// Reads the next packet of `input` into an owned packet, registering
+    /// its interface on first sight.
     fn read_owned(
         &mut self,
         file: usize,
         input: &mut CaptureFile,
-        buffer: Option<Vec<u8>>,
     ) -> Result<Option<OwnedPacket>, OfflineError<S::Error>> {
         let position = input.packets_read();
         let Some(packet) = input.next_packet().map_err(OfflineError::Read)? else {
@@ -384,48 +478,21 @@ impl<S: DeliverySink> Run<'_, S> {
             direction,
             packet_type,
         } = packet;
-        let mut owned = buffer.unwrap_or_default();
-        owned.clear();
-        owned.extend_from_slice(data);
-        let interface = match self.by_file_index.get(&(file, index)) {
-            Some(&id) => id,
-            None => {
-                let described = &input.interfaces()[index as usize];
-                let name = described.name.clone();
-                let role = self
-                    .roles
-                    .get(&name)
-                    .copied()
-                    .unwrap_or_else(|| TapRole::from_interface_name(&name));
-                let id = self.interfaces.len();
-                self.interfaces.push(InputInterface {
-                    id,
-                    file,
-                    index,
-                    name,
-                    link_type: described.link_type,
-                    snaplen: described.snaplen,
-                    role,
-                });
-                self.counts.push(InterfaceCounts::default());
-                self.tap_cache.push([None; 3]);
-                self.by_file_index.insert((file, index), id);
-                id
-            }
-        };
+        let data = data.to_vec();
+        let interface = self.interface_id(file, input, index);
         Ok(Some(OwnedPacket {
             interface,
             position,
             timestamp_ns,
             original_len,
-            data: owned,
+            data,
             link,
             direction,
             packet_type,
         }))
     }
 
-    fn process(&mut self, packet: &OwnedPacket) {
+    fn process(&mut self, packet: &PacketView<'_>) {
         let interface = &self.interfaces[packet.interface];
         self.counts[packet.interface].captured += 1;
         self.last_timestamp_ns = self.last_timestamp_ns.max(packet.timestamp_ns);
@@ -452,7 +519,7 @@ impl<S: DeliverySink> Run<'_, S> {
             direction: packet.direction,
             packet_type: packet.packet_type,
         };
-        let Some(link) = link_layer(packet.link, &packet.data) else {
+        let Some(link) = link_layer(packet.link, packet.data) else {
             // A link type the parser does not know: counted as malformed.
             let copy = CapturedCopy {
                 bytes: &[],
@@ -466,7 +533,7 @@ impl<S: DeliverySink> Run<'_, S> {
             return;
         };
         let copy = CapturedCopy {
-            bytes: &packet.data,
+            bytes: packet.data,
             link,
             vlan: None,
             tap,
@@ -474,7 +541,7 @@ impl<S: DeliverySink> Run<'_, S> {
         };
         match self.sieve.process(&copy, meta) {
             Outcome::Deliver { meta, delivery } => {
-                let data = copy_into(&mut self.spare, &packet.data);
+                let data = copy_into(&mut self.spare, packet.data);
                 self.queue(NOW, meta, packet.timestamp_ns, data, tap, delivery);
             }
             Outcome::Duplicate(meta, copy) => {
