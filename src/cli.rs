@@ -125,7 +125,7 @@ pub struct DedupArgs {
     /// 1K to 64M; when full, the oldest are forgotten and learned again
     /// from their next packets, which costs on every packet of a
     /// connection that was forgotten. Keep it above the NAT'd connections
-    /// live at once. About 250 bytes each when in use.
+    /// live at once. Up to about 500 bytes each when in use.
     #[arg(long, env = "RINGSIEVE_NAT_BINDINGS", value_name = "N", default_value = "256K")]
     pub nat_bindings: String,
 }

@@ -41,7 +41,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
-use crate::flow_key::{flow_tag, FlowHasher, FlowTuple};
+use crate::flow_key::{flow_tag, Endpoint, FlowHasher, FlowTuple};
 
 /// Shards of the binding and half tables.
 pub const BINDING_SHARDS: usize = 64;
@@ -256,9 +256,17 @@ impl NatBindings {
     }
 
     /// Whether the binding of the flow of `tuple` (symmetric hash `hash`)
-    /// is known.
-    pub fn knows(&self, tuple: &FlowTuple, hash: u64) -> bool {
-        self.lookup(tuple, hash).is_some()
+    /// is known: whether a binding is kept under `hash`. The tuple is not
+    /// compared: for this question (should a copy offer a half?) another
+    /// flow with the same 64-bit keyed hash is too rare to matter, and it
+    /// would only make the flow learn its binding later. [`Self::lookup`],
+    /// which hands a binding on, compares.
+    pub fn knows(&self, _tuple: &FlowTuple, hash: u64) -> bool {
+        self.binding_filter.maybe(hash)
+            && self.bindings[shard_of(hash)]
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .contains_key(&hash)
     }
 
     /// Whether a half may wait for the flow with tag `tag`: one relaxed load.
@@ -340,18 +348,10 @@ impl NatBindings {
         if !self.binding_filter.maybe(hash) {
             return None;
         }
-        let binding = *self.bindings[shard_of(hash)]
+        let shard = self.bindings[shard_of(hash)]
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&hash)?;
-        let t = binding.translation;
-        if t.public == *tuple || t.container == *tuple {
-            Some(t)
-        } else if t.public == tuple.reversed() || t.container == tuple.reversed() {
-            Some(t.reversed())
-        } else {
-            None
-        }
+            .unwrap_or_else(PoisonError::into_inner);
+        oriented(&shard.get(&hash)?.translation, tuple)
     }
 
     /// The hasher the bindings are keyed with.
@@ -371,6 +371,23 @@ impl NatBindings {
 /// hashes of the bindings do. The filters take the low bits directly.
 fn shard_of(key: u64) -> usize {
     (key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58) as usize % BINDING_SHARDS
+}
+
+/// Binding `t` in the direction of `tuple`, when `tuple` is one of its
+/// sides in either direction. Compared in place (the binding is not copied
+/// out of its map first, no reversed tuple is built).
+#[inline]
+fn oriented(t: &NatTranslation, tuple: &FlowTuple) -> Option<NatTranslation> {
+    let is = |side: &FlowTuple, src: &Endpoint, dst: &Endpoint| {
+        side.protocol == tuple.protocol && side.src == *src && side.dst == *dst
+    };
+    if is(&t.public, &tuple.src, &tuple.dst) || is(&t.container, &tuple.src, &tuple.dst) {
+        Some(*t)
+    } else if is(&t.public, &tuple.dst, &tuple.src) || is(&t.container, &tuple.dst, &tuple.src) {
+        Some(t.reversed())
+    } else {
+        None
+    }
 }
 
 fn same_binding(a: &NatTranslation, b: &NatTranslation) -> bool {
@@ -423,7 +440,6 @@ mod tests {
     use std::net::{IpAddr, Ipv4Addr};
 
     use super::*;
-    use crate::flow_key::Endpoint;
 
     fn ep(a: [u8; 4], port: u16) -> Endpoint {
         Endpoint {
@@ -531,6 +547,33 @@ mod tests {
             "{kept} halves kept of {}",
             BINDING_SHARDS * 16
         );
+    }
+
+    #[test]
+    fn a_binding_is_oriented_like_the_tuple_that_finds_it() {
+        let public = tcp(ep([198, 18, 0, 2], 40000), ep([198, 18, 0, 1], 80));
+        let container = tcp(ep([172, 17, 0, 2], 40000), ep([198, 18, 0, 1], 80));
+        let t = NatTranslation { public, container };
+        // What the lookup did before it compared in place.
+        let by_whole_tuples = |tuple: FlowTuple| {
+            if t.public == tuple || t.container == tuple {
+                Some(t)
+            } else if t.public == tuple.reversed() || t.container == tuple.reversed() {
+                Some(t.reversed())
+            } else {
+                None
+            }
+        };
+        let mut udp = public;
+        udp.protocol = 17;
+        let other = tcp(ep([198, 18, 0, 2], 40001), ep([198, 18, 0, 1], 80));
+        let half_other = tcp(ep([198, 18, 0, 2], 40000), ep([172, 17, 0, 2], 40000));
+        for tuple in [public, container, udp, other, half_other] {
+            for tuple in [tuple, tuple.reversed()] {
+                assert_eq!(oriented(&t, &tuple), by_whole_tuples(tuple), "{tuple}");
+            }
+        }
+        assert_eq!(oriented(&t, &container.reversed()), Some(t.reversed()));
     }
 
     #[test]
