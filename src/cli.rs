@@ -119,6 +119,15 @@ pub struct DedupArgs {
     /// a better copy) before the oldest are released early, 64K to 16G.
     #[arg(long, env = "RINGSIEVE_HOLD_BUDGET", value_name = "BYTES", default_value = "64M")]
     pub hold_budget: String,
+
+    /// NAT'd connections whose binding (public and container 5-tuples) the
+    /// dedup keeps, learned from copies NAT rewrote or from conntrack,
+    /// 1K to 64M; when full, the oldest are forgotten and learned again
+    /// from their next packets, which costs on every packet of a
+    /// connection that was forgotten. Keep it above the NAT'd connections
+    /// live at once. Up to about 500 bytes each when in use.
+    #[arg(long, env = "RINGSIEVE_NAT_BINDINGS", value_name = "N", default_value = "256K")]
+    pub nat_bindings: String,
 }
 
 /// The pipeline's options, shared by `run` and `read`: the IDS worker

@@ -370,7 +370,8 @@ fn parse_bytes_in_range(
     }
 }
 
-/// The dedup engine's settings from `--dedup-*` and `--hold-budget`.
+/// The dedup engine's settings from `--dedup-*`, `--hold-budget` and
+/// `--nat-bindings`.
 pub fn sieve_config(args: &crate::cli::DedupArgs, origin: &Origin<'_>) -> Result<flow::SieveConfig, SettingError> {
     let window_ms = parse_in_range(origin, "dedup_window", &args.dedup_window, 1..=10_000)?;
     let table = parse_bytes_in_range(
@@ -387,10 +388,19 @@ pub fn sieve_config(args: &crate::cli::DedupArgs, origin: &Origin<'_>) -> Result
         64 << 10..=16 << 30,
         "a size from 64K to 16G bytes (e.g. 64M)",
     )?;
+    let nat_bindings = parse_bytes_in_range(
+        origin,
+        "nat_bindings",
+        &args.nat_bindings,
+        1 << 10..=64 << 20,
+        "a number of connections from 1K to 64M (K and M suffixes are powers of 1024)",
+    )?;
     Ok(flow::SieveConfig {
         table_capacity: table as usize,
         window_ns: window_ms * 1_000_000,
         hold_budget_bytes: hold as usize,
+        // Two entries per binding: one under each side's flow hash.
+        nat_capacity: 2 * nat_bindings as usize,
         memory_advice: Some(advise_huge_pages),
         ..flow::SieveConfig::default()
     })

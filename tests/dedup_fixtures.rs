@@ -237,6 +237,12 @@ fn bad_read_settings_exit_2_naming_the_option() {
         (vec!["--read-order", "random"], None, "--read-order"),
         (vec![], Some(("RINGSIEVE_DEDUP_WINDOW", "0")), "RINGSIEVE_DEDUP_WINDOW"),
         (vec!["--dedup-table", "12"], None, "--dedup-table"),
+        (vec!["--nat-bindings", "100"], None, "--nat-bindings"),
+        (
+            vec![],
+            Some(("RINGSIEVE_NAT_BINDINGS", "lots")),
+            "RINGSIEVE_NAT_BINDINGS",
+        ),
         (vec!["--workers", "0"], None, "--workers"),
         (vec![], Some(("RINGSIEVE_WORKERS", "many")), "RINGSIEVE_WORKERS"),
         (vec!["--worker-cpus", "0-x"], None, "--worker-cpus"),

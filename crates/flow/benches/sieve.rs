@@ -28,8 +28,8 @@
 //! The table has 4 times the packets of 40 ms, rounded up to a power of two
 //! (2 Mi entries, 128 MiB; the sizing note of [`flow::dedup_table`]) on
 //! transparent huge pages as `ringsieve` allocates it; other settings are
-//! [`SieveConfig::default`]'s, as `ringsieve run` and `read` use them (NAT
-//! bindings, hold budget per thread), with fixed hash keys. Before
+//! [`SieveConfig::default`]'s, as `ringsieve run` and `read` use them (the
+//! hold budget per thread; NAT bindings below), with fixed hash keys. Before
 //! measuring, the engine runs over enough passes to have cycled the whole
 //! table (steady state: slots full of live and expired instances, holds and
 //! NAT tables at their running size); it prints its counters after that.
@@ -61,10 +61,13 @@
 //! `cargo bench -p flow --bench sieve`. Under `cargo test` (no `--bench`
 //! argument) the same code runs once on 5 k flows at 1 M copies per second
 //! (a 64 Ki-entry table) with one pass of warm-up, to stay quick and small.
-//! `RINGSIEVE_BENCH_NAT_CAPACITY` sets [`SieveConfig::nat_capacity`]
-//! (binding entries, two per NAT'd flow; default 262 144, room for 131 k
-//! NAT'd flows of the 600 k of 1 M flows: the bindings then evict one
-//! another before their flow's next packet).
+//! NAT bindings are sized for the live flows, as `ringsieve run
+//! --nat-bindings` should be: [`SieveConfig::nat_capacity`] is two entries
+//! per flow (room for every flow to be NAT'd; 60 % are here). With fewer
+//! (the 262 144 entries that were the default until branch `natperf`,
+//! room for 131 k of the 600 k NAT'd flows) the bindings evict one another
+//! before their flow's next packet, which learns its binding again.
+//! `RINGSIEVE_BENCH_NAT_CAPACITY` sets the entries.
 //! `RINGSIEVE_BENCH_FLOWS` sets the flow count in either mode; a pass of
 //! `cargo bench` stays 1 M packets (or the flow count if larger), the flows
 //! taking turns, so only the flow-related state changes with it.
@@ -358,7 +361,7 @@ impl Workload {
             nat_capacity: std::env::var("RINGSIEVE_BENCH_NAT_CAPACITY")
                 .ok()
                 .and_then(|v| v.parse().ok())
-                .unwrap_or(SieveConfig::default().nat_capacity),
+                .unwrap_or(2 * scale.flows as usize),
             ..SieveConfig::default()
         };
         // A repeated pass must find only expired instances: passes follow

@@ -93,7 +93,7 @@ impl IdentityHasher {
         let fields = match (&packet.network, &packet.transport) {
             (Some(network), Some(transport)) => {
                 let header = ip_fields(&mut h, network);
-                header | transport_fields(&mut h, network, transport)
+                header | transport_fields(&mut h, network, packet.network_bytes, transport)
             }
             _ => non_ip_fields(&mut h, frame, packet),
         };
@@ -105,40 +105,51 @@ impl IdentityHasher {
 }
 
 /// Hashes the network-layer invariants and returns them packed in the upper
-/// 32 bits of the exact check.
+/// 32 bits of the exact check. Fields go in packed into 64-bit words, one
+/// folded multiply each: the length and IP ID in one, the protocol and
+/// whether a fragment header follows in the next (so a fragment's word is
+/// never read as a transport word), the fragment's fields in a third.
 fn ip_fields(h: &mut impl Hasher, network: &NetworkSummary) -> u64 {
     let protocol = u8::from(network.protocol);
-    h.write_u8(protocol);
-    h.write_u32(network.total_len);
     let ip_id = network.ip_id.map_or(0xffff_ffff, u32::from);
-    h.write_u32(ip_id);
-    if let Some(fragment) = network.fragment {
-        // The IPv4 fragment ident is the IP ID again; IPv6 has only this one.
-        h.write_u32(fragment.ident);
-        h.write_u16(fragment.offset);
-        h.write_u8(u8::from(fragment.more));
+    h.write_u64(u64::from(network.total_len) << 32 | u64::from(ip_id));
+    match network.fragment {
+        Some(fragment) => {
+            h.write_u64(0x100 | u64::from(protocol));
+            // The IPv4 fragment ident is the IP ID again; IPv6 has only this one.
+            h.write_u64(u64::from(fragment.ident) << 32 | u64::from(fragment.offset) << 8 | u64::from(fragment.more));
+        }
+        None => h.write_u64(u64::from(protocol)),
     }
     (u64::from(ip_id as u16) << 48) | (u64::from(network.total_len as u16) << 32)
 }
 
 /// Hashes the transport-layer invariants and returns 32 bits of them for the
-/// exact check.
-fn transport_fields(h: &mut impl Hasher, network: &NetworkSummary, transport: &Transport<'_>) -> u64 {
+/// exact check. TCP's fixed fields go in as two words, then its options and
+/// payload in one byte string (they are contiguous in the frame; the
+/// options' length is in the first word, so the split stays known).
+fn transport_fields(h: &mut impl Hasher, network: &NetworkSummary, ip_bytes: &[u8], transport: &Transport<'_>) -> u64 {
     match transport {
         Transport::Tcp(tcp) => {
-            h.write_u8(kind::TCP);
-            h.write_u32(tcp.seq.0);
-            h.write_u32(tcp.ack.0);
-            h.write_u16(tcp.flags.bits());
-            h.write_u16(tcp.window);
-            h.write_usize(tcp.options.len());
-            h.write(tcp.options);
-            h.write(tcp.payload);
+            let options_len = tcp.options.len() as u64 & 0xffff;
+            h.write_u64(
+                u64::from(kind::TCP) << 56
+                    | options_len << 32
+                    | u64::from(tcp.flags.bits()) << 16
+                    | u64::from(tcp.window),
+            );
+            h.write_u64(u64::from(tcp.seq.0) << 32 | u64::from(tcp.ack.0));
+            match joined(ip_bytes, tcp.options, tcp.payload) {
+                Some(segment) => h.write(segment),
+                None => {
+                    h.write(tcp.options);
+                    h.write(tcp.payload);
+                }
+            }
             u64::from(tcp.seq.0)
         }
         Transport::Udp(udp) => {
-            h.write_u8(kind::UDP);
-            h.write_u16(udp.length);
+            h.write_u64(u64::from(kind::UDP) << 56 | u64::from(udp.length));
             h.write(udp.payload);
             (u64::from(udp.length) << 16) | u64::from(first_u16(udp.payload))
         }
@@ -260,6 +271,18 @@ fn first_u32(bytes: &[u8]) -> u32 {
     u32::from_be_bytes(word)
 }
 
+/// `a` and then `b` as one slice of `within`, when `b` starts where `a`
+/// ends and both lie in `within` (a TCP header's options and its payload,
+/// in the IP packet's bytes). Found from the slices' addresses, in safe
+/// code; `None` otherwise (the caller then hashes the two one after the
+/// other).
+fn joined<'a>(within: &'a [u8], a: &[u8], b: &[u8]) -> Option<&'a [u8]> {
+    let start = (a.as_ptr() as usize).checked_sub(within.as_ptr() as usize)?;
+    let end = start.checked_add(a.len())?;
+    (b.as_ptr() as usize == within.as_ptr() as usize + end).then_some(())?;
+    within.get(start..end.checked_add(b.len())?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -350,6 +373,30 @@ mod tests {
             "same headers, other payload"
         );
         assert_eq!(identity(&payload).fields, identity(&other_payload).fields);
+    }
+
+    #[test]
+    fn tcp_options_and_payload_are_hashed_as_one_string_that_keeps_their_split() {
+        // Data offset 5 (no options) against 6 (4 bytes of the same segment
+        // taken as options): the bytes after the fixed header are the same.
+        let plain = seeds::tcp_segment(40);
+        let mut with_options = plain.clone();
+        with_options[46] = (with_options[46] & 0x0f) | 6 << 4;
+        let packet = parse_frame(&with_options, None).unwrap();
+        let Some(Transport::Tcp(tcp)) = packet.transport else {
+            panic!("TCP")
+        };
+        assert_eq!((tcp.options.len(), tcp.payload.len()), (4, 36));
+        let joined = joined(packet.network_bytes, tcp.options, tcp.payload).expect("adjacent in the packet");
+        assert_eq!(joined, &with_options[54..]);
+        assert_ne!(identity(&plain), identity(&with_options));
+        // Slices that are not adjacent in the packet are not joined.
+        assert_eq!(joined_of_other(&packet), None);
+    }
+
+    fn joined_of_other<'a>(packet: &ParsedPacket<'a>) -> Option<&'a [u8]> {
+        let bytes = packet.network_bytes;
+        joined(bytes, &bytes[..4], &bytes[8..12])
     }
 
     #[test]

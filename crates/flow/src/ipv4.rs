@@ -155,7 +155,7 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     }
 
     /// The protocol of the payload.
-    #[inline]
+    #[inline(always)]
     pub fn protocol(&self) -> IpProtocol {
         IpProtocol::from(self.buffer.as_ref()[field::PROTOCOL])
     }

@@ -90,7 +90,7 @@ pub struct SieveConfig {
     pub hold_budget_bytes: usize,
     /// Payload bytes of TCP super-frames kept for byte-range dedup.
     pub range_budget_bytes: usize,
-    /// NAT bindings kept.
+    /// NAT binding entries kept: two per NAT'd connection (`--nat-bindings`).
     pub nat_capacity: usize,
     /// Capture threads that may use the engine at once.
     pub max_threads: usize,
@@ -114,7 +114,7 @@ impl Default for SieveConfig {
             window_ns: DEFAULT_WINDOW_NS,
             hold_budget_bytes: 64 << 20,
             range_budget_bytes: 64 << 20,
-            nat_capacity: 1 << 18,
+            nat_capacity: 1 << 19,
             max_threads: 64,
             seeds: None,
             memory_advice: None,
