@@ -1394,17 +1394,19 @@ mod tests {
         }
     }
 
+    /// An Ethernet copy of `frame` at `tap`, stamped `ts`.
+    fn copy(frame: &[u8], tap: TapPoint, ts: u64) -> CapturedCopy<'_> {
+        CapturedCopy {
+            bytes: frame,
+            link: LinkLayer::Ethernet,
+            vlan: None,
+            tap,
+            timestamp_ns: ts,
+        }
+    }
+
     #[test]
     fn a_veth_copy_of_a_packet_the_host_sent_is_delivered_without_a_hold() {
-        fn copy(frame: &[u8], tap: TapPoint, ts: u64) -> CapturedCopy<'_> {
-            CapturedCopy {
-                bytes: frame,
-                link: LinkLayer::Ethernet,
-                vlan: None,
-                tap,
-                timestamp_ns: ts,
-            }
-        }
         // The host (docker0's 172.17.0.1) answers a container.
         let mut answer = Tcp::reply(700, 9000, b"pong");
         answer.src.0 = [172, 17, 0, 1];
@@ -1446,15 +1448,6 @@ mod tests {
 
     #[test]
     fn a_veth_copy_of_a_packet_that_entered_at_the_uplink_is_delivered_without_a_hold() {
-        fn copy(frame: &[u8], tap: TapPoint, ts: u64) -> CapturedCopy<'_> {
-            CapturedCopy {
-                bytes: frame,
-                link: LinkLayer::Ethernet,
-                vlan: None,
-                tap,
-                timestamp_ns: ts,
-            }
-        }
         let shared = SieveShared::new(&config());
         let mut sieve: Sieve<u32> = shared.thread().unwrap();
         let reply = Tcp::reply(555, 5000, b"HTTP/1.1 200 OK\r\n\r\n");
@@ -1491,16 +1484,6 @@ mod tests {
         ));
     }
 
-    fn tcp_copy(frame: &[u8], tap: TapPoint, ts: u64) -> CapturedCopy<'_> {
-        CapturedCopy {
-            bytes: frame,
-            link: LinkLayer::Ethernet,
-            vlan: None,
-            tap,
-            timestamp_ns: ts,
-        }
-    }
-
     #[test]
     fn an_uplink_copy_read_after_the_veth_copy_ends_its_hold_before_the_window() {
         let shared = SieveShared::new(&config());
@@ -1516,7 +1499,7 @@ mod tests {
             (&inside, BRIDGE_OUT, 10 * MS + 20_000, 2),
         ] {
             assert!(!matches!(
-                sieve.process(&tcp_copy(frame, tap, ts), meta),
+                sieve.process(&copy(frame, tap, ts), meta),
                 Outcome::Deliver { .. }
             ));
         }
@@ -1526,7 +1509,7 @@ mod tests {
         assert!(delivered.is_empty());
         assert_eq!(sieve.held_now(), 1);
         assert!(matches!(
-            sieve.process(&tcp_copy(&public, UPLINK_IN, 10 * MS - 30_000), 3),
+            sieve.process(&copy(&public, UPLINK_IN, 10 * MS - 30_000), 3),
             Outcome::Duplicate(3, _)
         ));
         sieve.release(|released| {
@@ -1552,11 +1535,11 @@ mod tests {
         let mut sieve: Sieve<u32> = shared.thread().unwrap();
         let inside = Tcp::reply(555, 5000, b"x").frame();
         assert!(matches!(
-            sieve.process(&tcp_copy(&inside, VETH_OUT, 10 * MS), 1),
+            sieve.process(&copy(&inside, VETH_OUT, 10 * MS), 1),
             Outcome::Held
         ));
         assert!(matches!(
-            sieve.process(&tcp_copy(&inside, BRIDGE_OUT, 10 * MS + 1), 2),
+            sieve.process(&copy(&inside, BRIDGE_OUT, 10 * MS + 1), 2),
             Outcome::Duplicate(2, _)
         ));
         sieve.advance(11 * MS);
@@ -1581,14 +1564,14 @@ mod tests {
         for (i, reply) in replies.iter().enumerate() {
             let ts = 10 * MS + i as u64 * 1000;
             assert!(matches!(
-                veths.process(&tcp_copy(&reply.frame(), VETH_OUT, ts), i as u32),
+                veths.process(&copy(&reply.frame(), VETH_OUT, ts), i as u32),
                 Outcome::Held
             ));
         }
         for (i, reply) in replies.iter().enumerate() {
             let ts = 10 * MS + i as u64 * 1000 - 500;
             assert!(matches!(
-                uplink.process(&tcp_copy(&reply.masqueraded().frame(), UPLINK_IN, ts), 100),
+                uplink.process(&copy(&reply.masqueraded().frame(), UPLINK_IN, ts), 100),
                 Outcome::Duplicate(100, _)
             ));
         }
