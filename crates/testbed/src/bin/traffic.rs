@@ -409,17 +409,23 @@ fn tcp_upload_client(to: SocketAddr, bytes: u64, deadline: Deadline) -> anyhow::
         stream.write_all(&chunk[..n]).context("write")?;
         sent += n as u64;
     }
-    stream.shutdown(Shutdown::Write)?;
-    set_timeouts(&stream, deadline)?;
-    let mut count = [0u8; 8];
-    stream
-        .read_exact(&mut count)
-        .context("reading the server's byte count")?;
-    let acknowledged = u64::from_be_bytes(count);
+    let acknowledged = end_upload(&mut stream, deadline)?;
     println!(
         r#"{{"cmd":"tcp-client","local":"{local}","connect":"{to}","uploaded":{sent},"server_received":{acknowledged}}}"#
     );
     Ok(acknowledged == bytes)
+}
+
+/// Ends an upload: shuts the writing side and reads the byte count the
+/// server answers with.
+fn end_upload(stream: &mut TcpStream, deadline: Deadline) -> anyhow::Result<u64> {
+    stream.shutdown(Shutdown::Write)?;
+    set_timeouts(stream, deadline)?;
+    let mut count = [0u8; 8];
+    stream
+        .read_exact(&mut count)
+        .context("reading the server's byte count")?;
+    Ok(u64::from_be_bytes(count))
 }
 
 fn tcp_send(to: SocketAddr, chunks: &[String], gap: Duration, deadline: Deadline) -> anyhow::Result<bool> {
@@ -436,13 +442,7 @@ fn tcp_send(to: SocketAddr, chunks: &[String], gap: Duration, deadline: Deadline
         stream.write_all(chunk.as_bytes()).context("write")?;
         sent += chunk.len() as u64;
     }
-    stream.shutdown(Shutdown::Write)?;
-    set_timeouts(&stream, deadline)?;
-    let mut count = [0u8; 8];
-    stream
-        .read_exact(&mut count)
-        .context("reading the server's byte count")?;
-    let acknowledged = u64::from_be_bytes(count);
+    let acknowledged = end_upload(&mut stream, deadline)?;
     println!(
         r#"{{"cmd":"tcp-send","local":"{local}","connect":"{to}","chunks":{},"sent":{sent},"server_received":{acknowledged}}}"#,
         chunks.len()
