@@ -147,6 +147,20 @@ pub struct PipelineArgs {
     #[arg(long, env = "RINGSIEVE_QUEUE_DEPTH", value_name = "N", default_value = "16384")]
     pub queue_depth: String,
 
+    /// How long a worker whose queue ran dry keeps polling it (yielding the
+    /// CPU between looks) before it sleeps, in microseconds, 0 to 1000000.
+    /// Longer than the block retire timeout, a worker never sleeps while
+    /// traffic flows, so it is never late to wake (an idle CPU of a virtual
+    /// machine can take milliseconds); it spends its CPU polling instead.
+    /// 0: sleep at once, for workers that share CPUs with other threads.
+    #[arg(
+        long,
+        env = "RINGSIEVE_WORKER_POLL",
+        value_name = "MICROSECONDS",
+        default_value = "10000"
+    )]
+    pub worker_poll: String,
+
     /// When a worker's queue is full: drop (the newest packets, counted) or
     /// wait (capture falls behind; the kernel drops instead). Default: drop
     /// for run, wait for read.

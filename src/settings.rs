@@ -493,6 +493,7 @@ pub fn pipeline_settings(
         128..=16 << 20,
         "a number of packets from 128 to 16M (K and M suffixes are powers of 1024)",
     )? as usize;
+    let idle_poll = parse_in_range(origin, "worker_poll", &args.worker_poll, 0..=1_000_000)?;
     let overflow = match args.overflow.as_deref().map(str::trim) {
         None => overflow,
         Some("drop") => Overflow::Drop,
@@ -529,6 +530,7 @@ pub fn pipeline_settings(
             // suppressed copy, so only with EVE output.
             suppressed_notices: args.eve.is_some(),
             clock,
+            idle_poll: std::time::Duration::from_micros(idle_poll),
             ..PoolConfig::default()
         },
         eve: args.eve.clone(),

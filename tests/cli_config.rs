@@ -51,6 +51,21 @@ fn a_bad_value_exits_2_naming_where_it_came_from() {
 }
 
 #[test]
+fn the_worker_poll_is_a_setting_and_a_bad_one_exits_2() {
+    let (code, out, err) = config(&["--json"], &[("RINGSIEVE_WORKER_POLL", "0")]);
+    assert_eq!(code, Some(0), "{err}");
+    let settings: serde_json::Value = serde_json::from_str(&out).expect("one JSON object");
+    assert_eq!(settings["worker-poll"]["value"], "0");
+    assert_eq!(settings["worker-poll"]["source"], "RINGSIEVE_WORKER_POLL");
+    let (code, _, err) = config(&["--worker-poll", "2000000"], &[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("--worker-poll") && err.contains("\"2000000\"") && err.contains("0 to 1000000"),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_bad_bench_payload_exits_2_naming_the_flag_or_variable() {
     let bench = |args: &[&str], env: &[(&str, &str)]| {
         let mut command = Command::new(env!("CARGO_BIN_EXE_ringsieve"));

@@ -25,7 +25,10 @@
 //!
 //! Fixed: [`BINDING_SHARDS`] shards of at most `capacity / BINDING_SHARDS`
 //! bindings each (the oldest quarter is evicted when a shard is full) and as
-//! many waiting halves, plus two filters of [`FILTER_COUNTERS_PER_ENTRY`]
+//! many waiting halves, each map reserved whole at start-up so that it never
+//! rehashes under traffic (a binding is 104 bytes and a half 64, in
+//! power-of-two tables up to twice the entries: about 85 MiB of address
+//! space at 256 K bindings, in memory as it is written), plus two filters of [`FILTER_COUNTERS_PER_ENTRY`]
 //! four-bit counters per entry (512 KiB each at the default capacity) that
 //! keep the common case (no NAT on this flow, no half waiting for it) to
 //! one load. A filter counts the keys of its maps
@@ -216,9 +219,9 @@ impl NatBindings {
         Self {
             hasher,
             per_shard,
-            halves: (0..BINDING_SHARDS).map(|_| Mutex::default()).collect(),
+            halves: (0..BINDING_SHARDS).map(|_| Mutex::new(reserved(per_shard))).collect(),
             half_filter: Filter::new(capacity.saturating_mul(FILTER_COUNTERS_PER_ENTRY)),
-            bindings: (0..BINDING_SHARDS).map(|_| Mutex::default()).collect(),
+            bindings: (0..BINDING_SHARDS).map(|_| Mutex::new(reserved(per_shard))).collect(),
             binding_filter: Filter::new(capacity.saturating_mul(FILTER_COUNTERS_PER_ENTRY)),
             learned: AtomicU64::new(0),
             evicted: AtomicU64::new(0),
@@ -394,6 +397,15 @@ fn same_binding(a: &NatTranslation, b: &NatTranslation) -> bool {
     a == b || *a == b.reversed()
 }
 
+/// A map with room for `entries` (plus the one inserted while full), so
+/// that it never grows: no rehash of a whole shard, under its lock, while
+/// packets wait on it (they made the walk of a block in `ringsieve bench`
+/// take up to twice its usual time while the first flows were learned).
+/// Its memory is only reserved: the pages come in as entries are written.
+fn reserved<K, V>(entries: usize) -> KeyMap<K, V> {
+    KeyMap::with_capacity_and_hasher(entries + 1, BuildHasherDefault::default())
+}
+
 /// Makes room in a full shard: removes its oldest quarter (by `age`, a
 /// timestamp) in one pass, so each insert into a full shard costs O(1)
 /// amortized, not a scan, and uncounts them in `filter`. Returns how many
@@ -530,6 +542,34 @@ mod tests {
         }
         let kept: usize = nat.bindings.iter().map(|s| s.lock().unwrap().len()).sum();
         assert_eq!(nat.binding_filter.total(), kept as u64, "one count per key kept");
+    }
+
+    #[test]
+    fn the_maps_start_empty_with_all_their_room_and_never_grow() {
+        let nat = NatBindings::new(BINDING_SHARDS * 16, FlowHasher::with_seeds([5, 4, 3, 2]));
+        let room = |maps: &[Mutex<KeyMap<u32, Half>>]| -> Vec<usize> {
+            maps.iter().map(|m| m.lock().unwrap().capacity()).collect()
+        };
+        let binding_room = |maps: &[Mutex<KeyMap<u64, Binding>>]| -> Vec<usize> {
+            maps.iter().map(|m| m.lock().unwrap().capacity()).collect()
+        };
+        let (halves, bindings) = (room(&nat.halves), binding_room(&nat.bindings));
+        assert!(halves.iter().chain(&bindings).all(|&c| c > 16), "{halves:?}");
+        assert!(nat.halves.iter().all(|m| m.lock().unwrap().is_empty()));
+        assert!(nat.bindings.iter().all(|m| m.lock().unwrap().is_empty()));
+        // Four times as many as fit: evictions, never a bigger map.
+        let tuple = tcp(ep([198, 18, 0, 2], 1), ep([198, 18, 0, 1], 80));
+        for tag in 1..=(BINDING_SHARDS as u32 * 64) {
+            nat.offer_half(tag, tuple, true, u64::from(tag));
+        }
+        for port in 0..(BINDING_SHARDS as u16 * 64) {
+            let public = tcp(ep([198, 18, 0, 2], port), ep([198, 18, 0, 1], 443));
+            let container = tcp(ep([172, 17, 0, 2], port), ep([198, 18, 0, 1], 443));
+            nat.learn(NatTranslation { public, container }, u64::from(port));
+        }
+        assert!(nat.evicted() > 0);
+        assert_eq!(room(&nat.halves), halves);
+        assert_eq!(binding_room(&nat.bindings), bindings);
     }
 
     #[test]

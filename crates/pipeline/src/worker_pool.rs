@@ -102,6 +102,14 @@ pub struct PoolConfig {
     pub clock: PoolClock,
     /// How often an idle worker ticks (wall clock only).
     pub tick_interval: Duration,
+    /// How long a worker whose queue ran dry keeps looking at it (yielding
+    /// the CPU between looks) before it sleeps until a producer wakes it.
+    /// A sleeping worker is woken within a futex call, but on a virtual
+    /// machine an idle CPU can take milliseconds to run it again: a worker
+    /// that polls for longer than blocks take to come (the retire timeout)
+    /// never sleeps while traffic flows. Zero: sleep as soon as a short
+    /// backoff ends, and leave the CPU to other threads.
+    pub idle_poll: Duration,
 }
 
 impl Default for PoolConfig {
@@ -114,9 +122,14 @@ impl Default for PoolConfig {
             suppressed_notices: false,
             clock: PoolClock::Wall,
             tick_interval: Duration::from_millis(100),
+            idle_poll: DEFAULT_IDLE_POLL,
         }
     }
 }
+
+/// [`PoolConfig::idle_poll`] by default: longer than the default block
+/// retire timeout (8 ms), so that a worker fed by every block never sleeps.
+pub const DEFAULT_IDLE_POLL: Duration = Duration::from_millis(10);
 
 /// Latency percentiles of one worker, in nanoseconds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -253,10 +266,14 @@ impl<W: Worker + 'static> WorkerPool<W> {
             let worker = make(index);
             let thread_shared = Arc::clone(&shared);
             let cpu = config.cpus.as_ref().and_then(|cpus| cpus.get(index).copied());
-            let (clock, tick_interval) = (config.clock, config.tick_interval);
+            let pace = Pace {
+                clock: config.clock,
+                tick_interval: config.tick_interval,
+                idle_poll: config.idle_poll,
+            };
             let handle = std::thread::Builder::new()
                 .name(format!("worker-{index}"))
-                .spawn(move || run_worker(index, worker, &thread_shared, cpu, clock, tick_interval))?;
+                .spawn(move || run_worker(index, worker, &thread_shared, cpu, pace))?;
             let _ = shared.slots[index].thread.set(handle.thread().clone());
             threads.push(handle);
         }
@@ -384,13 +401,24 @@ pub struct PoolLive {
     pub dropped: u64,
 }
 
+/// A worker thread's clock and timings, from [`PoolConfig`].
+#[derive(Clone, Copy)]
+struct Pace {
+    clock: PoolClock,
+    tick_interval: Duration,
+    idle_poll: Duration,
+}
+
 fn run_worker<W: Worker>(
     index: usize,
     mut worker: W,
     shared: &Shared,
     cpu: Option<usize>,
-    clock: PoolClock,
-    tick_interval: Duration,
+    Pace {
+        clock,
+        tick_interval,
+        idle_poll,
+    }: Pace,
 ) -> (W, WorkerReport) {
     let slot = &shared.slots[index];
     let _alive = AliveGuard(slot);
@@ -415,9 +443,11 @@ fn run_worker<W: Worker>(
     let mut last_tick = Instant::now();
     let mut last_publish = Instant::now();
     let backoff = Backoff::new();
+    let mut last_batch = Instant::now();
     loop {
         if let Some(mut batch) = slot.queue.pop() {
             backoff.reset();
+            last_batch = Instant::now();
             if let Some(histogram) = &mut latency {
                 let now = wall_clock_ns();
                 for meta in &batch.packets {
@@ -444,6 +474,8 @@ fn run_worker<W: Worker>(
             continue;
         } else if !backoff.is_completed() {
             backoff.snooze();
+        } else if last_batch.elapsed() < idle_poll {
+            std::thread::yield_now();
         } else {
             slot.sleeping.store(true, Ordering::SeqCst);
             if slot.queue.is_empty() && shared.open_producers.load(Ordering::Acquire) != 0 {
