@@ -50,7 +50,10 @@
 //! (random keys at start-up), so crafted traffic cannot aim at buckets or
 //! build long probe chains. Probing is linear and bounded: [`PROBE_LIMIT`]
 //! slots; past them the table is full for that identity and the copy passes
-//! as [`Verdict::TableFull`] (counted).
+//! as [`Verdict::TableFull`] (counted). The probes of the last homes run on
+//! into `PROBE_LIMIT - 1` spare entries past the power of two rather than
+//! wrapping to the start, so a probe is one contiguous slice: no index is
+//! masked or bounds-checked per slot.
 //!
 //! Sizing: the unexpired instances are the new packets of the last
 //! [`RETENTION_WINDOWS`] windows (40 ms at the default window: 1 M packets at
@@ -240,11 +243,12 @@ pub struct DedupCounters {
 /// The lock-free dedup table, shared by all capture threads (`&self` only).
 /// Fixed capacity, allocated once; see the module docs.
 pub struct DedupTable {
-    /// The slots; `entries.len()` is a power of two.
+    /// The slots: a power of two of homes, then `probe_len - 1` spare
+    /// entries that only the probes of the last homes reach.
     entries: Box<[Entry]>,
-    /// `entries.len() - 1`.
+    /// The number of homes minus one.
     mask: usize,
-    /// `min(PROBE_LIMIT, entries.len())`, so a probe never meets a slot twice.
+    /// `min(PROBE_LIMIT, homes)`.
     probe_len: usize,
     window_ns: u64,
     counters: Box<[CachePadded<CounterShard>]>,
@@ -536,15 +540,17 @@ impl DedupTable {
     /// which take a third off the time per copy of a large table.
     pub fn with_memory_advice(capacity: usize, window_ns: u64, advise: Option<fn(usize, usize)>) -> Self {
         let capacity = capacity.max(1).next_power_of_two();
-        let mut entries: Vec<Entry> = Vec::with_capacity(capacity);
+        let probe_len = PROBE_LIMIT.min(capacity);
+        let slots = capacity + probe_len - 1;
+        let mut entries: Vec<Entry> = Vec::with_capacity(slots);
         if let Some(advise) = advise {
-            advise(entries.as_ptr() as usize, capacity * std::mem::size_of::<Entry>());
+            advise(entries.as_ptr() as usize, slots * std::mem::size_of::<Entry>());
         }
-        entries.extend((0..capacity).map(|_| Entry::default()));
+        entries.extend((0..slots).map(|_| Entry::default()));
         Self {
             entries: entries.into_boxed_slice(),
             mask: capacity - 1,
-            probe_len: PROBE_LIMIT.min(capacity),
+            probe_len,
             window_ns,
             counters: (0..COUNTER_SHARDS).map(|_| CachePadded::default()).collect(),
         }
@@ -555,9 +561,10 @@ impl DedupTable {
         std::mem::size_of::<Entry>()
     }
 
-    /// The number of entries.
+    /// The number of entries (homes; the few spare entries past them are
+    /// not counted).
     pub fn capacity(&self) -> usize {
-        self.entries.len()
+        self.mask + 1
     }
 
     /// The dedup window, in nanoseconds.
@@ -679,8 +686,7 @@ impl DedupTable {
         let home = self.home(identity);
         let tag = tag(identity);
         let mut instance_seen = false;
-        for slot in self.probe(home) {
-            let entry = &self.entries[slot];
+        for (_, entry) in self.probe(home) {
             // Acquire: pairs with the Release store that published LIVE.
             let control = entry.control.load(Ordering::Acquire);
             if control::phase(control) != control::LIVE || control::tag(control) != tag {
@@ -735,8 +741,12 @@ impl DedupTable {
         &self.counters[home & (COUNTER_SHARDS - 1)]
     }
 
-    fn probe(&self, home: usize) -> impl Iterator<Item = usize> + '_ {
-        (0..self.probe_len).map(move |i| (home + i) & self.mask)
+    /// The slots a probe from `home` visits, in order, with their indices.
+    fn probe(&self, home: usize) -> impl Iterator<Item = (usize, &Entry)> + '_ {
+        self.entries[home..home + self.probe_len]
+            .iter()
+            .enumerate()
+            .map(move |(offset, entry)| (home + offset, entry))
     }
 
     fn within_window(&self, timestamp_ns: u64, first_ts: u64) -> bool {
@@ -761,17 +771,16 @@ impl DedupTable {
         let mut instance: Option<(usize, u64, u64, u32)> = None;
         // (slot, control, (was live, first_ts)): EMPTY first, then the oldest.
         let mut free: Option<(usize, u64, (bool, u64))> = None;
-        for slot in self.probe(home) {
-            let entry = &self.entries[slot];
+        for (slot, entry) in self.probe(home) {
             // Acquire: pairs with the Release store that published LIVE, so
             // the words written before it are visible.
             let control = entry.control.load(Ordering::Acquire);
-            let age = match control::phase(control) {
-                control::EMPTY => (false, 0),
-                control::CLAIMED if control::tag(control) == tag => return Scan::Retry,
-                control::CLAIMED => continue,
-                _ => {
-                    if control::tag(control) == tag {
+            // Most slots hold other identities: one compare of the tag tells,
+            // and only those with this tag are looked at closely.
+            if control::tag(control) == tag {
+                match control::phase(control) {
+                    control::CLAIMED => return Scan::Retry,
+                    control::LIVE => {
                         let Some(snapshot) = entry.snapshot(control) else {
                             return Scan::Retry;
                         };
@@ -790,10 +799,18 @@ impl DedupTable {
                             continue;
                         }
                     }
-                    if instance.is_some() {
-                        // A copy that joins an instance needs no slot.
-                        continue;
-                    }
+                    // EMPTY, given back by an insert of this tag: free below.
+                    _ => {}
+                }
+            }
+            if instance.is_some() || free.is_some_and(|(_, _, oldest)| oldest == (false, 0)) {
+                // A copy that joins an instance needs no slot, and no slot
+                // beats an EMPTY one.
+                continue;
+            }
+            let age = match control::phase(control) {
+                control::EMPTY => (false, 0),
+                control::LIVE => {
                     // Relaxed: if these were overwritten by a newer
                     // generation, the claim CAS on `control` fails.
                     let first_ts = entry.first_ts.load(Ordering::Relaxed);
@@ -807,6 +824,8 @@ impl DedupTable {
                     }
                     (true, first_ts)
                 }
+                // Being written by an insert of another identity.
+                _ => continue,
             };
             if free.is_none_or(|(_, _, oldest)| age < oldest) {
                 free = Some((slot, control, age));
@@ -954,8 +973,7 @@ impl DedupTable {
     fn alone(&self, own: usize, identity: PacketIdentity, tap: TapId, timestamp_ns: u64) -> bool {
         let tag = tag(identity);
         let backoff = Backoff::new();
-        for slot in self.probe(self.home(identity)).filter(|&slot| slot != own) {
-            let entry = &self.entries[slot];
+        for (slot, entry) in self.probe(self.home(identity)).filter(|&(slot, _)| slot != own) {
             loop {
                 let control = entry.control.load(Ordering::SeqCst);
                 if control::tag(control) != tag {
@@ -1256,17 +1274,28 @@ mod tests {
 
     #[test]
     fn a_full_probe_range_passes_the_copy_and_counts_it() {
+        // 4 homes and 3 spare entries past them: 7 slots, each probe 4 long.
         let table = DedupTable::new(4, WINDOW);
-        for n in 0..4 {
-            assert_eq!(table.observe(id(n), TapId(1), 0, 0, HoldTicket(0)), Verdict::New);
-        }
-        assert_eq!(table.observe(id(9), TapId(1), 0, 0, HoldTicket(0)), Verdict::TableFull);
+        let mut inserted = Vec::new();
+        let full = (0..64).find(|&n| match table.observe(id(n), TapId(1), 0, 0, HoldTicket(0)) {
+            Verdict::New => {
+                inserted.push(n);
+                false
+            }
+            Verdict::TableFull => true,
+            other => panic!("{n}: {other:?}"),
+        });
+        assert!(full.is_some(), "a table of 7 slots took 64 live identities");
+        assert!((4..=7).contains(&inserted.len()), "{inserted:?}");
         // Copies of instances already in the table are still matched.
-        assert_eq!(
-            table.observe(id(2), TapId(2), 1, 0, HoldTicket(0)),
-            Verdict::Duplicate { first_tap: TapId(1) }
-        );
+        for &n in &inserted {
+            assert_eq!(
+                table.observe(id(n), TapId(2), 1, 0, HoldTicket(0)),
+                Verdict::Duplicate { first_tap: TapId(1) }
+            );
+        }
         assert_eq!(table.counters().table_full, 1);
+        assert_eq!(table.capacity(), 4);
     }
 
     #[test]
