@@ -102,13 +102,15 @@ pub struct PoolConfig {
     pub clock: PoolClock,
     /// How often an idle worker ticks (wall clock only).
     pub tick_interval: Duration,
-    /// How long a worker whose queue ran dry keeps looking at it (yielding
-    /// the CPU between looks) before it sleeps until a producer wakes it.
-    /// A sleeping worker is woken within a futex call, but on a virtual
-    /// machine an idle CPU can take milliseconds to run it again: a worker
-    /// that polls for longer than blocks take to come (the retire timeout)
-    /// never sleeps while traffic flows. Zero: sleep as soon as a short
-    /// backoff ends, and leave the CPU to other threads.
+    /// How long a busy worker whose queue ran dry keeps looking at it
+    /// (yielding the CPU between looks) before it sleeps until a producer
+    /// wakes it. A sleeping worker is woken within a futex call, but on a
+    /// virtual machine an idle CPU can take milliseconds to run it again: a
+    /// worker that polls for longer than blocks take to come (the retire
+    /// timeout) never sleeps while traffic flows. Only a worker that has
+    /// been receiving at least [`POLL_MIN_PACKETS_PER_SECOND`] polls: below
+    /// that, a core spent polling would buy little, and it sleeps after a
+    /// short backoff. Zero: never poll.
     pub idle_poll: Duration,
 }
 
@@ -128,8 +130,59 @@ impl Default for PoolConfig {
 }
 
 /// [`PoolConfig::idle_poll`] by default: longer than the default block
-/// retire timeout (8 ms), so that a worker fed by every block never sleeps.
+/// retire timeout (8 ms), so that a busy worker fed by every block never
+/// sleeps.
 pub const DEFAULT_IDLE_POLL: Duration = Duration::from_millis(10);
+
+/// The packet rate from which an idle worker polls its queue rather than
+/// sleeping (see [`PoolConfig::idle_poll`]).
+pub const POLL_MIN_PACKETS_PER_SECOND: u64 = 50_000;
+
+/// The packets a worker received lately, in periods of [`Self::PERIOD`]: the
+/// current one and the one before. Decides whether the worker is busy enough
+/// to poll.
+#[derive(Debug)]
+struct RecentRate {
+    period_start: Instant,
+    this_period: u64,
+    last_period: u64,
+}
+
+impl RecentRate {
+    const PERIOD: Duration = Duration::from_millis(10);
+    /// [`POLL_MIN_PACKETS_PER_SECOND`] over one period.
+    const BUSY_PACKETS: u64 = POLL_MIN_PACKETS_PER_SECOND / (1000 / Self::PERIOD.as_millis() as u64);
+
+    fn new(now: Instant) -> Self {
+        Self {
+            period_start: now,
+            this_period: 0,
+            last_period: 0,
+        }
+    }
+
+    /// `packets` arrived at `now`.
+    fn record(&mut self, now: Instant, packets: u64) {
+        let elapsed = now.saturating_duration_since(self.period_start);
+        if elapsed >= Self::PERIOD {
+            // A period with nothing between the two counts as the last one.
+            self.last_period = if elapsed < 2 * Self::PERIOD {
+                self.this_period
+            } else {
+                0
+            };
+            self.this_period = 0;
+            self.period_start = now;
+        }
+        self.this_period += packets;
+    }
+
+    /// Whether the last full period, or the current one so far, reached the
+    /// busy rate.
+    fn busy(&self) -> bool {
+        self.last_period.max(self.this_period) >= Self::BUSY_PACKETS
+    }
+}
 
 /// Latency percentiles of one worker, in nanoseconds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -444,10 +497,12 @@ fn run_worker<W: Worker>(
     let mut last_publish = Instant::now();
     let backoff = Backoff::new();
     let mut last_batch = Instant::now();
+    let mut rate = RecentRate::new(last_batch);
     loop {
         if let Some(mut batch) = slot.queue.pop() {
             backoff.reset();
             last_batch = Instant::now();
+            rate.record(last_batch, batch.packets.len() as u64);
             if let Some(histogram) = &mut latency {
                 let now = wall_clock_ns();
                 for meta in &batch.packets {
@@ -474,7 +529,7 @@ fn run_worker<W: Worker>(
             continue;
         } else if !backoff.is_completed() {
             backoff.snooze();
-        } else if last_batch.elapsed() < idle_poll {
+        } else if rate.busy() && last_batch.elapsed() < idle_poll {
             std::thread::yield_now();
         } else {
             slot.sleeping.store(true, Ordering::SeqCst);
@@ -785,6 +840,32 @@ pub fn worker_of(flow_hash: u64, workers: usize) -> usize {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_worker_is_busy_enough_to_poll_from_the_minimum_rate_and_not_after_a_pause() {
+        use super::RecentRate;
+        let start = std::time::Instant::now();
+        let period = RecentRate::PERIOD;
+        let busy = RecentRate::BUSY_PACKETS;
+        assert_eq!(busy, 500, "50 000 packets per second over 10 ms");
+        let mut rate = RecentRate::new(start);
+        assert!(!rate.busy());
+        rate.record(start, busy - 1);
+        assert!(!rate.busy(), "one packet short");
+        rate.record(start + period / 2, 1);
+        assert!(rate.busy(), "the current period reached it");
+        // The next period remembers the last one.
+        rate.record(start + period, 1);
+        assert!(rate.busy());
+        // A period later with few packets: the busy one is two periods back.
+        rate.record(start + period * 2, 1);
+        assert!(!rate.busy());
+        // After a pause longer than a period, the last one counts as empty.
+        let mut rate = RecentRate::new(start);
+        rate.record(start, busy);
+        rate.record(start + period * 3, 1);
+        assert!(!rate.busy());
+    }
+
     use std::collections::HashMap;
 
     use flow::{TapDirection, TapId, TapPoint, TapRole};
