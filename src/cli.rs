@@ -147,12 +147,13 @@ pub struct PipelineArgs {
     #[arg(long, env = "RINGSIEVE_QUEUE_DEPTH", value_name = "N", default_value = "16384")]
     pub queue_depth: String,
 
-    /// How long a worker whose queue ran dry keeps polling it (yielding the
-    /// CPU between looks) before it sleeps, in microseconds, 0 to 1000000.
-    /// Longer than the block retire timeout, a worker never sleeps while
-    /// traffic flows, so it is never late to wake (an idle CPU of a virtual
-    /// machine can take milliseconds); it spends its CPU polling instead.
-    /// 0: sleep at once, for workers that share CPUs with other threads.
+    /// How long a busy worker whose queue ran dry keeps polling it (yielding
+    /// the CPU between looks) before it sleeps, in microseconds, 0 to
+    /// 1000000. Longer than the block retire timeout, a worker never sleeps
+    /// while traffic flows, so it is never late to wake (an idle CPU of a
+    /// virtual machine can take milliseconds). Only workers receiving at
+    /// least 50 000 packets per second poll; slower ones sleep at once. 0:
+    /// never poll, for workers that share CPUs with other threads.
     #[arg(
         long,
         env = "RINGSIEVE_WORKER_POLL",
