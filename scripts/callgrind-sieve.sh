@@ -23,6 +23,7 @@
 #
 # Usage: scripts/callgrind-sieve.sh
 #        RINGSIEVE_BENCH_FLOWS=1000 scripts/callgrind-sieve.sh   (other flow count, same 1 M-packet pass)
+#        RINGSIEVE_BENCH_FLOWS=100000 RINGSIEVE_BENCH_PACKETS=200000 scripts/callgrind-sieve.sh   (a shorter pass, minutes instead of tens)
 #        SIEVE_BIN=/tmp/sieve-before OUT=bench-out/callgrind-before scripts/callgrind-sieve.sh
 #          (a bench binary built and copied earlier, e.g. of another commit, so
 #          that a rebuild meanwhile does not replace it under valgrind; raw

@@ -71,6 +71,8 @@
 //! `RINGSIEVE_BENCH_FLOWS` sets the flow count in either mode; a pass of
 //! `cargo bench` stays 1 M packets (or the flow count if larger), the flows
 //! taking turns, so only the flow-related state changes with it.
+//! `RINGSIEVE_BENCH_PACKETS` sets those packets (for quicker instruction
+//! counts: `RINGSIEVE_BENCH_FLOWS=100000 RINGSIEVE_BENCH_PACKETS=200000`).
 //!
 //! With `RINGSIEVE_BENCH_ONCE=<what>` (`memcpy`, `parse`, `identity`,
 //! `sieve`, or several separated by commas; 1 for all) the binary skips
@@ -295,6 +297,10 @@ impl Scale {
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(default_flows);
+        let least_packets = std::env::var("RINGSIEVE_BENCH_PACKETS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(least_packets);
         Scale {
             flows,
             packets: flows.max(least_packets),
