@@ -27,6 +27,8 @@ use std::collections::{BinaryHeap, HashMap};
 use flow::OrderedQueue;
 use std::path::PathBuf;
 
+use crate::packet_store::{PacketStore, StoredBytes};
+
 use af_packet::{Direction, PacketType};
 use capture_file::{CaptureFile, FilePacket, LinkKind, ReadError};
 use flow::{
@@ -186,7 +188,8 @@ struct CopyMeta {
 struct Pending {
     meta: CopyMeta,
     timestamp_ns: u64,
-    data: Vec<u8>,
+    /// Its bytes, in `Run::bytes`.
+    data: StoredBytes,
     tap: TapPoint,
     delivery: Delivery,
 }
@@ -248,8 +251,11 @@ struct Run<'s, S: DeliverySink> {
     output: [OrderedQueue<(u64, usize, u64, usize)>; 2],
     pending: Vec<Option<Pending>>,
     free_pending: Vec<usize>,
-    /// Buffers of emitted deliveries, for the next ones.
-    spare: Vec<Vec<u8>>,
+    /// The bytes of the pending deliveries.
+    bytes: PacketStore,
+    /// The ends of holds being sorted, kept to reuse their memory.
+    released: Vec<ReleasedCopy>,
+    suppressed: Vec<(CopyMeta, SuppressedCopy)>,
     /// Tap points by interface id and direction (in, out, unknown), so the
     /// registry is asked once per tap, not per packet.
     tap_cache: Vec<[Option<TapPoint>; 3]>,
@@ -258,21 +264,10 @@ struct Run<'s, S: DeliverySink> {
     sink: &'s mut S,
 }
 
-/// Spare buffers kept for reuse.
-const SPARE_BUFFERS: usize = 4096;
-
 /// The output stream of copies delivered as they are read.
 const NOW: usize = 0;
 /// The output stream of copies delivered at the end of their hold.
 const RELEASED: usize = 1;
-
-/// `data` in a buffer from `spare` (or a new one).
-fn copy_into(spare: &mut Vec<Vec<u8>>, data: &[u8]) -> Vec<u8> {
-    let mut buffer = spare.pop().unwrap_or_default();
-    buffer.clear();
-    buffer.extend_from_slice(data);
-    buffer
-}
 
 /// Runs the dedup over `files` and hands the delivered packets to `sink`.
 /// The report is complete even when the run stopped early: the error comes
@@ -294,7 +289,9 @@ pub fn run<S: DeliverySink>(
         output: Default::default(),
         pending: Vec::new(),
         free_pending: Vec::new(),
-        spare: Vec::new(),
+        bytes: PacketStore::new(),
+        released: Vec::new(),
+        suppressed: Vec::new(),
         tap_cache: Vec::new(),
         last_timestamp_ns: 0,
         sink,
@@ -541,7 +538,7 @@ impl<S: DeliverySink> Run<'_, S> {
         };
         match self.sieve.process(&copy, meta) {
             Outcome::Deliver { meta, delivery } => {
-                let data = copy_into(&mut self.spare, packet.data);
+                let data = self.bytes.store(packet.data);
                 self.queue(NOW, meta, packet.timestamp_ns, data, tap, delivery);
             }
             Outcome::Duplicate(meta, copy) => {
@@ -558,12 +555,13 @@ impl<S: DeliverySink> Run<'_, S> {
 
     /// Queues the released deliveries for output, and tells the sink of
     /// the suppressed holds.
-    fn queue_released(&mut self, released: Vec<ReleasedCopy>, suppressed: Vec<(CopyMeta, SuppressedCopy)>) {
-        for (meta, timestamp_ns, data, tap, delivery) in released {
+    /// Empties both lists, for the next ends.
+    fn queue_released(&mut self, released: &mut Vec<ReleasedCopy>, suppressed: &mut Vec<(CopyMeta, SuppressedCopy)>) {
+        for (meta, timestamp_ns, data, tap, delivery) in released.drain(..) {
             self.queue(RELEASED, meta, timestamp_ns, data, tap, delivery);
         }
         let notices = self.sink.wants_suppressed();
-        for (meta, copy) in suppressed {
+        for (meta, copy) in suppressed.drain(..) {
             self.counts[meta.interface].duplicates += 1;
             if notices {
                 let flow = self.sieve.canonical(&copy);
@@ -578,7 +576,7 @@ impl<S: DeliverySink> Run<'_, S> {
         stream: usize,
         meta: CopyMeta,
         timestamp_ns: u64,
-        data: Vec<u8>,
+        data: StoredBytes,
         tap: TapPoint,
         delivery: Delivery,
     ) {
@@ -605,12 +603,14 @@ impl<S: DeliverySink> Run<'_, S> {
     /// Releases the holds the watermark allows, then emits every queued
     /// delivery that nothing still to come can precede.
     fn release_and_emit(&mut self) -> Result<(), OfflineError<S::Error>> {
-        let mut released = Vec::new();
-        let mut suppressed = Vec::new();
-        let spare = &mut self.spare;
+        let mut released = std::mem::take(&mut self.released);
+        let mut suppressed = std::mem::take(&mut self.suppressed);
+        let bytes = &mut self.bytes;
         self.sieve
-            .release_each(|end| collect_end(end, spare, &mut released, &mut suppressed));
-        self.queue_released(released, suppressed);
+            .release_each(|end| collect_end(end, bytes, &mut released, &mut suppressed));
+        self.queue_released(&mut released, &mut suppressed);
+        self.released = released;
+        self.suppressed = suppressed;
         let horizon = self
             .sieve
             .shared()
@@ -643,28 +643,28 @@ impl<S: DeliverySink> Run<'_, S> {
                 interface: &self.interfaces[pending.meta.interface],
                 timestamp_ns: pending.timestamp_ns,
                 original_len: pending.meta.original_len,
-                data: &pending.data,
+                data: self.bytes.bytes(pending.data),
                 direction: pending.meta.direction,
                 packet_type: pending.meta.packet_type,
                 tap: pending.tap,
                 delivery: pending.delivery,
             };
             let delivered = self.sink.deliver(&packet).map_err(OfflineError::Sink);
-            if self.spare.len() < SPARE_BUFFERS {
-                self.spare.push(pending.data);
-            }
+            self.bytes.release(pending.data);
             delivered?;
         }
         Ok(())
     }
 
     fn finish(&mut self) -> Result<(), OfflineError<S::Error>> {
-        let mut released = Vec::new();
-        let mut suppressed = Vec::new();
-        let spare = &mut self.spare;
+        let mut released = std::mem::take(&mut self.released);
+        let mut suppressed = std::mem::take(&mut self.suppressed);
+        let bytes = &mut self.bytes;
         self.sieve
-            .finish_each(|end| collect_end(end, spare, &mut released, &mut suppressed));
-        self.queue_released(released, suppressed);
+            .finish_each(|end| collect_end(end, bytes, &mut released, &mut suppressed));
+        self.queue_released(&mut released, &mut suppressed);
+        self.released = released;
+        self.suppressed = suppressed;
         self.emit_before(None)
     }
 
@@ -681,17 +681,17 @@ impl<S: DeliverySink> Run<'_, S> {
 }
 
 /// A released copy on its way to the output queue.
-type ReleasedCopy = (CopyMeta, u64, Vec<u8>, TapPoint, Delivery);
+type ReleasedCopy = (CopyMeta, u64, StoredBytes, TapPoint, Delivery);
 
 /// Sorts the end of a hold into the released and the suppressed.
 fn collect_end(
     end: HoldEnd<'_, CopyMeta>,
-    spare: &mut Vec<Vec<u8>>,
+    bytes: &mut PacketStore,
     released: &mut Vec<ReleasedCopy>,
     suppressed: &mut Vec<(CopyMeta, SuppressedCopy)>,
 ) {
     match end {
-        HoldEnd::Delivered(r) => released.push((r.meta, r.timestamp_ns, copy_into(spare, r.bytes), r.tap, r.delivery)),
+        HoldEnd::Delivered(r) => released.push((r.meta, r.timestamp_ns, bytes.store(r.bytes), r.tap, r.delivery)),
         HoldEnd::Suppressed { meta, copy } => suppressed.push((meta, copy)),
     }
 }
