@@ -116,6 +116,14 @@ pub trait DeliverySink {
         false
     }
 
+    /// Every delivery has been made and the run is over (`last_timestamp_ns`
+    /// is [`OfflineReport::last_timestamp_ns`]); called before the engine's
+    /// tables are freed, which takes a while, so a sink that hands packets
+    /// on can let its consumers finish meanwhile.
+    fn deliveries_done(&mut self, last_timestamp_ns: u64) {
+        let _ = last_timestamp_ns;
+    }
+
     /// A copy suppressed as a duplicate, with its canonical flow, told when
     /// the dedup decides it (before or after the delivery of the copy that
     /// won, whose output waits for the time order).
@@ -306,6 +314,7 @@ pub fn run<S: DeliverySink>(
     // Whatever happened, what was decided before is delivered.
     let finished = run.finish();
     let report = run.report();
+    run.sink.deliveries_done(report.last_timestamp_ns);
     (report, result.and(finished))
 }
 
@@ -722,4 +731,97 @@ fn mix(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records what it is handed: delivered timestamps, and the
+    /// deliveries made when it was told they are done.
+    #[derive(Default)]
+    struct Seen {
+        delivered: Vec<u64>,
+        done: Vec<(u64, usize)>,
+    }
+
+    impl DeliverySink for Seen {
+        type Error = std::convert::Infallible;
+
+        fn deliver(&mut self, packet: &DeliveredPacket<'_>) -> Result<(), Self::Error> {
+            assert!(self.done.is_empty(), "a delivery after the end");
+            self.delivered.push(packet.timestamp_ns);
+            Ok(())
+        }
+
+        fn deliveries_done(&mut self, last_timestamp_ns: u64) {
+            self.done.push((last_timestamp_ns, self.delivered.len()));
+        }
+    }
+
+    /// An Ethernet, IPv4, UDP frame from port `port`.
+    fn udp_frame(port: u16) -> Vec<u8> {
+        let mut frame = vec![0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2, 0x08, 0x00];
+        let total = 20u16 + 8 + 4;
+        frame.extend_from_slice(&[0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, 17, 0, 0]);
+        frame[16..18].copy_from_slice(&total.to_be_bytes());
+        frame.extend_from_slice(&[172, 17, 0, 2, 172, 17, 0, 3]);
+        frame.extend_from_slice(&port.to_be_bytes());
+        frame.extend_from_slice(&53u16.to_be_bytes());
+        frame.extend_from_slice(&12u16.to_be_bytes());
+        frame.extend_from_slice(&[0, 0, b'p', b'i', b'n', b'g']);
+        frame
+    }
+
+    /// A classic pcap file (microseconds, Ethernet) of `count` UDP frames a
+    /// millisecond apart, cut `cut` bytes short.
+    fn pcap_file(name: &str, count: u16, cut: usize) -> PathBuf {
+        let mut bytes = Vec::new();
+        for word in [0xa1b2_c3d4u32, 0x0004_0002, 0, 0, 65_535, 1] {
+            bytes.extend_from_slice(&word.to_le_bytes());
+        }
+        for index in 0..count {
+            let frame = udp_frame(10_000 + index);
+            let micros = u32::from(index) * 1_000;
+            for word in [1_800_000_000u32, micros, frame.len() as u32, frame.len() as u32] {
+                bytes.extend_from_slice(&word.to_le_bytes());
+            }
+            bytes.extend_from_slice(&frame);
+        }
+        bytes.truncate(bytes.len() - cut);
+        let path = std::env::temp_dir().join(format!("ringsieve-offline-{}-{name}.pcap", std::process::id()));
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    fn config() -> OfflineConfig {
+        OfflineConfig {
+            sieve: SieveConfig::default(),
+            roles: Vec::new(),
+            order: ReadOrder::Timestamp,
+        }
+    }
+
+    #[test]
+    fn the_sink_is_told_once_after_the_last_delivery() {
+        let path = pcap_file("whole", 50, 0);
+        let mut sink = Seen::default();
+        let (report, result) = run(std::slice::from_ref(&path), &config(), &mut sink);
+        std::fs::remove_file(&path).unwrap();
+        assert!(result.is_ok());
+        assert_eq!(sink.delivered.len(), 50);
+        assert_eq!(sink.done, [(report.last_timestamp_ns, 50)]);
+        assert_eq!(report.last_timestamp_ns, 1_800_000_000 * 1_000_000_000 + 49_000_000);
+    }
+
+    #[test]
+    fn the_sink_is_told_after_a_cut_file_too() {
+        let path = pcap_file("cut", 20, 5);
+        let mut sink = Seen::default();
+        let (report, result) = run(std::slice::from_ref(&path), &config(), &mut sink);
+        std::fs::remove_file(&path).unwrap();
+        assert!(matches!(result, Err(OfflineError::Read(ReadError::Truncated { .. }))));
+        assert_eq!(sink.delivered.len(), 19);
+        assert_eq!(sink.done, [(report.last_timestamp_ns, 19)]);
+    }
 }
