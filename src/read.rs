@@ -78,27 +78,33 @@ impl DeliverySink for PcapngSink {
 /// and the fan-out to the workers always.
 struct ReadSink {
     pcap: Option<PcapngSink>,
-    fanout: Fanout,
+    /// The fan-out, until the deliveries are done.
+    fanout: Option<Fanout>,
+    /// Its report once finished, at the end of the deliveries (so the
+    /// workers finish while the engine's tables are freed).
+    finished: Option<FanoutReport>,
     /// The pipeline's id of each input interface, by input id.
     ids: Vec<Option<InterfaceId>>,
 }
 
 impl ReadSink {
-    fn interface_id(&mut self, interface: &InputInterface) -> InterfaceId {
-        if let Some(Some(id)) = self.ids.get(interface.id) {
+    /// The pipeline's id of `interface`, registered with `fanout`'s
+    /// interface table on first sight.
+    fn interface_id(ids: &mut Vec<Option<InterfaceId>>, fanout: &Fanout, interface: &InputInterface) -> InterfaceId {
+        if let Some(Some(id)) = ids.get(interface.id) {
             return *id;
         }
-        let id = self.fanout.interfaces().intern(InterfaceInfo {
+        let id = fanout.interfaces().intern(InterfaceInfo {
             name: interface.name.clone(),
             role: interface.role,
             ifindex: input_ifindex(interface),
             link_type: interface.link_type,
             container: None,
         });
-        if self.ids.len() <= interface.id {
-            self.ids.resize(interface.id + 1, None);
+        if ids.len() <= interface.id {
+            ids.resize(interface.id + 1, None);
         }
-        self.ids[interface.id] = Some(id);
+        ids[interface.id] = Some(id);
         id
     }
 }
@@ -110,25 +116,37 @@ impl DeliverySink for ReadSink {
         if let Some(pcap) = &mut self.pcap {
             pcap.deliver(packet)?;
         }
-        let interface = self.interface_id(packet.interface);
+        let Some(fanout) = &mut self.fanout else {
+            return Ok(());
+        };
+        let interface = Self::interface_id(&mut self.ids, fanout, packet.interface);
         let mut meta = PacketMeta::new(packet.timestamp_ns, packet.original_len, interface, packet.tap);
         meta.packet_type = packet.packet_type;
         meta.flow = packet.delivery.flow;
         meta.flow_hash = packet.delivery.flow_hash;
         meta.nat = packet.delivery.nat;
         meta.overlap_different_data = packet.delivery.overlap_different_data;
-        self.fanout.advance_clock(packet.timestamp_ns);
-        self.fanout.deliver(meta, packet.data);
+        fanout.advance_clock(packet.timestamp_ns);
+        fanout.deliver(meta, packet.data);
         Ok(())
     }
 
     fn wants_suppressed(&self) -> bool {
-        self.fanout.wants_notices()
+        self.fanout.as_ref().is_some_and(Fanout::wants_notices)
+    }
+
+    fn deliveries_done(&mut self, last_timestamp_ns: u64) {
+        if let Some(fanout) = self.fanout.take() {
+            self.finished = Some(fanout.finish(last_timestamp_ns));
+        }
     }
 
     fn suppressed(&mut self, interface: &InputInterface, copy: &SuppressedCopy, flow: &Delivery) {
-        let interface = self.interface_id(interface);
-        self.fanout.suppressed(SuppressedNotice {
+        let Some(fanout) = &mut self.fanout else {
+            return;
+        };
+        let interface = Self::interface_id(&mut self.ids, fanout, interface);
+        fanout.suppressed(SuppressedNotice {
             tap: copy.tap,
             interface,
             timestamp_ns: copy.timestamp_ns,
@@ -182,12 +200,17 @@ pub fn read(settings: &ReadSettings) -> anyhow::Result<ExitCode> {
     };
     let mut sink = ReadSink {
         pcap,
-        fanout: pool.fanout(),
+        fanout: Some(pool.fanout()),
+        finished: None,
         ids: Vec::new(),
     };
     let (report, result) = offline::run(&settings.files, &settings.offline, &mut sink);
-    let last_ns = report.last_timestamp_ns;
-    let mut fanout = sink.fanout.finish(last_ns);
+    // Finished at the end of the deliveries (ReadSink::deliveries_done).
+    let mut fanout = match (sink.finished.take(), sink.fanout.take()) {
+        (Some(finished), _) => finished,
+        (None, Some(fanout)) => fanout.finish(report.last_timestamp_ns),
+        (None, None) => FanoutReport::default(),
+    };
     let pool_report = pool.finish();
     pool_report.settle(&mut fanout);
 

@@ -527,6 +527,43 @@ fn a_full_table_ends_the_flow_idle_longest_as_forced() {
     assert_eq!((counters.records_forced, counters.records_shutdown), (1, 2));
 }
 
+/// Many flows open at the finish: their records, rendered on two threads
+/// in turn, are the bytes one thread writes, after the lines buffered
+/// before (a flow ended by the finish's clock), wherever the pieces end.
+#[test]
+fn shutdown_records_rendered_on_two_threads_are_the_lines_of_one() {
+    let run = |two_threads_from: usize| {
+        let bed = Bed::new();
+        let mut tracker = bed.tracker(100_000);
+        tracker.set_two_thread_shutdown_flows(two_threads_from);
+        let mut packets = vec![bed.pkt(T0, udp(c(1), s(53), b"old"))];
+        for port in 0..5_000u16 {
+            let at = T0 + 100 * S + u64::from(port) * 1_000;
+            packets.push(bed.pkt(at, udp(c(2 + port), s(53 + port % 7), b"q")));
+            if port % 3 == 0 {
+                packets.push(bed.pkt(at + 10, udp(s(53 + port % 7), c(2 + port), b"answer")));
+            }
+        }
+        tracker.batch(&bed.batch(&packets, &[]));
+        tracker.finish(T0 + 101 * S);
+        (bed.output(), tracker.counters())
+    };
+    let (one, one_counts) = run(usize::MAX);
+    for from in [1, 4096, 5_001] {
+        let (two, two_counts) = run(from);
+        assert_eq!(
+            String::from_utf8(two).unwrap(),
+            String::from_utf8(one.clone()).unwrap(),
+            "from {from}"
+        );
+        assert_eq!(two_counts, one_counts);
+    }
+    let text = String::from_utf8(one).unwrap();
+    assert_eq!(text.lines().count(), 5_001);
+    assert!(text.lines().next().unwrap().contains("\"timeout\""));
+    assert_eq!(one_counts.records_shutdown, 5_000);
+}
+
 #[test]
 fn finish_ends_flows_past_their_timeout_with_timeout_and_the_rest_with_shutdown() {
     let bed = Bed::new();

@@ -32,7 +32,8 @@
 //! are delivered in, not on batch boundaries or tick timing, provided ticks
 //! do not run ahead of packets still to be delivered to this worker (true
 //! offline, where the tick clock is the reader's, up to the dedup's short
-//! holds).
+//! holds). At the finish, many flows' `shutdown` records are rendered on
+//! two threads in turn and written in order: the same lines.
 //!
 //! # Suppressed copies
 //!
@@ -66,6 +67,13 @@ pub const MAX_PENDING_NOTICES: usize = 65_536;
 
 /// No slot: the end of the LRU list.
 const NIL: u32 = u32::MAX;
+
+/// Flows open at the finish from which their `shutdown` records are
+/// rendered on two threads ([`FlowTracker::shut_down`]).
+const TWO_THREAD_SHUTDOWN_FLOWS: usize = 4096;
+/// Records per piece the two threads render in turn: about
+/// [`FLUSH_BYTES`] of lines, one write each.
+const SHUTDOWN_PIECE_FLOWS: usize = 64;
 
 /// How a flow tracker runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -219,6 +227,9 @@ pub struct FlowTracker<I: FlowInspector = NoInspector> {
     pending_count: usize,
     counters: FlowTrackerCounters,
     finished: bool,
+    /// Open flows at the finish from which their records are rendered on
+    /// two threads ([`TWO_THREAD_SHUTDOWN_FLOWS`]; tests change it).
+    two_thread_shutdown_flows: usize,
 }
 
 impl<I: FlowInspector> std::fmt::Debug for FlowTracker<I> {
@@ -264,6 +275,7 @@ impl<I: FlowInspector> FlowTracker<I> {
             pending_count: 0,
             counters: FlowTrackerCounters::default(),
             finished: false,
+            two_thread_shutdown_flows: TWO_THREAD_SHUTDOWN_FLOWS,
         }
     }
 
@@ -300,6 +312,13 @@ impl<I: FlowInspector> FlowTracker<I> {
     /// The tracker's clock: the latest packet or tick time seen.
     pub fn clock_ns(&self) -> u64 {
         self.clock_ns
+    }
+
+    /// Open flows at the finish from which their records are rendered on
+    /// two threads.
+    #[cfg(test)]
+    pub(crate) fn set_two_thread_shutdown_flows(&mut self, flows: usize) {
+        self.two_thread_shutdown_flows = flows;
     }
 
     fn packet(&mut self, batch: &PacketBatch, packet: BatchPacket<'_>) {
@@ -626,6 +645,88 @@ impl<I: FlowInspector> FlowTracker<I> {
         }
     }
 
+    /// Ends the flows in `open`'s slots, in its order, with reason
+    /// `shutdown`, as [`FlowTracker::end`] one by one would, with the same
+    /// lines in the same order; but their records are rendered in pieces
+    /// of [`SHUTDOWN_PIECE_FLOWS`] by this thread and a helper in turn,
+    /// and written by this one in order. Every flow of an offline run ends
+    /// here, after the reading thread is done, so a core is free: the
+    /// records (about 9 000 instructions each) take half the time.
+    fn shut_down(&mut self, open: &[(u64, u32)]) {
+        let mut flows = Vec::with_capacity(open.len());
+        for &(_, slot) in open {
+            self.lru_unlink(slot);
+            let Some(entry) = self.slots.get_mut(slot as usize) else {
+                continue;
+            };
+            entry.inspection = None;
+            let Some(flow) = entry.flow.take() else {
+                continue;
+            };
+            self.table.remove(&flow.key);
+            self.free.push(slot);
+            self.counters.records_shutdown += 1;
+            flows.push(flow);
+        }
+        // The lines already buffered come first.
+        self.write_out();
+        let names = &self.names;
+        let writer = &self.writer;
+        let counters = &mut self.counters;
+        let mut write = |lines: &[u8], records: usize| {
+            if writer.write_lines(lines).is_err() {
+                counters.write_errors += 1;
+                counters.records_lost += records as u64;
+            }
+        };
+        let render = |piece: &[Flow], out: &mut Vec<u8>| {
+            out.clear();
+            for flow in piece {
+                flow.render(out, EndReason::Shutdown, names);
+            }
+        };
+        let pieces: Vec<&[Flow]> = flows.chunks(SHUTDOWN_PIECE_FLOWS).collect();
+        std::thread::scope(|scope| {
+            // The helper renders the odd pieces, in order, into buffers
+            // this thread gives back once written.
+            let (to_writer, rendered) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+            let (give_back, spare) = std::sync::mpsc::channel::<Vec<u8>>();
+            let odd: Vec<&[Flow]> = pieces.iter().skip(1).step_by(2).copied().collect();
+            let helper = std::thread::Builder::new()
+                .name("eve-shutdown".into())
+                .spawn_scoped(scope, move || {
+                    for piece in odd {
+                        let mut out = spare.try_recv().unwrap_or_default();
+                        render(piece, &mut out);
+                        if to_writer.send(out).is_err() {
+                            return;
+                        }
+                    }
+                });
+            let mut mine = Vec::with_capacity(FLUSH_BYTES + 4096);
+            for (index, piece) in pieces.iter().enumerate() {
+                let helped = helper.is_ok() && index % 2 == 1;
+                if !helped {
+                    render(piece, &mut mine);
+                    write(&mine, piece.len());
+                    continue;
+                }
+                match rendered.recv() {
+                    Ok(out) => {
+                        write(&out, piece.len());
+                        let _ = give_back.send(out);
+                    }
+                    // The helper is gone (it panicked): this thread
+                    // renders what is left.
+                    Err(_) => {
+                        render(piece, &mut mine);
+                        write(&mine, piece.len());
+                    }
+                }
+            }
+        });
+    }
+
     /// Hands the buffered lines to the writer.
     fn write_out(&mut self) {
         if self.out.is_empty() {
@@ -717,8 +818,12 @@ impl<I: FlowInspector> Worker for FlowTracker<I> {
             .filter_map(|(slot, s)| s.flow.as_ref().map(|f| (f.seq, slot as u32)))
             .collect();
         open.sort_unstable();
-        for (_, slot) in open {
-            self.end(slot, EndReason::Shutdown);
+        if open.len() >= self.two_thread_shutdown_flows {
+            self.shut_down(&open);
+        } else {
+            for (_, slot) in open {
+                self.end(slot, EndReason::Shutdown);
+            }
         }
         self.heap.clear();
         self.counters.notices_unmatched += self.pending_count as u64;

@@ -27,6 +27,8 @@ use std::collections::{BinaryHeap, HashMap};
 use flow::OrderedQueue;
 use std::path::PathBuf;
 
+use crate::packet_store::{PacketStore, StoredBytes};
+
 use af_packet::{Direction, PacketType};
 use capture_file::{CaptureFile, FilePacket, LinkKind, ReadError};
 use flow::{
@@ -114,6 +116,14 @@ pub trait DeliverySink {
         false
     }
 
+    /// Every delivery has been made and the run is over (`last_timestamp_ns`
+    /// is [`OfflineReport::last_timestamp_ns`]); called before the engine's
+    /// tables are freed, which takes a while, so a sink that hands packets
+    /// on can let its consumers finish meanwhile.
+    fn deliveries_done(&mut self, last_timestamp_ns: u64) {
+        let _ = last_timestamp_ns;
+    }
+
     /// A copy suppressed as a duplicate, with its canonical flow, told when
     /// the dedup decides it (before or after the delivery of the copy that
     /// won, whose output waits for the time order).
@@ -186,7 +196,8 @@ struct CopyMeta {
 struct Pending {
     meta: CopyMeta,
     timestamp_ns: u64,
-    data: Vec<u8>,
+    /// Its bytes, in `Run::bytes`.
+    data: StoredBytes,
     tap: TapPoint,
     delivery: Delivery,
 }
@@ -248,8 +259,11 @@ struct Run<'s, S: DeliverySink> {
     output: [OrderedQueue<(u64, usize, u64, usize)>; 2],
     pending: Vec<Option<Pending>>,
     free_pending: Vec<usize>,
-    /// Buffers of emitted deliveries, for the next ones.
-    spare: Vec<Vec<u8>>,
+    /// The bytes of the pending deliveries.
+    bytes: PacketStore,
+    /// The ends of holds being sorted, kept to reuse their memory.
+    released: Vec<ReleasedCopy>,
+    suppressed: Vec<(CopyMeta, SuppressedCopy)>,
     /// Tap points by interface id and direction (in, out, unknown), so the
     /// registry is asked once per tap, not per packet.
     tap_cache: Vec<[Option<TapPoint>; 3]>,
@@ -258,21 +272,10 @@ struct Run<'s, S: DeliverySink> {
     sink: &'s mut S,
 }
 
-/// Spare buffers kept for reuse.
-const SPARE_BUFFERS: usize = 4096;
-
 /// The output stream of copies delivered as they are read.
 const NOW: usize = 0;
 /// The output stream of copies delivered at the end of their hold.
 const RELEASED: usize = 1;
-
-/// `data` in a buffer from `spare` (or a new one).
-fn copy_into(spare: &mut Vec<Vec<u8>>, data: &[u8]) -> Vec<u8> {
-    let mut buffer = spare.pop().unwrap_or_default();
-    buffer.clear();
-    buffer.extend_from_slice(data);
-    buffer
-}
 
 /// Runs the dedup over `files` and hands the delivered packets to `sink`.
 /// The report is complete even when the run stopped early: the error comes
@@ -294,7 +297,9 @@ pub fn run<S: DeliverySink>(
         output: Default::default(),
         pending: Vec::new(),
         free_pending: Vec::new(),
-        spare: Vec::new(),
+        bytes: PacketStore::new(),
+        released: Vec::new(),
+        suppressed: Vec::new(),
         tap_cache: Vec::new(),
         last_timestamp_ns: 0,
         sink,
@@ -309,6 +314,7 @@ pub fn run<S: DeliverySink>(
     // Whatever happened, what was decided before is delivered.
     let finished = run.finish();
     let report = run.report();
+    run.sink.deliveries_done(report.last_timestamp_ns);
     (report, result.and(finished))
 }
 
@@ -541,7 +547,7 @@ impl<S: DeliverySink> Run<'_, S> {
         };
         match self.sieve.process(&copy, meta) {
             Outcome::Deliver { meta, delivery } => {
-                let data = copy_into(&mut self.spare, packet.data);
+                let data = self.bytes.store(packet.data);
                 self.queue(NOW, meta, packet.timestamp_ns, data, tap, delivery);
             }
             Outcome::Duplicate(meta, copy) => {
@@ -558,12 +564,13 @@ impl<S: DeliverySink> Run<'_, S> {
 
     /// Queues the released deliveries for output, and tells the sink of
     /// the suppressed holds.
-    fn queue_released(&mut self, released: Vec<ReleasedCopy>, suppressed: Vec<(CopyMeta, SuppressedCopy)>) {
-        for (meta, timestamp_ns, data, tap, delivery) in released {
+    /// Empties both lists, for the next ends.
+    fn queue_released(&mut self, released: &mut Vec<ReleasedCopy>, suppressed: &mut Vec<(CopyMeta, SuppressedCopy)>) {
+        for (meta, timestamp_ns, data, tap, delivery) in released.drain(..) {
             self.queue(RELEASED, meta, timestamp_ns, data, tap, delivery);
         }
         let notices = self.sink.wants_suppressed();
-        for (meta, copy) in suppressed {
+        for (meta, copy) in suppressed.drain(..) {
             self.counts[meta.interface].duplicates += 1;
             if notices {
                 let flow = self.sieve.canonical(&copy);
@@ -578,7 +585,7 @@ impl<S: DeliverySink> Run<'_, S> {
         stream: usize,
         meta: CopyMeta,
         timestamp_ns: u64,
-        data: Vec<u8>,
+        data: StoredBytes,
         tap: TapPoint,
         delivery: Delivery,
     ) {
@@ -605,12 +612,14 @@ impl<S: DeliverySink> Run<'_, S> {
     /// Releases the holds the watermark allows, then emits every queued
     /// delivery that nothing still to come can precede.
     fn release_and_emit(&mut self) -> Result<(), OfflineError<S::Error>> {
-        let mut released = Vec::new();
-        let mut suppressed = Vec::new();
-        let spare = &mut self.spare;
+        let mut released = std::mem::take(&mut self.released);
+        let mut suppressed = std::mem::take(&mut self.suppressed);
+        let bytes = &mut self.bytes;
         self.sieve
-            .release_each(|end| collect_end(end, spare, &mut released, &mut suppressed));
-        self.queue_released(released, suppressed);
+            .release_each(|end| collect_end(end, bytes, &mut released, &mut suppressed));
+        self.queue_released(&mut released, &mut suppressed);
+        self.released = released;
+        self.suppressed = suppressed;
         let horizon = self
             .sieve
             .shared()
@@ -643,28 +652,28 @@ impl<S: DeliverySink> Run<'_, S> {
                 interface: &self.interfaces[pending.meta.interface],
                 timestamp_ns: pending.timestamp_ns,
                 original_len: pending.meta.original_len,
-                data: &pending.data,
+                data: self.bytes.bytes(pending.data),
                 direction: pending.meta.direction,
                 packet_type: pending.meta.packet_type,
                 tap: pending.tap,
                 delivery: pending.delivery,
             };
             let delivered = self.sink.deliver(&packet).map_err(OfflineError::Sink);
-            if self.spare.len() < SPARE_BUFFERS {
-                self.spare.push(pending.data);
-            }
+            self.bytes.release(pending.data);
             delivered?;
         }
         Ok(())
     }
 
     fn finish(&mut self) -> Result<(), OfflineError<S::Error>> {
-        let mut released = Vec::new();
-        let mut suppressed = Vec::new();
-        let spare = &mut self.spare;
+        let mut released = std::mem::take(&mut self.released);
+        let mut suppressed = std::mem::take(&mut self.suppressed);
+        let bytes = &mut self.bytes;
         self.sieve
-            .finish_each(|end| collect_end(end, spare, &mut released, &mut suppressed));
-        self.queue_released(released, suppressed);
+            .finish_each(|end| collect_end(end, bytes, &mut released, &mut suppressed));
+        self.queue_released(&mut released, &mut suppressed);
+        self.released = released;
+        self.suppressed = suppressed;
         self.emit_before(None)
     }
 
@@ -681,17 +690,17 @@ impl<S: DeliverySink> Run<'_, S> {
 }
 
 /// A released copy on its way to the output queue.
-type ReleasedCopy = (CopyMeta, u64, Vec<u8>, TapPoint, Delivery);
+type ReleasedCopy = (CopyMeta, u64, StoredBytes, TapPoint, Delivery);
 
 /// Sorts the end of a hold into the released and the suppressed.
 fn collect_end(
     end: HoldEnd<'_, CopyMeta>,
-    spare: &mut Vec<Vec<u8>>,
+    bytes: &mut PacketStore,
     released: &mut Vec<ReleasedCopy>,
     suppressed: &mut Vec<(CopyMeta, SuppressedCopy)>,
 ) {
     match end {
-        HoldEnd::Delivered(r) => released.push((r.meta, r.timestamp_ns, copy_into(spare, r.bytes), r.tap, r.delivery)),
+        HoldEnd::Delivered(r) => released.push((r.meta, r.timestamp_ns, bytes.store(r.bytes), r.tap, r.delivery)),
         HoldEnd::Suppressed { meta, copy } => suppressed.push((meta, copy)),
     }
 }
@@ -722,4 +731,97 @@ fn mix(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records what it is handed: delivered timestamps, and the
+    /// deliveries made when it was told they are done.
+    #[derive(Default)]
+    struct Seen {
+        delivered: Vec<u64>,
+        done: Vec<(u64, usize)>,
+    }
+
+    impl DeliverySink for Seen {
+        type Error = std::convert::Infallible;
+
+        fn deliver(&mut self, packet: &DeliveredPacket<'_>) -> Result<(), Self::Error> {
+            assert!(self.done.is_empty(), "a delivery after the end");
+            self.delivered.push(packet.timestamp_ns);
+            Ok(())
+        }
+
+        fn deliveries_done(&mut self, last_timestamp_ns: u64) {
+            self.done.push((last_timestamp_ns, self.delivered.len()));
+        }
+    }
+
+    /// An Ethernet, IPv4, UDP frame from port `port`.
+    fn udp_frame(port: u16) -> Vec<u8> {
+        let mut frame = vec![0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2, 0x08, 0x00];
+        let total = 20u16 + 8 + 4;
+        frame.extend_from_slice(&[0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, 17, 0, 0]);
+        frame[16..18].copy_from_slice(&total.to_be_bytes());
+        frame.extend_from_slice(&[172, 17, 0, 2, 172, 17, 0, 3]);
+        frame.extend_from_slice(&port.to_be_bytes());
+        frame.extend_from_slice(&53u16.to_be_bytes());
+        frame.extend_from_slice(&12u16.to_be_bytes());
+        frame.extend_from_slice(&[0, 0, b'p', b'i', b'n', b'g']);
+        frame
+    }
+
+    /// A classic pcap file (microseconds, Ethernet) of `count` UDP frames a
+    /// millisecond apart, cut `cut` bytes short.
+    fn pcap_file(name: &str, count: u16, cut: usize) -> PathBuf {
+        let mut bytes = Vec::new();
+        for word in [0xa1b2_c3d4u32, 0x0004_0002, 0, 0, 65_535, 1] {
+            bytes.extend_from_slice(&word.to_le_bytes());
+        }
+        for index in 0..count {
+            let frame = udp_frame(10_000 + index);
+            let micros = u32::from(index) * 1_000;
+            for word in [1_800_000_000u32, micros, frame.len() as u32, frame.len() as u32] {
+                bytes.extend_from_slice(&word.to_le_bytes());
+            }
+            bytes.extend_from_slice(&frame);
+        }
+        bytes.truncate(bytes.len() - cut);
+        let path = std::env::temp_dir().join(format!("ringsieve-offline-{}-{name}.pcap", std::process::id()));
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    fn config() -> OfflineConfig {
+        OfflineConfig {
+            sieve: SieveConfig::default(),
+            roles: Vec::new(),
+            order: ReadOrder::Timestamp,
+        }
+    }
+
+    #[test]
+    fn the_sink_is_told_once_after_the_last_delivery() {
+        let path = pcap_file("whole", 50, 0);
+        let mut sink = Seen::default();
+        let (report, result) = run(std::slice::from_ref(&path), &config(), &mut sink);
+        std::fs::remove_file(&path).unwrap();
+        assert!(result.is_ok());
+        assert_eq!(sink.delivered.len(), 50);
+        assert_eq!(sink.done, [(report.last_timestamp_ns, 50)]);
+        assert_eq!(report.last_timestamp_ns, 1_800_000_000 * 1_000_000_000 + 49_000_000);
+    }
+
+    #[test]
+    fn the_sink_is_told_after_a_cut_file_too() {
+        let path = pcap_file("cut", 20, 5);
+        let mut sink = Seen::default();
+        let (report, result) = run(std::slice::from_ref(&path), &config(), &mut sink);
+        std::fs::remove_file(&path).unwrap();
+        assert!(matches!(result, Err(OfflineError::Read(ReadError::Truncated { .. }))));
+        assert_eq!(sink.delivered.len(), 19);
+        assert_eq!(sink.done, [(report.last_timestamp_ns, 19)]);
+    }
 }

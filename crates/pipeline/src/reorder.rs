@@ -23,6 +23,11 @@
 //! went to the heap (`OrderedQueue::pop` was 8 % of a `ringsieve read`
 //! worker).
 //!
+//! The held packets' bytes are copied into a [`PacketStore`] (large reused
+//! chunks), not a buffer each; its chunks take at most 1.25 times
+//! `max_bytes`, so memory stays within 2.25 times `max_bytes` however out
+//! of order packets leave (the free buffers it replaced could add 64 MiB).
+//!
 //! Bounded: past `max_packets` or `max_bytes` held, the oldest are released early
 //! (counted). A packet older than one already released is passed on at
 //! once (counted as late), never dropped.
@@ -31,14 +36,11 @@ use std::sync::Arc;
 
 use flow::OrderedQueue;
 
+use crate::packet_store::{PacketStore, StoredBytes};
 use crate::worker::{PacketBatch, PacketMeta, SuppressedNotice, Worker};
 
 /// Packets per batch handed to the inner worker.
 const OUT_BATCH_PACKETS: usize = 64;
-/// Free packet buffers kept for reuse, and the largest kept: a GSO
-/// super-frame's buffer goes back to the allocator.
-const FREE_BUFFERS: usize = 4096;
-const FREE_BUFFER_MAX_BYTES: usize = 16 << 10;
 
 /// What a [`Reorder`] counted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -56,7 +58,7 @@ pub struct ReorderCounters {
 
 /// One held packet or notice.
 enum Held {
-    Packet(PacketMeta, Vec<u8>),
+    Packet(PacketMeta, StoredBytes),
     Notice(SuppressedNotice),
 }
 
@@ -76,7 +78,8 @@ pub struct Reorder<W: Worker> {
     notices: OrderedQueue<(u64, u64, usize)>,
     slots: Vec<Option<Held>>,
     free_slots: Vec<usize>,
-    free_buffers: Vec<Vec<u8>>,
+    /// The held packets' bytes.
+    bytes: PacketStore,
     arrivals: u64,
     /// The newest packet timestamp received.
     newest_ns: u64,
@@ -102,7 +105,7 @@ impl<W: Worker> Reorder<W> {
             notices: OrderedQueue::default(),
             slots: Vec::new(),
             free_slots: Vec::new(),
-            free_buffers: Vec::new(),
+            bytes: PacketStore::with_limit(max_bytes.saturating_add(max_bytes / 4)),
             arrivals: 0,
             newest_ns: 0,
             released_ns: 0,
@@ -203,10 +206,8 @@ impl<W: Worker> Reorder<W> {
             match held {
                 Held::Packet(meta, data) => {
                     self.held_bytes -= data.len();
-                    out.push(meta, &data);
-                    if self.free_buffers.len() < FREE_BUFFERS && data.capacity() <= FREE_BUFFER_MAX_BYTES {
-                        self.free_buffers.push(data);
-                    }
+                    out.push(meta, self.bytes.bytes(data));
+                    self.bytes.release(data);
                 }
                 Held::Notice(notice) => out.push_suppressed(notice),
             }
@@ -263,9 +264,7 @@ impl<W: Worker> Worker for Reorder<W> {
             if timestamp_ns < self.newest_ns {
                 self.counters.reordered += 1;
             }
-            let mut data = self.free_buffers.pop().unwrap_or_default();
-            data.clear();
-            data.extend_from_slice(packet.data);
+            let data = self.bytes.store(packet.data);
             self.held_bytes += data.len();
             self.hold(timestamp_ns, Held::Packet(*packet.meta, data));
             self.newest_ns = self.newest_ns.max(timestamp_ns);
