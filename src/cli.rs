@@ -153,7 +153,8 @@ pub struct PipelineArgs {
     /// while traffic flows, so it is never late to wake (an idle CPU of a
     /// virtual machine can take milliseconds). Only workers receiving at
     /// least 50 000 packets per second poll; slower ones sleep at once. 0:
-    /// never poll, for workers that share CPUs with other threads.
+    /// never poll, for workers that share CPUs with other threads. `read`'s
+    /// workers never poll: offline, nothing waits on them.
     #[arg(
         long,
         env = "RINGSIEVE_WORKER_POLL",

@@ -335,6 +335,34 @@ mod tests {
     }
 
     #[test]
+    fn run_workers_poll_when_busy_and_read_workers_never() {
+        use clap::{CommandFactory, FromArgMatches};
+        let parse = |args: &[&str]| {
+            let matches = crate::cli::Cli::command()
+                .try_get_matches_from(args)
+                .expect("valid arguments");
+            (
+                crate::cli::Cli::from_arg_matches(&matches).expect("valid arguments"),
+                matches,
+            )
+        };
+        let (cli, matches) = parse(&["ringsieve", "run", "--worker-poll", "2500"]);
+        let crate::cli::Command::Run(args) = cli.command else {
+            panic!("run")
+        };
+        let origin = Origin::new("run", matches.subcommand_matches("run").unwrap());
+        let run = RunSettings::from_args(&args, &origin).expect("valid settings");
+        assert_eq!(run.pipeline.pool.idle_poll, std::time::Duration::from_micros(2500));
+        let (cli, matches) = parse(&["ringsieve", "read", "x.pcap", "--worker-poll", "2500"]);
+        let crate::cli::Command::Read(args) = cli.command else {
+            panic!("read")
+        };
+        let origin = Origin::new("read", matches.subcommand_matches("read").unwrap());
+        let read = ReadSettings::from_args(&args, &origin).expect("valid settings");
+        assert_eq!(read.pipeline.pool.idle_poll, std::time::Duration::ZERO);
+    }
+
+    #[test]
     fn booleans_accept_the_usual_spellings() {
         assert_eq!(parse_bool("ON"), Some(true));
         assert_eq!(parse_bool("0"), Some(false));
@@ -530,7 +558,12 @@ pub fn pipeline_settings(
             // suppressed copy, so only with EVE output.
             suppressed_notices: args.eve.is_some(),
             clock,
-            idle_poll: std::time::Duration::from_micros(idle_poll),
+            // Offline nothing waits on a worker: it sleeps rather than take
+            // a CPU the reading thread may need.
+            idle_poll: match clock {
+                PoolClock::Wall => std::time::Duration::from_micros(idle_poll),
+                PoolClock::Packets => std::time::Duration::ZERO,
+            },
             ..PoolConfig::default()
         },
         eve: args.eve.clone(),
