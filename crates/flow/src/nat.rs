@@ -290,6 +290,71 @@ fn decode(stamp: u64, words: [u64; 3]) -> NatTranslation {
     }
 }
 
+/// An IPv4 tuple as an entry keeps a side: its addresses, ports and
+/// protocol in the layout of [`encode`]'s words (ports in the low 32 bits).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Ipv4Side {
+    addrs: u64,
+    ports: u64,
+    protocol: u64,
+}
+
+impl Ipv4Side {
+    /// `tuple`'s, when both its addresses are IPv4.
+    #[inline]
+    fn of(tuple: &FlowTuple) -> Option<Self> {
+        match (tuple.src.addr, tuple.dst.addr) {
+            (IpAddr::V4(src), IpAddr::V4(dst)) => Some(Self {
+                addrs: u64::from(u32::from(src)) << 32 | u64::from(u32::from(dst)),
+                ports: u64::from(tuple.src.port) << 16 | u64::from(tuple.dst.port),
+                protocol: u64::from(tuple.protocol),
+            }),
+            _ => None,
+        }
+    }
+
+    /// The same tuple in the other direction.
+    #[inline]
+    fn reversed(self) -> Self {
+        Self {
+            addrs: self.addrs.rotate_left(32),
+            ports: (self.ports as u32).rotate_left(16).into(),
+            protocol: self.protocol,
+        }
+    }
+
+    /// The sides of the binding of an entry's stamp and words: public,
+    /// container.
+    #[inline]
+    fn of_entry(stamp: u64, words: [u64; 3]) -> [Self; 2] {
+        [
+            Self {
+                addrs: words[0],
+                ports: words[2] >> 32,
+                protocol: (stamp >> 8) & 0xff,
+            },
+            Self {
+                addrs: words[1],
+                ports: words[2] & 0xffff_ffff,
+                protocol: stamp & 0xff,
+            },
+        ]
+    }
+
+    /// [`oriented`] on an entry's stamp and words, compared as they are.
+    #[inline]
+    fn orient(self, stamp: u64, words: [u64; 3]) -> Option<NatTranslation> {
+        let sides = Self::of_entry(stamp, words);
+        if sides.contains(&self) {
+            Some(decode(stamp, words))
+        } else if sides.contains(&self.reversed()) {
+            Some(decode(stamp, words).reversed())
+        } else {
+            None
+        }
+    }
+}
+
 /// Whether both ends of `tuple` are IPv4 addresses.
 fn is_ipv4(tuple: &FlowTuple) -> bool {
     matches!((tuple.src.addr, tuple.dst.addr), (IpAddr::V4(_), IpAddr::V4(_)))
@@ -312,7 +377,7 @@ enum Place {
 /// lock"), written under `writer`.
 #[derive(Debug)]
 struct Ipv4Bindings {
-    words: Box<[AtomicU64]>,
+    entries: Box<[[AtomicU64; SLOT_WORDS]]>,
     /// Slots less one.
     slot_mask: usize,
     /// Bits of a slot index: the home slot is the top bits of the key
@@ -328,7 +393,7 @@ impl Ipv4Bindings {
     fn new(entries: usize) -> Self {
         let slots = entries.max(PROBE_SLOTS).next_power_of_two();
         Self {
-            words: (0..slots * SLOT_WORDS).map(|_| AtomicU64::new(0)).collect(),
+            entries: (0..slots).map(|_| std::array::from_fn(|_| AtomicU64::new(0))).collect(),
             slot_mask: slots - 1,
             slot_bits: slots.trailing_zeros(),
             writer: Mutex::new(()),
@@ -337,8 +402,8 @@ impl Ipv4Bindings {
 
     /// The words of `slot`.
     #[inline]
-    fn entry(&self, slot: usize) -> &[AtomicU64] {
-        &self.words[slot * SLOT_WORDS..(slot + 1) * SLOT_WORDS]
+    fn entry(&self, slot: usize) -> &[AtomicU64; SLOT_WORDS] {
+        &self.entries[slot]
     }
 
     /// The slots of `key`'s window, from its home slot.
@@ -348,8 +413,38 @@ impl Ipv4Bindings {
         (0..PROBE_SLOTS).map(move |i| (home + i) & self.slot_mask)
     }
 
-    /// The binding kept under `key`, read without a lock.
-    fn find(&self, key: u64) -> Option<NatTranslation> {
+    /// Whether a binding is kept under `key`, read without a lock. Only
+    /// the key is read: one read while a writer puts it in an entry is
+    /// the binding that writer is learning.
+    fn contains(&self, key: u64) -> bool {
+        for slot in self.window(key) {
+            let entry = self.entry(slot);
+            loop {
+                // Acquire: pairs with the Release store of the stamp that
+                // ended the last write of this entry, so the key below is
+                // that write's or a later one's.
+                let stamp = entry[slot::STAMP].load(Ordering::Acquire);
+                if stamp == 0 {
+                    // Never written: no key was ever placed past it.
+                    return false;
+                }
+                if (stamp >> slot::VERSION_SHIFT) & 1 == 1 {
+                    // A writer is in the entry for a few stores.
+                    std::hint::spin_loop();
+                    continue;
+                }
+                if stamp & slot::KEPT != 0 && entry[slot::KEY].load(Ordering::Relaxed) == key {
+                    return true;
+                }
+                break;
+            }
+        }
+        false
+    }
+
+    /// The stamp and words ([`encode`]'s) of the binding kept under `key`,
+    /// read without a lock.
+    fn find(&self, key: u64) -> Option<(u64, [u64; 3])> {
         for slot in self.window(key) {
             let entry = self.entry(slot);
             loop {
@@ -382,7 +477,7 @@ impl Ipv4Bindings {
                 // that write's (odd, or later) and the entry is read again.
                 fence(Ordering::Acquire);
                 if entry[slot::STAMP].load(Ordering::Relaxed) == stamp {
-                    return Some(decode(stamp, words));
+                    return Some((stamp, words));
                 }
             }
         }
@@ -546,7 +641,19 @@ impl NatBindings {
     /// would only make the flow learn its binding later. [`Self::lookup`],
     /// which hands a binding on, compares.
     pub fn knows(&self, tuple: &FlowTuple, hash: u64) -> bool {
-        self.binding_filter.maybe(hash) && self.kept(tuple, hash).is_some()
+        if !self.binding_filter.maybe(hash) {
+            return false;
+        }
+        if is_ipv4(tuple) {
+            if self.ipv4.contains(hash) {
+                return true;
+            }
+            // Relaxed: see `learn_other`.
+            if self.other_kept.load(Ordering::Relaxed) == 0 {
+                return false;
+            }
+        }
+        self.other(hash).is_some()
     }
 
     /// Whether a half may wait for the flow with tag `tag`: one relaxed load.
@@ -697,19 +804,8 @@ impl NatBindings {
         known != Some(true)
     }
 
-    /// The binding kept under `hash`, if any, looked for where the
-    /// bindings of `tuple`'s address family are.
-    #[inline]
-    fn kept(&self, tuple: &FlowTuple, hash: u64) -> Option<NatTranslation> {
-        if is_ipv4(tuple) {
-            if let Some(translation) = self.ipv4.find(hash) {
-                return Some(translation);
-            }
-            // Relaxed: see `learn_other`.
-            if self.other_kept.load(Ordering::Relaxed) == 0 {
-                return None;
-            }
-        }
+    /// The binding with an IPv6 side kept under `hash`, if any.
+    fn other(&self, hash: u64) -> Option<NatTranslation> {
         self.bindings[shard_of(hash)]
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -723,7 +819,16 @@ impl NatBindings {
         if !self.binding_filter.maybe(hash) {
             return None;
         }
-        oriented(&self.kept(tuple, hash)?, tuple)
+        if let Some(side) = Ipv4Side::of(tuple) {
+            if let Some((stamp, words)) = self.ipv4.find(hash) {
+                return side.orient(stamp, words);
+            }
+            // Relaxed: see `learn_other`.
+            if self.other_kept.load(Ordering::Relaxed) == 0 {
+                return None;
+            }
+        }
+        oriented(&self.other(hash)?, tuple)
     }
 
     /// The hasher the bindings are keyed with.
@@ -978,9 +1083,20 @@ mod tests {
         udp.protocol = 17;
         let other = tcp(ep([198, 18, 0, 2], 40001), ep([198, 18, 0, 1], 80));
         let half_other = tcp(ep([198, 18, 0, 2], 40000), ep([172, 17, 0, 2], 40000));
-        for tuple in [public, container, udp, other, half_other] {
+        // What the IPv4 table compares, an entry's words as they are.
+        let (low, words) = encode(&t).unwrap();
+        let stamp = 6 << slot::VERSION_SHIFT | low;
+        assert_eq!(decode(stamp, words), t);
+        let mut ports_swapped = public;
+        std::mem::swap(&mut ports_swapped.src.port, &mut ports_swapped.dst.port);
+        for tuple in [public, container, udp, other, half_other, ports_swapped] {
             for tuple in [tuple, tuple.reversed()] {
                 assert_eq!(oriented(&t, &tuple), by_whole_tuples(tuple), "{tuple}");
+                assert_eq!(
+                    Ipv4Side::of(&tuple).unwrap().orient(stamp, words),
+                    by_whole_tuples(tuple),
+                    "{tuple}"
+                );
             }
         }
         assert_eq!(oriented(&t, &container.reversed()), Some(t.reversed()));
@@ -1012,12 +1128,12 @@ mod tests {
         assert!(found(1) && found(100) && found(3));
         assert!(!found(2), "the oldest binding went");
         // Many more: memory stays as it was, one filter count per entry.
-        let words = nat.ipv4.words.len();
+        let words = nat.ipv4.entries.len();
         for port in 200..712u16 {
             nat.learn(binding(port), u64::from(port) * 10);
         }
         assert_eq!(nat.learned(), PROBE_SLOTS as u64 / 2 + 1 + 512);
-        assert_eq!(nat.ipv4.words.len(), words);
+        assert_eq!(nat.ipv4.entries.len(), words);
         assert_eq!(nat.ipv4.kept(), PROBE_SLOTS);
         assert_eq!(nat.binding_filter.total(), PROBE_SLOTS as u64);
         assert_eq!(nat.evicted(), 2 + 2 * 512);
