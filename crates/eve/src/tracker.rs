@@ -620,19 +620,24 @@ impl<I: FlowInspector> FlowTracker<I> {
         }
     }
 
-    /// Ends the flow in `slot`: its record, out of the table.
-    fn end(&mut self, slot: u32, reason: EndReason) {
+    /// Takes the flow in `slot` out of the table (its slot freed, its
+    /// inspector's state dropped), to be ended.
+    fn take_flow(&mut self, slot: u32) -> Option<Flow> {
         self.lru_unlink(slot);
-        let Some(entry) = self.slots.get_mut(slot as usize) else {
-            return;
-        };
+        let entry = self.slots.get_mut(slot as usize)?;
         // The inspector's state (stream buffers) goes with the flow.
         entry.inspection = None;
-        let Some(flow) = entry.flow.take() else {
-            return;
-        };
+        let flow = entry.flow.take()?;
         self.table.remove(&flow.key);
         self.free.push(slot);
+        Some(flow)
+    }
+
+    /// Ends the flow in `slot`: its record, out of the table.
+    fn end(&mut self, slot: u32, reason: EndReason) {
+        let Some(flow) = self.take_flow(slot) else {
+            return;
+        };
         flow.render(&mut self.out, reason, &self.names);
         self.out_records += 1;
         match reason {
@@ -655,18 +660,10 @@ impl<I: FlowInspector> FlowTracker<I> {
     fn shut_down(&mut self, open: &[(u64, u32)]) {
         let mut flows = Vec::with_capacity(open.len());
         for &(_, slot) in open {
-            self.lru_unlink(slot);
-            let Some(entry) = self.slots.get_mut(slot as usize) else {
-                continue;
-            };
-            entry.inspection = None;
-            let Some(flow) = entry.flow.take() else {
-                continue;
-            };
-            self.table.remove(&flow.key);
-            self.free.push(slot);
-            self.counters.records_shutdown += 1;
-            flows.push(flow);
+            if let Some(flow) = self.take_flow(slot) {
+                self.counters.records_shutdown += 1;
+                flows.push(flow);
+            }
         }
         // The lines already buffered come first.
         self.write_out();

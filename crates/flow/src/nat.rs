@@ -417,44 +417,17 @@ impl Ipv4Bindings {
         (0..PROBE_SLOTS).map(move |i| (home + i) & self.slot_mask)
     }
 
-    /// Whether a binding is kept under `key`, read without a lock. Only
-    /// the key is read: one read while a writer puts it in an entry is
-    /// the binding that writer is learning.
-    fn contains(&self, key: u64) -> bool {
+    /// The entry that keeps `key` and its stamp (even: no writer in it),
+    /// read without a lock. Only the key is read: one read while a writer
+    /// puts it in an entry is the binding that writer is learning.
+    fn kept_entry(&self, key: u64) -> Option<(&[AtomicU64; SLOT_WORDS], u64)> {
         for slot in self.window(key) {
             let entry = self.entry(slot);
             loop {
                 // Acquire: pairs with the Release store of the stamp that
-                // ended the last write of this entry, so the key below is
-                // that write's or a later one's.
-                let stamp = entry[slot::STAMP].load(Ordering::Acquire);
-                if stamp == 0 {
-                    // Never written: no key was ever placed past it.
-                    return false;
-                }
-                if (stamp >> slot::VERSION_SHIFT) & 1 == 1 {
-                    // A writer is in the entry for a few stores.
-                    std::hint::spin_loop();
-                    continue;
-                }
-                if stamp & slot::KEPT != 0 && entry[slot::KEY].load(Ordering::Relaxed) == key {
-                    return true;
-                }
-                break;
-            }
-        }
-        false
-    }
-
-    /// The stamp and words ([`encode`]'s) of the binding kept under `key`,
-    /// read without a lock.
-    fn find(&self, key: u64) -> Option<(u64, [u64; 3])> {
-        for slot in self.window(key) {
-            let entry = self.entry(slot);
-            loop {
-                // Acquire: pairs with the Release store of the stamp that
-                // ended the last write of this entry, so the words below are
-                // that write's or a later one's.
+                // ended the last write of this entry, so the key (and the
+                // words a caller reads next) are that write's or a later
+                // one's.
                 let stamp = entry[slot::STAMP].load(Ordering::Acquire);
                 if stamp == 0 {
                     // Never written: no key was ever placed past it.
@@ -465,27 +438,41 @@ impl Ipv4Bindings {
                     std::hint::spin_loop();
                     continue;
                 }
-                if stamp & slot::KEPT == 0 || entry[slot::KEY].load(Ordering::Relaxed) != key {
-                    // Vacant, or another key (or one being written after
-                    // the stamp was read: this lookup came before it).
-                    break;
+                if stamp & slot::KEPT != 0 && entry[slot::KEY].load(Ordering::Relaxed) == key {
+                    return Some((entry, stamp));
                 }
-                let words = [
-                    entry[slot::PUBLIC_ADDRS].load(Ordering::Relaxed),
-                    entry[slot::CONTAINER_ADDRS].load(Ordering::Relaxed),
-                    entry[slot::PORTS].load(Ordering::Relaxed),
-                ];
-                // Acquire: pairs with the writer's Release fence after it
-                // made the stamp odd; if a word above came from a write that
-                // began after the stamp was read, the stamp read next is
-                // that write's (odd, or later) and the entry is read again.
-                fence(Ordering::Acquire);
-                if entry[slot::STAMP].load(Ordering::Relaxed) == stamp {
-                    return Some((stamp, words));
-                }
+                // Vacant, or another key (or one being written after the
+                // stamp was read: this lookup came before it).
+                break;
             }
         }
         None
+    }
+
+    /// Whether a binding is kept under `key`, read without a lock.
+    fn contains(&self, key: u64) -> bool {
+        self.kept_entry(key).is_some()
+    }
+
+    /// The stamp and words ([`encode`]'s) of the binding kept under `key`,
+    /// read without a lock.
+    fn find(&self, key: u64) -> Option<(u64, [u64; 3])> {
+        loop {
+            let (entry, stamp) = self.kept_entry(key)?;
+            let words = [
+                entry[slot::PUBLIC_ADDRS].load(Ordering::Relaxed),
+                entry[slot::CONTAINER_ADDRS].load(Ordering::Relaxed),
+                entry[slot::PORTS].load(Ordering::Relaxed),
+            ];
+            // Acquire: pairs with the writer's Release fence after it made
+            // the stamp odd; if a word above came from a write that began
+            // after the stamp was read, the stamp read next is that write's
+            // (odd, or later) and the binding is looked up again.
+            fence(Ordering::Acquire);
+            if entry[slot::STAMP].load(Ordering::Relaxed) == stamp {
+                return Some((stamp, words));
+            }
+        }
     }
 
     /// Where `key` goes, under `writer`: its slot, else the first free one
