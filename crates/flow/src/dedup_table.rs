@@ -764,81 +764,87 @@ impl DedupTable {
         timestamp_ns.saturating_sub(first_ts) > self.window_ns.saturating_mul(windows)
     }
 
-    /// Step 1: the instance to join, or else the slot to insert into.
+    /// Step 1: the instance to join, or else the slot to insert into. Two
+    /// passes: the first compares only tags, looking for the instance (most
+    /// copies are duplicates and stop there); only a copy that found none
+    /// looks at the other slots' ages, for the one to reuse.
     fn scan(&self, identity: PacketIdentity, home: usize, tap: TapId, timestamp_ns: u64) -> Scan {
         let tag = tag(identity);
         // (slot, control, distance of first_ts from this copy, flow tag)
         let mut instance: Option<(usize, u64, u64, u32)> = None;
-        // (slot, control, (was live, first_ts)): EMPTY first, then the oldest.
-        let mut free: Option<(usize, u64, (bool, u64))> = None;
         for (slot, entry) in self.probe(home) {
             // Acquire: pairs with the Release store that published LIVE, so
             // the words written before it are visible.
             let control = entry.control.load(Ordering::Acquire);
             // Most slots hold other identities: one compare of the tag tells,
             // and only those with this tag are looked at closely.
-            if control::tag(control) == tag {
-                match control::phase(control) {
-                    control::CLAIMED => return Scan::Retry,
-                    control::LIVE => {
-                        let Some(snapshot) = entry.snapshot(control) else {
-                            return Scan::Retry;
-                        };
-                        if snapshot.is(identity) && self.within_window(timestamp_ns, snapshot.first_ts) {
-                            match entry.tap_state(stamp(control::generation(control)), tap) {
-                                TapState::Absent => {
-                                    let distance = timestamp_ns.abs_diff(snapshot.first_ts);
-                                    if instance.is_none_or(|(_, _, closest, _)| distance < closest) {
-                                        instance = Some((slot, control, distance, snapshot.flow_tag()));
-                                    }
-                                }
-                                TapState::Present => {}
-                                TapState::Retired => return Scan::Retry,
-                            }
-                            // Within the window: not expired.
-                            continue;
-                        }
-                    }
-                    // EMPTY, given back by an insert of this tag: free below.
-                    _ => {}
-                }
-            }
-            if instance.is_some() || free.is_some_and(|(_, _, oldest)| oldest == (false, 0)) {
-                // A copy that joins an instance needs no slot, and no slot
-                // beats an EMPTY one.
+            if control::tag(control) != tag {
                 continue;
             }
-            let age = match control::phase(control) {
-                control::EMPTY => (false, 0),
+            match control::phase(control) {
+                control::CLAIMED => return Scan::Retry,
+                control::LIVE => {
+                    let Some(snapshot) = entry.snapshot(control) else {
+                        return Scan::Retry;
+                    };
+                    if snapshot.is(identity) && self.within_window(timestamp_ns, snapshot.first_ts) {
+                        match entry.tap_state(stamp(control::generation(control)), tap) {
+                            TapState::Absent => {
+                                let distance = timestamp_ns.abs_diff(snapshot.first_ts);
+                                if instance.is_none_or(|(_, _, closest, _)| distance < closest) {
+                                    instance = Some((slot, control, distance, snapshot.flow_tag()));
+                                }
+                            }
+                            TapState::Present => {}
+                            TapState::Retired => return Scan::Retry,
+                        }
+                    }
+                }
+                // EMPTY, given back by an insert of this tag.
+                _ => {}
+            }
+        }
+        if let Some((slot, control, _, flow_tag)) = instance {
+            return Scan::Instance {
+                slot,
+                control,
+                flow_tag,
+            };
+        }
+        self.free_slot(home, timestamp_ns)
+    }
+
+    /// The slot an insert at `timestamp_ns` takes: the first EMPTY one, else
+    /// the oldest LIVE one that has expired. An unexpired instance of this
+    /// very identity is never taken: within the window of this copy it is
+    /// younger than any retention.
+    fn free_slot(&self, home: usize, timestamp_ns: u64) -> Scan {
+        // (slot, control, first_ts) of the oldest expired instance so far.
+        let mut oldest: Option<(usize, u64, u64)> = None;
+        for (slot, entry) in self.probe(home) {
+            let control = entry.control.load(Ordering::Acquire);
+            match control::phase(control) {
+                control::EMPTY => return Scan::Free { slot, control },
                 control::LIVE => {
                     // Relaxed: if these were overwritten by a newer
                     // generation, the claim CAS on `control` fails.
                     let first_ts = entry.first_ts.load(Ordering::Relaxed);
-                    if free.is_some_and(|(_, _, oldest)| oldest <= (true, first_ts)) {
+                    if oldest.is_some_and(|(_, _, oldest_ts)| oldest_ts <= first_ts) {
                         // No older than the slot already chosen.
                         continue;
                     }
                     let best = entry.best.load(Ordering::Relaxed);
-                    if !self.expired(first_ts, best, timestamp_ns) {
-                        continue;
+                    if self.expired(first_ts, best, timestamp_ns) {
+                        oldest = Some((slot, control, first_ts));
                     }
-                    (true, first_ts)
                 }
-                // Being written by an insert of another identity.
-                _ => continue,
-            };
-            if free.is_none_or(|(_, _, oldest)| age < oldest) {
-                free = Some((slot, control, age));
+                // Being written by an insert.
+                _ => {}
             }
         }
-        match (instance, free) {
-            (Some((slot, control, _, flow_tag)), _) => Scan::Instance {
-                slot,
-                control,
-                flow_tag,
-            },
-            (None, Some((slot, control, _))) => Scan::Free { slot, control },
-            (None, None) => Scan::Full,
+        match oldest {
+            Some((slot, control, _)) => Scan::Free { slot, control },
+            None => Scan::Full,
         }
     }
 
