@@ -46,6 +46,7 @@ pub mod ipv4;
 pub mod ipv6;
 mod keyed_hash;
 pub mod nat;
+pub mod packet_store;
 pub mod parse;
 mod read;
 pub mod sieve;

@@ -75,6 +75,7 @@ use crate::flow_key::{flow_tag, FlowHasher, FlowKey, FlowTuple};
 use crate::hold_queue::{HoldKey, HoldQueue};
 use crate::identity::{IdentityHasher, PacketIdentity};
 use crate::nat::{NatBindings, NatTranslation};
+use crate::packet_store::{PacketStore, StoredBytes};
 use crate::parse::{parse_frame, parse_network, ParsedPacket, Transport};
 use crate::tap::{TapPoint, TapRole};
 use crate::tcp_ranges::{Coverage, RangeStore};
@@ -217,7 +218,10 @@ impl SieveShared {
             held_live: 0,
             by_sequence: vec![u32::MAX; 1 << 16].into_boxed_slice(),
             early_ends: Vec::new(),
-            spare_buffers: Vec::new(),
+            // Past the hold budget the oldest holds end early, so the chunks
+            // in use stay near it; a quarter more for those a hold ended
+            // early (proved needless) keeps from emptying.
+            store: PacketStore::with_limit(self.hold_budget_bytes.saturating_add(self.hold_budget_bytes / 4)),
             held_bytes: 0,
             next_order: 0,
             // Threads start their sequences apart.
@@ -473,7 +477,8 @@ struct HeldCopy<M> {
     /// Its key's `order` in the hold queue: a key whose copy ended early
     /// (and whose index was reused since) is recognised as stale.
     order: u64,
-    bytes: Vec<u8>,
+    /// The copy's bytes, in the thread's [`PacketStore`].
+    bytes: StoredBytes,
     link: LinkLayer,
     vlan: Option<(u16, u16)>,
     tap: TapPoint,
@@ -505,7 +510,9 @@ pub struct Sieve<M> {
     by_sequence: Box<[u32]>,
     /// This thread's own holds proved needless since its last release.
     early_ends: Vec<EarlyEnd>,
-    spare_buffers: Vec<Vec<u8>>,
+    /// The held copies' bytes: large chunks reused as holds end in about
+    /// the order they began, not an allocation per held copy.
+    store: PacketStore,
     held_bytes: usize,
     next_order: u64,
     next_ticket: u16,
@@ -571,9 +578,6 @@ impl PairCounts {
         }
     }
 }
-
-/// Spare buffers kept for reuse.
-const SPARE_BUFFERS: usize = 1024;
 
 /// Signals each thread's queue of early ends holds; past it a signal is
 /// lost and its hold lasts the window (nothing else changes).
@@ -822,23 +826,21 @@ impl<M> Sieve<M> {
             let delivery = self.delivery(tuple, flow_hash, false);
             return Outcome::Deliver { meta, delivery };
         }
-        self.hold(
-            HeldCopy {
-                identity,
-                ticket,
-                order: 0,
-                bytes: Vec::new(),
-                link: copy.link,
-                vlan: copy.vlan,
-                tap,
-                timestamp_ns: copy.timestamp_ns,
-                meta,
-                tcp,
-                tuple,
-                flow_hash,
-            },
-            copy.bytes,
-        );
+        let bytes = self.store.store(copy.bytes);
+        self.hold(HeldCopy {
+            identity,
+            ticket,
+            order: 0,
+            bytes,
+            link: copy.link,
+            vlan: copy.vlan,
+            tap,
+            timestamp_ns: copy.timestamp_ns,
+            meta,
+            tcp,
+            tuple,
+            flow_hash,
+        });
         Outcome::Held
     }
 
@@ -1012,12 +1014,8 @@ impl<M> Sieve<M> {
         }
     }
 
-    fn hold(&mut self, mut copy: HeldCopy<M>, bytes: &[u8]) {
-        let mut buffer = self.spare_buffers.pop().unwrap_or_default();
-        buffer.clear();
-        buffer.extend_from_slice(bytes);
-        copy.bytes = buffer;
-        self.held_bytes += bytes.len();
+    fn hold(&mut self, mut copy: HeldCopy<M>) {
+        self.held_bytes += copy.bytes.len();
         self.held_live += 1;
         self.counters.held += 1;
         copy.order = self.next_order;
@@ -1051,6 +1049,7 @@ impl<M> Sieve<M> {
         self.free_held.push(index);
         self.held_live -= 1;
         self.held_bytes -= copy.bytes.len();
+        let bytes = self.store.bytes(copy.bytes);
         let shared = &*self.shared;
         let rank = copy.tap.rank();
         let ticket = copy.ticket;
@@ -1067,7 +1066,7 @@ impl<M> Sieve<M> {
             self.counters.superseded += 1;
             true
         } else if let Some(segment) = copy.tcp {
-            let payload = &copy.bytes[segment.offset..segment.offset + segment.len];
+            let payload = &bytes[segment.offset..segment.offset + segment.len];
             match shared
                 .ranges
                 .coverage(segment.ack, segment.seq, payload, copy.tap.id, rank, copy.timestamp_ns)
@@ -1106,7 +1105,7 @@ impl<M> Sieve<M> {
             }
             let delivery = self.delivery(copy.tuple, copy.flow_hash, overlap);
             out(HoldEnd::Delivered(Released {
-                bytes: &copy.bytes,
+                bytes,
                 link: copy.link,
                 vlan: copy.vlan,
                 tap: copy.tap,
@@ -1115,9 +1114,7 @@ impl<M> Sieve<M> {
                 delivery,
             }));
         }
-        if self.spare_buffers.len() < SPARE_BUFFERS {
-            self.spare_buffers.push(copy.bytes);
-        }
+        self.store.release(copy.bytes);
     }
 }
 

@@ -19,7 +19,6 @@ pub mod host_book;
 pub mod interfaces;
 pub mod live;
 pub mod offline;
-pub mod packet_store;
 pub mod reorder;
 pub mod worker;
 pub mod worker_pool;

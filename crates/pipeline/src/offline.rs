@@ -27,7 +27,7 @@ use std::collections::{BinaryHeap, HashMap};
 use flow::OrderedQueue;
 use std::path::PathBuf;
 
-use crate::packet_store::{PacketStore, StoredBytes};
+use flow::packet_store::{PacketStore, StoredBytes};
 
 use af_packet::{Direction, PacketType};
 use capture_file::{CaptureFile, FilePacket, LinkKind, ReadError};

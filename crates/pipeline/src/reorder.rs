@@ -36,8 +36,8 @@ use std::sync::Arc;
 
 use flow::OrderedQueue;
 
-use crate::packet_store::{PacketStore, StoredBytes};
 use crate::worker::{PacketBatch, PacketMeta, SuppressedNotice, Worker};
+use flow::packet_store::{PacketStore, StoredBytes};
 
 /// Packets per batch handed to the inner worker.
 const OUT_BATCH_PACKETS: usize = 64;

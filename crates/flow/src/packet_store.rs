@@ -1,10 +1,12 @@
 //! [`PacketStore`]: the bytes of packets kept for a while, in large reused
-//! chunks instead of one allocation each. Offline, delivered copies wait
-//! there for their turn in the output order; in a worker, [`Reorder`]
+//! chunks instead of one allocation each. The dedup engine
+//! ([`crate::sieve`]) keeps there the copies it holds until the preferred
+//! copy arrives or the window passes; offline, delivered copies wait there
+//! for their turn in the output order; in a worker, the pipeline's reorder
 //! keeps there the packets it holds to put them in timestamp order.
 //!
 //! Packets go in at the end of the open chunk and come out roughly in the
-//! order they went in (both users release by timestamp, which is nearly
+//! order they went in (every user releases by timestamp, which is nearly
 //! the order of arrival), so a chunk empties soon after it fills and is
 //! filled again from its start: no allocation, free or page fault per
 //! packet, where a `Vec` per packet from a pool of mixed sizes cost a
@@ -18,8 +20,6 @@
 //! beyond their own bytes. Memory is the chunks that still hold a packet,
 //! the emptied ones kept for reuse (at most [`KEPT_EMPTY_CHUNKS`]), and
 //! the packets stored on their own.
-//!
-//! [`Reorder`]: crate::reorder::Reorder
 
 /// Bytes per chunk: about 170 packets of the docker-mix bench's mean size,
 /// small enough that a packet held long pins little memory.
