@@ -60,6 +60,7 @@ mod error;
 mod input;
 mod interface;
 mod link;
+mod read_ahead;
 mod reader;
 
 #[cfg(test)]
@@ -70,4 +71,5 @@ mod tests;
 pub use error::ReadError;
 pub use interface::{FileInterface, TimestampResolution};
 pub use link::{link_type, CookedHeader, LinkKind, ARPHRD_ETHER, SLL2_HEADER_LEN, SLL_HEADER_LEN};
+pub use read_ahead::{ReadAhead, BATCHES_AHEAD, BATCH_BYTES};
 pub use reader::{CaptureFile, CaptureFormat, FilePacket, MAX_BLOCK_LEN};

@@ -5,8 +5,10 @@
 //!
 //! Files are read in one of two orders ([`ReadOrder`]):
 //! - [`ReadOrder::Timestamp`]: every file streamed, merged by timestamp, the
-//!   watermark at the last timestamp read. Memory: one packet per file, the
-//!   copies held for a window and the deliveries awaiting their turn.
+//!   watermark at the last timestamp read. Each file is decoded ahead on a
+//!   thread of its own ([`ReadAhead`]). Memory: a few batches of decoded
+//!   packets per file (about a MiB), the copies held for a window and the
+//!   deliveries awaiting their turn.
 //! - [`ReadOrder::Ring`]: the order live capture reads rings in. Each
 //!   interface's packets are cut into blocks that close a retire timeout
 //!   after their first packet, and blocks are read in the order they close
@@ -30,7 +32,7 @@ use std::path::PathBuf;
 use crate::packet_store::{PacketStore, StoredBytes};
 
 use af_packet::{Direction, PacketType};
-use capture_file::{CaptureFile, FilePacket, LinkKind, ReadError};
+use capture_file::{CaptureFile, FileInterface, FilePacket, LinkKind, ReadAhead, ReadError};
 use flow::{
     CapturedCopy, Delivery, HoldEnd, LinkLayer, Outcome, Sieve, SieveConfig, SieveCounters, SieveShared,
     SuppressedCopy, TapDirection, TapPoint, TapRegistry, TapRole,
@@ -319,13 +321,15 @@ pub fn run<S: DeliverySink>(
 }
 
 impl<S: DeliverySink> Run<'_, S> {
-    /// Each file's next packet stays in its reader's buffer
-    /// ([`CaptureFile::current_packet`]) until it is the earliest, and is
-    /// processed from there: no copy per packet.
+    /// Each file is read and decoded ahead on a thread of its own
+    /// ([`ReadAhead`]: the walk of the records leaves this thread, which
+    /// the run waits on); its next packet stays in the read-ahead's batch
+    /// ([`ReadAhead::current_packet`]) until it is the earliest, and is
+    /// processed from there.
     fn timestamp_order(&mut self, files: &[PathBuf]) -> Result<(), OfflineError<S::Error>> {
         let mut inputs = Vec::with_capacity(files.len());
         for path in files {
-            inputs.push(CaptureFile::open(path).map_err(OfflineError::Read)?);
+            inputs.push(ReadAhead::open(path).map_err(OfflineError::Read)?);
         }
         // The interface id of each file's next packet, and a heap of
         // (timestamp, file) of the files that have one.
@@ -368,22 +372,22 @@ impl<S: DeliverySink> Run<'_, S> {
     fn read_next(
         &mut self,
         file: usize,
-        input: &mut CaptureFile,
+        input: &mut ReadAhead,
     ) -> Result<Option<(usize, u64)>, OfflineError<S::Error>> {
         let Some(packet) = input.next_packet().map_err(OfflineError::Read)? else {
             return Ok(None);
         };
         let (index, timestamp_ns) = (packet.interface, packet.timestamp_ns);
-        Ok(Some((self.interface_id(file, input, index), timestamp_ns)))
+        Ok(Some((self.interface_id(file, input.interfaces(), index), timestamp_ns)))
     }
 
-    /// The id of interface `index` of `input` (file `file`), registered on
-    /// first sight.
-    fn interface_id(&mut self, file: usize, input: &CaptureFile, index: u32) -> usize {
+    /// The id of interface `index` of file `file`, whose interfaces are
+    /// `interfaces`, registered on first sight.
+    fn interface_id(&mut self, file: usize, interfaces: &[FileInterface], index: u32) -> usize {
         if let Some(Some(id)) = self.by_file_index.get(file).and_then(|ids| ids.get(index as usize)) {
             return *id;
         }
-        let described = &input.interfaces()[index as usize];
+        let described = &interfaces[index as usize];
         let name = described.name.clone();
         let role = self
             .roles
@@ -485,7 +489,7 @@ impl<S: DeliverySink> Run<'_, S> {
             packet_type,
         } = packet;
         let data = data.to_vec();
-        let interface = self.interface_id(file, input, index);
+        let interface = self.interface_id(file, input.interfaces(), index);
         Ok(Some(OwnedPacket {
             interface,
             position,
