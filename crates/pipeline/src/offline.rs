@@ -331,6 +331,13 @@ impl<S: DeliverySink> Run<'_, S> {
         for path in files {
             inputs.push(ReadAhead::open(path).map_err(OfflineError::Read)?);
         }
+        if let [input] = inputs.as_mut_slice() {
+            // One file: the merge is its own order, no heap needed.
+            while let Some((interface, _)) = self.read_next(0, input)? {
+                self.process_current(input, interface)?;
+            }
+            return Ok(());
+        }
         // The interface id of each file's next packet, and a heap of
         // (timestamp, file) of the files that have one.
         let mut heads: Vec<usize> = vec![0; inputs.len()];
@@ -342,28 +349,33 @@ impl<S: DeliverySink> Run<'_, S> {
             }
         }
         while let Some(Reverse((_, file))) = heap.pop() {
-            let input = &inputs[file];
-            let packet = input.current_packet().expect("a file in the heap has a current packet");
-            let view = PacketView {
-                interface: heads[file],
-                // The packet was the last one read.
-                position: input.packets_read() - 1,
-                timestamp_ns: packet.timestamp_ns,
-                original_len: packet.original_len,
-                data: packet.data,
-                link: packet.link,
-                direction: packet.direction,
-                packet_type: packet.packet_type,
-            };
-            self.process(&view);
-            self.sieve.advance(view.timestamp_ns);
-            self.release_and_emit()?;
+            self.process_current(&inputs[file], heads[file])?;
             if let Some((interface, timestamp_ns)) = self.read_next(file, &mut inputs[file])? {
                 heads[file] = interface;
                 heap.push(Reverse((timestamp_ns, file)));
             }
         }
         Ok(())
+    }
+
+    /// Processes the packet `input` read last (of interface id
+    /// `interface`), then releases and emits what its time allows.
+    fn process_current(&mut self, input: &ReadAhead, interface: usize) -> Result<(), OfflineError<S::Error>> {
+        let packet = input.current_packet().expect("a file read has a current packet");
+        let view = PacketView {
+            interface,
+            // The packet was the last one read.
+            position: input.packets_read() - 1,
+            timestamp_ns: packet.timestamp_ns,
+            original_len: packet.original_len,
+            data: packet.data,
+            link: packet.link,
+            direction: packet.direction,
+            packet_type: packet.packet_type,
+        };
+        self.process(&view);
+        self.sieve.advance(view.timestamp_ns);
+        self.release_and_emit()
     }
 
     /// Reads the next packet of `input`, leaving it in the reader's buffer,
