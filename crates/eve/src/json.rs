@@ -196,6 +196,14 @@ impl<'a> Object<'a> {
         self.out.push(b'"');
     }
 
+    /// A timestamp member from its text ([`crate::timestamp::timestamp_text`]).
+    pub(crate) fn timestamp_text(&mut self, key: &str, text: &[u8; 31]) {
+        self.key(key);
+        self.out.push(b'"');
+        self.out.extend_from_slice(text);
+        self.out.push(b'"');
+    }
+
     /// A member whose value is JSON text written before (by [`Object`]).
     pub(crate) fn raw(&mut self, key: &str, json: &str) {
         self.key(key);
