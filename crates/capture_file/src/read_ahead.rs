@@ -163,33 +163,42 @@ impl ReadAhead {
     /// [`CaptureFile::next_packet`]: on an error every packet before it was
     /// returned, and later calls return `Ok(None)`.
     pub fn next_packet(&mut self) -> Result<Option<FilePacket<'_>>, ReadError> {
+        Ok(if self.advance()? { self.current_packet() } else { None })
+    }
+
+    /// Moves to the next packet, which [`ReadAhead::current_packet`] then
+    /// returns: `Ok(false)` at the end of the file. The same as
+    /// [`ReadAhead::next_packet`] without handing the packet out, for a
+    /// caller that looks at it later (and would otherwise build it twice).
+    pub fn advance(&mut self) -> Result<bool, ReadError> {
         self.current = None;
         while self.next == self.batch.packets.len() {
             if self.finished {
-                return Ok(None);
+                return Ok(false);
             }
             if let Some(end) = self.batch.end.take() {
                 self.finished = true;
                 end?;
-                return Ok(None);
+                return Ok(false);
             }
             self.take_batch();
         }
-        let index = self.next;
+        self.current = Some(self.next);
         self.next += 1;
         self.packets += 1;
-        self.current = Some(index);
-        Ok(self.packet(index))
+        Ok(true)
+    }
+
+    /// The interface index and timestamp of the current packet.
+    pub fn current_head(&self) -> Option<(u32, u64)> {
+        let packet = self.batch.packets.get(self.current?)?;
+        Some((packet.interface, packet.timestamp_ns))
     }
 
     /// The packet the last [`ReadAhead::next_packet`] returned, again, as
     /// [`CaptureFile::current_packet`].
     pub fn current_packet(&self) -> Option<FilePacket<'_>> {
-        self.packet(self.current?)
-    }
-
-    fn packet(&self, index: usize) -> Option<FilePacket<'_>> {
-        let packet = self.batch.packets.get(index)?;
+        let packet = self.batch.packets.get(self.current?)?;
         Some(FilePacket {
             interface: packet.interface,
             timestamp_ns: packet.timestamp_ns,

@@ -583,6 +583,7 @@ fn drain_ahead(file: &mut ReadAhead) -> (Vec<Owned>, Option<ReadError>) {
         assert_eq!(again.as_ref(), packets.last());
         let last = packets.last().expect("just pushed");
         assert!((last.interface as usize) < file.interfaces().len());
+        assert_eq!(file.current_head(), Some((last.interface, last.timestamp_ns)));
         assert_eq!(file.packets_read(), packets.len() as u64);
     }
 }

@@ -386,10 +386,10 @@ impl<S: DeliverySink> Run<'_, S> {
         file: usize,
         input: &mut ReadAhead,
     ) -> Result<Option<(usize, u64)>, OfflineError<S::Error>> {
-        let Some(packet) = input.next_packet().map_err(OfflineError::Read)? else {
+        if !input.advance().map_err(OfflineError::Read)? {
             return Ok(None);
-        };
-        let (index, timestamp_ns) = (packet.interface, packet.timestamp_ns);
+        }
+        let (index, timestamp_ns) = input.current_head().expect("a packet was read");
         Ok(Some((self.interface_id(file, input.interfaces(), index), timestamp_ns)))
     }
 
