@@ -71,5 +71,5 @@ mod tests;
 pub use error::ReadError;
 pub use interface::{FileInterface, TimestampResolution};
 pub use link::{link_type, CookedHeader, LinkKind, ARPHRD_ETHER, SLL2_HEADER_LEN, SLL_HEADER_LEN};
-pub use read_ahead::{ReadAhead, BATCHES_AHEAD, BATCH_BYTES};
+pub use read_ahead::{ReadAhead, BATCHES_AHEAD, BATCH_BYTES, BATCH_PACKETS};
 pub use reader::{CaptureFile, CaptureFormat, FilePacket, MAX_BLOCK_LEN};

@@ -5,14 +5,15 @@
 //! core has time to spare: the workers' reorder holds the first packets for
 //! its window before the flow tracker has anything to do.
 //!
-//! The thread copies each packet's bytes into a batch (a reused buffer of
-//! about [`BATCH_BYTES`], a larger packet alone in its own) with its
-//! metadata, and hands batches over a channel of [`BATCHES_AHEAD`]; the
-//! caller gives the buffers back once read. So the memory is bounded by
-//! that many batches, and the caller sees exactly what
-//! [`CaptureFile::next_packet`] would have returned, in the same order:
-//! the same packets, the interfaces described before each packet's batch is
-//! handed out, and an error after every packet before it.
+//! The thread copies each packet's bytes into a batch with its metadata (a
+//! reused buffer, handed over once it holds [`BATCH_BYTES`] or
+//! [`BATCH_PACKETS`] packets: at most that plus one packet) and hands
+//! batches over a channel of [`BATCHES_AHEAD`]; the caller gives the
+//! buffers back once read. So at most `BATCHES_AHEAD + 2` batches exist
+//! (those in the channel, the one filled, the one read), and the caller
+//! sees exactly what [`CaptureFile::next_packet`] would have returned, in
+//! the same order: the same packets, the interfaces described before each
+//! packet's batch is handed out, and an error after every packet before it.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
@@ -29,6 +30,10 @@ use crate::ReadError;
 /// that the hand-over (a futex call at worst) vanishes per packet, small
 /// enough to stay in the caches between the two threads.
 pub const BATCH_BYTES: usize = 256 << 10;
+
+/// Packets after which a batch is handed over, whatever their bytes: so a
+/// file of empty or tiny records does not gather its whole length in one.
+pub const BATCH_PACKETS: usize = 4096;
 
 /// Batches decoded and not yet taken, at most, besides the one being read
 /// and the one being filled.
@@ -277,7 +282,7 @@ fn decode(mut file: CaptureFile, to_reader: &SyncSender<Batch>, spares: &Receive
             described = interfaces.len();
         }
         let last = end.is_some();
-        if last || batch.bytes.len() >= BATCH_BYTES {
+        if last || batch.bytes.len() >= BATCH_BYTES || batch.packets.len() >= BATCH_PACKETS {
             batch.end = end;
             if to_reader.send(batch).is_err() || last {
                 return;

@@ -609,7 +609,12 @@ fn read_ahead_returns_what_the_reader_does() {
         let len = if i % 7 == 3 { 3 * crate::BATCH_BYTES / 2 } else { 100 };
         large.record(i, 0, &vec![i as u8; len], len as u32);
     }
-    for bytes in [multi_section_pcapng().bytes, interleaved.bytes, large.bytes] {
+    // Empty records: batches end by their count.
+    let mut tiny = PcapBuilder::new(false, false, 1, 0);
+    for i in 0..(2 * crate::BATCH_PACKETS as u32 + 5) {
+        tiny.record(i, 0, &[], 0);
+    }
+    for bytes in [multi_section_pcapng().bytes, interleaved.bytes, large.bytes, tiny.bytes] {
         // Whole, and cut mid-record near the end.
         for cut in [0, 5] {
             let bytes = &bytes[..bytes.len() - cut];
