@@ -430,7 +430,7 @@ impl Flow {
         record.timestamp_text("timestamp", &start);
         record.u64("flow_id", self.flow_id());
         record.str("in_iface", name(self.in_iface));
-        record.str("event_type", "flow");
+        record.literal("event_type", "flow");
         let has_ports = matches!(protocol, 6 | 17);
         record.ip("src_ip", self.client.addr);
         if has_ports {
@@ -462,8 +462,8 @@ impl Flow {
         flow.timestamp("end", self.last_ns);
         // As Suricata: the difference of the whole seconds.
         flow.u64("age", seconds(self.last_ns) - seconds(self.start_ns));
-        flow.str("state", self.state.name());
-        flow.str("reason", reason.name());
+        flow.literal("state", self.state.name());
+        flow.literal("reason", reason.name());
         flow.bool("alerted", self.alerted);
         flow.end();
 
@@ -489,7 +489,7 @@ impl Flow {
                     tcp.bool(key, true);
                 }
             }
-            tcp.str("state", self.tcp.stream_state());
+            tcp.literal("state", self.tcp.stream_state());
             tcp.end();
         }
 
@@ -747,10 +747,10 @@ fn label_bytes<'a>((name, direction): (&'a str, &'a str)) -> impl Iterator<Item 
 /// The `proto` field, with Suricata's names.
 fn push_proto(record: &mut Object<'_>, protocol: u8) {
     match protocol {
-        6 => record.str("proto", "TCP"),
-        17 => record.str("proto", "UDP"),
-        1 => record.str("proto", "ICMP"),
-        58 => record.str("proto", "IPv6-ICMP"),
+        6 => record.literal("proto", "TCP"),
+        17 => record.literal("proto", "UDP"),
+        1 => record.literal("proto", "ICMP"),
+        58 => record.literal("proto", "IPv6-ICMP"),
         other => record.display_str("proto", other),
     }
 }
