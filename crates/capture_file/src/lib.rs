@@ -4,8 +4,11 @@
 //! (`LINUX_SLL`, `LINUX_SLL2`) that `tcpdump -i any` makes. [`CaptureFile`]
 //! hands out each packet as a [`FilePacket`]: a zero-copy view of its bytes
 //! from the link layer on, with the interface, timestamp in nanoseconds,
-//! direction and packet type the file records. It neither writes files nor
-//! parses the network layer; deduplication happens in the caller.
+//! direction and packet type the file records. [`ReadAhead`] reads and
+//! decodes a file on a thread of its own, handing out the same packets
+//! from batches it copies them into, for a caller whose own thread is the
+//! bottleneck. It neither writes files nor parses the network layer;
+//! deduplication happens in the caller.
 //!
 //! # Why the reader is hand-written, not pcap-file
 //!

@@ -378,7 +378,7 @@ impl<S: DeliverySink> Run<'_, S> {
         self.release_and_emit()
     }
 
-    /// Reads the next packet of `input`, leaving it in the reader's buffer,
+    /// Moves `input` to its next packet, left in the read-ahead's batch,
     /// and registers its interface on first sight: its interface id and
     /// timestamp.
     fn read_next(
