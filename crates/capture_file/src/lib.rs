@@ -4,8 +4,11 @@
 //! (`LINUX_SLL`, `LINUX_SLL2`) that `tcpdump -i any` makes. [`CaptureFile`]
 //! hands out each packet as a [`FilePacket`]: a zero-copy view of its bytes
 //! from the link layer on, with the interface, timestamp in nanoseconds,
-//! direction and packet type the file records. It neither writes files nor
-//! parses the network layer; deduplication happens in the caller.
+//! direction and packet type the file records. [`ReadAhead`] reads and
+//! decodes a file on a thread of its own, handing out the same packets
+//! from batches it copies them into, for a caller whose own thread is the
+//! bottleneck. It neither writes files nor parses the network layer;
+//! deduplication happens in the caller.
 //!
 //! # Why the reader is hand-written, not pcap-file
 //!
@@ -60,6 +63,7 @@ mod error;
 mod input;
 mod interface;
 mod link;
+mod read_ahead;
 mod reader;
 
 #[cfg(test)]
@@ -70,4 +74,5 @@ mod tests;
 pub use error::ReadError;
 pub use interface::{FileInterface, TimestampResolution};
 pub use link::{link_type, CookedHeader, LinkKind, ARPHRD_ETHER, SLL2_HEADER_LEN, SLL_HEADER_LEN};
+pub use read_ahead::{ReadAhead, BATCHES_AHEAD, BATCH_BYTES, BATCH_PACKETS};
 pub use reader::{CaptureFile, CaptureFormat, FilePacket, MAX_BLOCK_LEN};

@@ -8,7 +8,7 @@ use std::io::{self, Cursor, Read};
 use af_packet::{Direction, PacketType};
 
 use crate::fixture::{sll, sll2, Boundary, PcapBuilder, PcapngBuilder};
-use crate::{CaptureFile, CaptureFormat, FilePacket, LinkKind, ReadError, TimestampResolution};
+use crate::{CaptureFile, CaptureFormat, FilePacket, LinkKind, ReadAhead, ReadError, TimestampResolution};
 
 /// A delivered packet, owned.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -559,4 +559,85 @@ fn reads_back_what_the_output_writer_wrote() {
         assert_eq!(p.packet_type, Some(types[i]));
         assert_eq!(p.direction, Some(types[i].direction()));
     }
+}
+
+/// Reads every packet through a [`ReadAhead`], as [`drain`] does, checking
+/// at each packet that its interface is already described.
+fn drain_ahead(file: &mut ReadAhead) -> (Vec<Owned>, Option<ReadError>) {
+    let mut packets = Vec::new();
+    assert!(file.current_packet().is_none(), "no current packet before the first");
+    loop {
+        match file.next_packet() {
+            Ok(Some(p)) => packets.push(owned(&p)),
+            Ok(None) => {
+                assert!(file.current_packet().is_none(), "no current packet at the end");
+                return (packets, None);
+            }
+            Err(error) => {
+                assert!(file.current_packet().is_none(), "no current packet after an error");
+                assert!(matches!(file.next_packet(), Ok(None)));
+                return (packets, Some(error));
+            }
+        }
+        let again = file.current_packet().map(|p| owned(&p));
+        assert_eq!(again.as_ref(), packets.last());
+        let last = packets.last().expect("just pushed");
+        assert!((last.interface as usize) < file.interfaces().len());
+        assert_eq!(file.current_head(), Some((last.interface, last.timestamp_ns)));
+        assert_eq!(file.packets_read(), packets.len() as u64);
+    }
+}
+
+/// The read-ahead returns what the reader does, in the same order (and the
+/// same error after the same packets), batches and interfaces described
+/// between packets included.
+#[test]
+fn read_ahead_returns_what_the_reader_does() {
+    let mut interleaved = PcapngBuilder::new(false);
+    interleaved.interface(1, 0, &[PcapngBuilder::name("a")]);
+    for i in 0..3_000u32 {
+        if i % 1_000 == 999 {
+            interleaved.interface(1, 0, &[PcapngBuilder::name(&format!("if{i}"))]);
+        }
+        let interface = i % (1 + i / 1_000);
+        let len = (i * 7919 % 1600) as usize;
+        interleaved.epb(interface, u64::from(i), &vec![i as u8; len], len as u32, Some(0b01));
+    }
+    // Records larger than a batch, between small ones.
+    let mut large = PcapBuilder::new(false, false, 1, 0);
+    for i in 0..20u32 {
+        let len = if i % 7 == 3 { 3 * crate::BATCH_BYTES / 2 } else { 100 };
+        large.record(i, 0, &vec![i as u8; len], len as u32);
+    }
+    // Empty records: batches end by their count.
+    let mut tiny = PcapBuilder::new(false, false, 1, 0);
+    for i in 0..(2 * crate::BATCH_PACKETS as u32 + 5) {
+        tiny.record(i, 0, &[], 0);
+    }
+    for bytes in [multi_section_pcapng().bytes, interleaved.bytes, large.bytes, tiny.bytes] {
+        // Whole, and cut mid-record near the end.
+        for cut in [0, 5] {
+            let bytes = &bytes[..bytes.len() - cut];
+            let mut file = open(bytes).expect("opens");
+            let (expected, expected_error) = drain(&mut file);
+            let mut ahead = ReadAhead::start(open(bytes).expect("opens")).expect("starts");
+            let (packets, error) = drain_ahead(&mut ahead);
+            assert_eq!(packets, expected);
+            assert_eq!(format!("{error:?}"), format!("{expected_error:?}"));
+            assert_eq!(ahead.interfaces(), file.interfaces());
+        }
+    }
+}
+
+/// Dropped before the end, the read-ahead stops its thread (the test would
+/// hang otherwise).
+#[test]
+fn read_ahead_dropped_early_stops() {
+    let mut b = PcapBuilder::new(false, false, 1, 0);
+    for i in 0..50_000u32 {
+        b.record(i, 0, &[i as u8; 200], 200);
+    }
+    let mut ahead = ReadAhead::start(open(&b.bytes).unwrap()).unwrap();
+    assert!(ahead.next_packet().unwrap().is_some());
+    drop(ahead);
 }

@@ -132,6 +132,20 @@ impl<'a> Object<'a> {
         push_str(self.out, value);
     }
 
+    /// A string member whose value is a literal of this crate that needs
+    /// no escaping (event types, states, reasons): written without
+    /// looking at each byte, as [`Object::str`] would write it.
+    pub(crate) fn literal(&mut self, key: &str, value: &'static str) {
+        debug_assert!(
+            value.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\'),
+            "{value:?} needs escaping"
+        );
+        self.key(key);
+        self.out.push(b'"');
+        self.out.extend_from_slice(value.as_bytes());
+        self.out.push(b'"');
+    }
+
     /// A string member from a `Display` whose text needs no escaping (IP
     /// addresses, numbers).
     pub(crate) fn display_str(&mut self, key: &str, value: impl Display) {
@@ -193,6 +207,14 @@ impl<'a> Object<'a> {
         self.key(key);
         self.out.push(b'"');
         crate::timestamp::push_timestamp(self.out, timestamp_ns);
+        self.out.push(b'"');
+    }
+
+    /// A timestamp member from its text ([`crate::timestamp::timestamp_text`]).
+    pub(crate) fn timestamp_text(&mut self, key: &str, text: &[u8; 31]) {
+        self.key(key);
+        self.out.push(b'"');
+        self.out.extend_from_slice(text);
         self.out.push(b'"');
     }
 

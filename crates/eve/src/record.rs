@@ -16,7 +16,7 @@ use pipeline::host_book::ContainerLabel;
 use crate::inspect::FlowEvent;
 use crate::json::{push_str_content, Object};
 use crate::timeouts::{FlowState, FlowTimeouts, TimeoutProtocol};
-use crate::timestamp::seconds;
+use crate::timestamp::{seconds, timestamp_text};
 
 /// Suricata masks flow ids to 51 bits, so they are exact as JSON numbers
 /// (doubles).
@@ -425,10 +425,12 @@ impl Flow {
         let name = |id: InterfaceId| names.get(&id).map_or("?", |name| &**name);
         let protocol = self.protocol();
         let mut record = Object::begin(out);
-        record.timestamp("timestamp", self.start_ns);
+        // The record's timestamp is the flow's start: formatted once.
+        let start = timestamp_text(self.start_ns);
+        record.timestamp_text("timestamp", &start);
         record.u64("flow_id", self.flow_id());
         record.str("in_iface", name(self.in_iface));
-        record.str("event_type", "flow");
+        record.literal("event_type", "flow");
         let has_ports = matches!(protocol, 6 | 17);
         record.ip("src_ip", self.client.addr);
         if has_ports {
@@ -456,12 +458,12 @@ impl Flow {
         flow.u64("pkts_toclient", self.pkts[1]);
         flow.u64("bytes_toserver", self.bytes[0]);
         flow.u64("bytes_toclient", self.bytes[1]);
-        flow.timestamp("start", self.start_ns);
+        flow.timestamp_text("start", &start);
         flow.timestamp("end", self.last_ns);
         // As Suricata: the difference of the whole seconds.
         flow.u64("age", seconds(self.last_ns) - seconds(self.start_ns));
-        flow.str("state", self.state.name());
-        flow.str("reason", reason.name());
+        flow.literal("state", self.state.name());
+        flow.literal("reason", reason.name());
         flow.bool("alerted", self.alerted);
         flow.end();
 
@@ -487,7 +489,7 @@ impl Flow {
                     tcp.bool(key, true);
                 }
             }
-            tcp.str("state", self.tcp.stream_state());
+            tcp.literal("state", self.tcp.stream_state());
             tcp.end();
         }
 
@@ -643,24 +645,38 @@ impl Flow {
     /// string is built per tap.
     fn push_taps(&self, ours: &mut Object<'_>, names: &HashMap<InterfaceId, Box<str>, ahash::RandomState>) {
         let name = |id: InterfaceId| names.get(&id).map_or("?", |name| &**name);
-        let mut labels = [("", ""); MAX_TAPS_PER_FLOW];
+        let label = |&(interface, direction): &(InterfaceId, TapDirection)| {
+            let (name, direction) = (name(interface), direction.name());
+            (label_prefix(name, direction), name, direction)
+        };
+        // Most flows have a few taps: sorted on the stack, not in a buffer
+        // of MAX_TAPS_PER_FLOW cleared for each record.
         let count = self.taps.len().min(MAX_TAPS_PER_FLOW);
-        for (label, &(interface, direction)) in labels.iter_mut().zip(&self.taps) {
-            *label = (name(interface), direction.name());
-        }
-        let labels = &mut labels[..count];
-        labels.sort_unstable_by(|a, b| label_order(*a, *b));
+        let mut few = [(0, "", ""); FEW_TAPS];
+        let mut many = Vec::new();
+        let labels: &mut [TapLabel<'_>] = if count <= FEW_TAPS {
+            for (slot, tap) in few.iter_mut().zip(&self.taps) {
+                *slot = label(tap);
+            }
+            &mut few[..count]
+        } else {
+            many.extend(self.taps.iter().take(count).map(label));
+            &mut many
+        };
+        // By the label's first 16 bytes as a number (the order of the bytes),
+        // then, for labels that long or NUL-padded alike, as `name:direction`.
+        labels.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| label_order((a.1, a.2), (b.1, b.2))));
         // A direction has no ':', so two labels are the same string exactly
         // when their names and directions are the same.
         let mut kept = 0;
         for index in 0..labels.len() {
-            if kept == 0 || labels[kept - 1] != labels[index] {
+            if kept == 0 || (labels[kept - 1].1, labels[kept - 1].2) != (labels[index].1, labels[index].2) {
                 labels[kept] = labels[index];
                 kept += 1;
             }
         }
         ours.str_array_with("taps", kept, |out, index| {
-            let (interface, direction) = labels[index];
+            let (_, interface, direction) = labels[index];
             push_str_content(out, interface);
             out.push(b':');
             out.extend_from_slice(direction.as_bytes());
@@ -677,6 +693,31 @@ impl Flow {
             record.raw("dest_container", container);
         }
     }
+}
+
+/// Taps of a flow sorted on the stack ([`Flow::push_taps`]); more take a
+/// buffer.
+const FEW_TAPS: usize = 8;
+
+/// A tap's label `name:direction`: its first 16 bytes as a big-endian
+/// number (zero-padded), its name and its direction.
+type TapLabel<'a> = (u128, &'a str, &'a str);
+
+/// The first 16 bytes of the label `name:direction`, zero-padded, as a
+/// big-endian number: labels whose numbers differ are in the order of
+/// their numbers; equal numbers leave the order to [`label_order`].
+fn label_prefix(name: &str, direction: &str) -> u128 {
+    let mut bytes = [0u8; 16];
+    let name = name.as_bytes();
+    let from_name = name.len().min(16);
+    bytes[..from_name].copy_from_slice(&name[..from_name]);
+    if from_name < 16 {
+        bytes[from_name] = b':';
+        let direction = direction.as_bytes();
+        let from_direction = direction.len().min(15 - from_name);
+        bytes[from_name + 1..from_name + 1 + from_direction].copy_from_slice(&direction[..from_direction]);
+    }
+    u128::from_be_bytes(bytes)
 }
 
 /// The order of the tap labels `name:direction` that `a` and `b` make,
@@ -706,10 +747,10 @@ fn label_bytes<'a>((name, direction): (&'a str, &'a str)) -> impl Iterator<Item 
 /// The `proto` field, with Suricata's names.
 fn push_proto(record: &mut Object<'_>, protocol: u8) {
     match protocol {
-        6 => record.str("proto", "TCP"),
-        17 => record.str("proto", "UDP"),
-        1 => record.str("proto", "ICMP"),
-        58 => record.str("proto", "IPv6-ICMP"),
+        6 => record.literal("proto", "TCP"),
+        17 => record.literal("proto", "UDP"),
+        1 => record.literal("proto", "ICMP"),
+        58 => record.literal("proto", "IPv6-ICMP"),
         other => record.display_str("proto", other),
     }
 }

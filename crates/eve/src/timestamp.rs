@@ -36,6 +36,13 @@ pub(crate) fn civil_from_days(days: u64) -> (u64, u64, u64) {
 /// layout, appended at once (a `u64` of nanoseconds ends in 2554, so the
 /// year always has four digits).
 pub(crate) fn push_timestamp(out: &mut Vec<u8>, timestamp_ns: u64) {
+    out.extend_from_slice(&timestamp_text(timestamp_ns));
+}
+
+/// The 31 bytes [`push_timestamp`] appends for `timestamp_ns`, for a
+/// record that writes one timestamp twice (a flow's `timestamp` is its
+/// `start`).
+pub(crate) fn timestamp_text(timestamp_ns: u64) -> [u8; 31] {
     let seconds = timestamp_ns / NANOS_PER_SECOND;
     let micros = (timestamp_ns % NANOS_PER_SECOND) / 1_000;
     let (year, month, day) = civil_from_days(seconds / SECONDS_PER_DAY);
@@ -48,7 +55,7 @@ pub(crate) fn push_timestamp(out: &mut Vec<u8>, timestamp_ns: u64) {
     put_digits(&mut text[14..16], of_day % 3_600 / 60);
     put_digits(&mut text[17..19], of_day % 60);
     put_digits(&mut text[20..26], micros);
-    out.extend_from_slice(&text);
+    text
 }
 
 /// Writes the last `field.len()` decimal digits of `value` into `field`,

@@ -221,6 +221,9 @@ pub struct FlowTracker<I: FlowInspector = NoInspector> {
     clock_ns: u64,
     next_seq: u64,
     names: HashMap<InterfaceId, Box<str>, ahash::RandomState>,
+    /// Whether `names` has each interface, by index: checked for every
+    /// packet and notice, where a lookup in `names` cost a hash each.
+    named: Vec<bool>,
     pending: HashMap<TableKey, Vec<PendingNotice>, CarriedHashBuilder>,
     /// (deadline, key) of each notice put in `pending`, oldest first.
     pending_order: VecDeque<(u64, TableKey)>,
@@ -270,6 +273,7 @@ impl<I: FlowInspector> FlowTracker<I> {
             clock_ns: 0,
             next_seq: 0,
             names: HashMap::with_hasher(ahash::RandomState::new()),
+            named: Vec::new(),
             pending: HashMap::default(),
             pending_order: VecDeque::new(),
             pending_count: 0,
@@ -563,9 +567,17 @@ impl<I: FlowInspector> FlowTracker<I> {
     }
 
     fn remember_name(&mut self, batch: &PacketBatch, interface: InterfaceId) {
+        let index = interface.index();
+        if self.named.get(index).copied().unwrap_or(false) {
+            return;
+        }
         self.names
             .entry(interface)
             .or_insert_with(|| batch.interface(interface).name.clone().into_boxed_str());
+        if self.named.len() <= index {
+            self.named.resize(index + 1, false);
+        }
+        self.named[index] = true;
     }
 
     /// Moves the clock to `clock_ns` (if later) and ends the flows due.

@@ -5,8 +5,10 @@
 //!
 //! Files are read in one of two orders ([`ReadOrder`]):
 //! - [`ReadOrder::Timestamp`]: every file streamed, merged by timestamp, the
-//!   watermark at the last timestamp read. Memory: one packet per file, the
-//!   copies held for a window and the deliveries awaiting their turn.
+//!   watermark at the last timestamp read. Each file is decoded ahead on a
+//!   thread of its own ([`ReadAhead`]). Memory: a few batches of decoded
+//!   packets per file (about a MiB), the copies held for a window and the
+//!   deliveries awaiting their turn.
 //! - [`ReadOrder::Ring`]: the order live capture reads rings in. Each
 //!   interface's packets are cut into blocks that close a retire timeout
 //!   after their first packet, and blocks are read in the order they close
@@ -30,7 +32,7 @@ use std::path::PathBuf;
 use flow::packet_store::{PacketStore, StoredBytes};
 
 use af_packet::{Direction, PacketType};
-use capture_file::{CaptureFile, FilePacket, LinkKind, ReadError};
+use capture_file::{CaptureFile, FileInterface, FilePacket, LinkKind, ReadAhead, ReadError};
 use flow::{
     CapturedCopy, Delivery, HoldEnd, LinkLayer, Outcome, Sieve, SieveConfig, SieveCounters, SieveShared,
     SuppressedCopy, TapDirection, TapPoint, TapRegistry, TapRole,
@@ -319,13 +321,22 @@ pub fn run<S: DeliverySink>(
 }
 
 impl<S: DeliverySink> Run<'_, S> {
-    /// Each file's next packet stays in its reader's buffer
-    /// ([`CaptureFile::current_packet`]) until it is the earliest, and is
-    /// processed from there: no copy per packet.
+    /// Each file is read and decoded ahead on a thread of its own
+    /// ([`ReadAhead`]: the walk of the records leaves this thread, which
+    /// the run waits on); its next packet stays in the read-ahead's batch
+    /// ([`ReadAhead::current_packet`]) until it is the earliest, and is
+    /// processed from there.
     fn timestamp_order(&mut self, files: &[PathBuf]) -> Result<(), OfflineError<S::Error>> {
         let mut inputs = Vec::with_capacity(files.len());
         for path in files {
-            inputs.push(CaptureFile::open(path).map_err(OfflineError::Read)?);
+            inputs.push(ReadAhead::open(path).map_err(OfflineError::Read)?);
+        }
+        if let [input] = inputs.as_mut_slice() {
+            // One file: the merge is its own order, no heap needed.
+            while let Some((interface, _)) = self.read_next(0, input)? {
+                self.process_current(input, interface)?;
+            }
+            return Ok(());
         }
         // The interface id of each file's next packet, and a heap of
         // (timestamp, file) of the files that have one.
@@ -338,22 +349,7 @@ impl<S: DeliverySink> Run<'_, S> {
             }
         }
         while let Some(Reverse((_, file))) = heap.pop() {
-            let input = &inputs[file];
-            let packet = input.current_packet().expect("a file in the heap has a current packet");
-            let view = PacketView {
-                interface: heads[file],
-                // The packet was the last one read.
-                position: input.packets_read() - 1,
-                timestamp_ns: packet.timestamp_ns,
-                original_len: packet.original_len,
-                data: packet.data,
-                link: packet.link,
-                direction: packet.direction,
-                packet_type: packet.packet_type,
-            };
-            self.process(&view);
-            self.sieve.advance(view.timestamp_ns);
-            self.release_and_emit()?;
+            self.process_current(&inputs[file], heads[file])?;
             if let Some((interface, timestamp_ns)) = self.read_next(file, &mut inputs[file])? {
                 heads[file] = interface;
                 heap.push(Reverse((timestamp_ns, file)));
@@ -362,28 +358,48 @@ impl<S: DeliverySink> Run<'_, S> {
         Ok(())
     }
 
-    /// Reads the next packet of `input`, leaving it in the reader's buffer,
+    /// Processes the packet `input` read last (of interface id
+    /// `interface`), then releases and emits what its time allows.
+    fn process_current(&mut self, input: &ReadAhead, interface: usize) -> Result<(), OfflineError<S::Error>> {
+        let packet = input.current_packet().expect("a file read has a current packet");
+        let view = PacketView {
+            interface,
+            // The packet was the last one read.
+            position: input.packets_read() - 1,
+            timestamp_ns: packet.timestamp_ns,
+            original_len: packet.original_len,
+            data: packet.data,
+            link: packet.link,
+            direction: packet.direction,
+            packet_type: packet.packet_type,
+        };
+        self.process(&view);
+        self.sieve.advance(view.timestamp_ns);
+        self.release_and_emit()
+    }
+
+    /// Moves `input` to its next packet, left in the read-ahead's batch,
     /// and registers its interface on first sight: its interface id and
     /// timestamp.
     fn read_next(
         &mut self,
         file: usize,
-        input: &mut CaptureFile,
+        input: &mut ReadAhead,
     ) -> Result<Option<(usize, u64)>, OfflineError<S::Error>> {
-        let Some(packet) = input.next_packet().map_err(OfflineError::Read)? else {
+        if !input.advance().map_err(OfflineError::Read)? {
             return Ok(None);
-        };
-        let (index, timestamp_ns) = (packet.interface, packet.timestamp_ns);
-        Ok(Some((self.interface_id(file, input, index), timestamp_ns)))
+        }
+        let (index, timestamp_ns) = input.current_head().expect("a packet was read");
+        Ok(Some((self.interface_id(file, input.interfaces(), index), timestamp_ns)))
     }
 
-    /// The id of interface `index` of `input` (file `file`), registered on
-    /// first sight.
-    fn interface_id(&mut self, file: usize, input: &CaptureFile, index: u32) -> usize {
+    /// The id of interface `index` of file `file`, whose interfaces are
+    /// `interfaces`, registered on first sight.
+    fn interface_id(&mut self, file: usize, interfaces: &[FileInterface], index: u32) -> usize {
         if let Some(Some(id)) = self.by_file_index.get(file).and_then(|ids| ids.get(index as usize)) {
             return *id;
         }
-        let described = &input.interfaces()[index as usize];
+        let described = &interfaces[index as usize];
         let name = described.name.clone();
         let role = self
             .roles
@@ -485,7 +501,7 @@ impl<S: DeliverySink> Run<'_, S> {
             packet_type,
         } = packet;
         let data = data.to_vec();
-        let interface = self.interface_id(file, input, index);
+        let interface = self.interface_id(file, input.interfaces(), index);
         Ok(Some(OwnedPacket {
             interface,
             position,

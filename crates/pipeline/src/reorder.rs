@@ -169,12 +169,13 @@ impl<W: Worker> Reorder<W> {
         }
     }
 
-    /// Takes the earliest held key.
-    fn pop(&mut self) -> Option<(u64, u64, usize)> {
+    /// The earliest held key, and whether it is a notice's (so it is taken
+    /// from its queue without comparing the heads again).
+    fn head(&self) -> Option<((u64, u64, usize), bool)> {
         match (self.packets.peek(), self.notices.peek()) {
-            (Some(packet), Some(notice)) if notice < packet => self.notices.pop(),
-            (Some(_), _) => self.packets.pop(),
-            (None, _) => self.notices.pop(),
+            (Some(packet), Some(notice)) if notice < packet => Some((notice, true)),
+            (Some(packet), _) => Some((packet, false)),
+            (None, notice) => notice.map(|notice| (notice, true)),
         }
     }
 
@@ -185,13 +186,17 @@ impl<W: Worker> Reorder<W> {
         if self.out.is_none() {
             return;
         }
-        while let Some((timestamp_ns, _, slot)) = self.peek() {
+        while let Some(((timestamp_ns, _, slot), notice)) = self.head() {
             let due = timestamp_ns <= until_ns;
             let over = self.held() > self.max_packets || self.held_bytes > self.max_bytes;
             if !due && !over {
                 break;
             }
-            self.pop();
+            if notice {
+                self.notices.pop();
+            } else {
+                self.packets.pop();
+            }
             if !due {
                 self.counters.forced += 1;
             }
