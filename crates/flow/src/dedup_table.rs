@@ -706,12 +706,13 @@ impl DedupTable {
         let home = self.home(identity);
         let tag = tag(identity);
         let mut instance_seen = false;
-        for (_, head, body) in self.probe(home) {
+        for (slot, head) in self.probe(home) {
             // Acquire: pairs with the Release store that published LIVE.
             let control = head.control.load(Ordering::Acquire);
             if control::phase(control) != control::LIVE || control::tag(control) != tag {
                 continue;
             }
+            let body = &self.bodies[slot];
             let Some(snapshot) = head.snapshot(body, control) else {
                 // Reused since: not an instance of this identity any more.
                 continue;
@@ -761,15 +762,13 @@ impl DedupTable {
         &self.counters[home & (COUNTER_SHARDS - 1)]
     }
 
-    /// The slots a probe from `home` visits, in order: their indices, heads
-    /// and bodies (only the heads are read here).
-    fn probe(&self, home: usize) -> impl Iterator<Item = (usize, &Head, &Body)> + '_ {
-        let range = home..home + self.probe_len;
-        self.heads[range.clone()]
+    /// The slots a probe from `home` visits, in order: their indices and
+    /// heads.
+    fn probe(&self, home: usize) -> impl Iterator<Item = (usize, &Head)> + '_ {
+        self.heads[home..home + self.probe_len]
             .iter()
-            .zip(&self.bodies[range])
             .enumerate()
-            .map(move |(offset, (head, body))| (home + offset, head, body))
+            .map(move |(offset, head)| (home + offset, head))
     }
 
     fn within_window(&self, timestamp_ns: u64, first_ts: u64) -> bool {
@@ -795,7 +794,7 @@ impl DedupTable {
         let tag = tag(identity);
         // (slot, control, distance of first_ts from this copy, flow tag)
         let mut instance: Option<(usize, u64, u64, u32)> = None;
-        for (slot, head, body) in self.probe(home) {
+        for (slot, head) in self.probe(home) {
             // Acquire: pairs with the Release store that published LIVE, so
             // the words written before it are visible.
             let control = head.control.load(Ordering::Acquire);
@@ -807,6 +806,7 @@ impl DedupTable {
             match control::phase(control) {
                 control::CLAIMED => return Scan::Retry,
                 control::LIVE => {
+                    let body = &self.bodies[slot];
                     let Some(snapshot) = head.snapshot(body, control) else {
                         return Scan::Retry;
                     };
@@ -844,7 +844,7 @@ impl DedupTable {
     fn free_slot(&self, home: usize, timestamp_ns: u64) -> Scan {
         // (slot, control, first_ts) of the oldest expired instance so far.
         let mut oldest: Option<(usize, u64, u64)> = None;
-        for (slot, head, body) in self.probe(home) {
+        for (slot, head) in self.probe(home) {
             let control = head.control.load(Ordering::Acquire);
             match control::phase(control) {
                 control::EMPTY => return Scan::Free { slot, control },
@@ -856,7 +856,7 @@ impl DedupTable {
                         // No older than the slot already chosen.
                         continue;
                     }
-                    let best = body.best.load(Ordering::Relaxed);
+                    let best = self.bodies[slot].best.load(Ordering::Relaxed);
                     if self.expired(first_ts, best, timestamp_ns) {
                         oldest = Some((slot, control, first_ts));
                     }
@@ -999,7 +999,7 @@ impl DedupTable {
     fn alone(&self, own: usize, identity: PacketIdentity, tap: TapId, timestamp_ns: u64) -> bool {
         let tag = tag(identity);
         let backoff = Backoff::new();
-        for (slot, head, body) in self.probe(self.home(identity)).filter(|&(slot, _, _)| slot != own) {
+        for (slot, head) in self.probe(self.home(identity)).filter(|&(slot, _)| slot != own) {
             loop {
                 let control = head.control.load(Ordering::SeqCst);
                 if control::tag(control) != tag {
@@ -1009,6 +1009,7 @@ impl DedupTable {
                     control::CLAIMED if slot < own => return false,
                     control::CLAIMED => backoff.snooze(),
                     control::LIVE => {
+                        let body = &self.bodies[slot];
                         let Some(snapshot) = head.snapshot(body, control) else {
                             continue;
                         };
