@@ -7,8 +7,11 @@
 //!
 //! Not for production paths: the checks cost more than the parse.
 
+use crate::error::ParseError;
 use crate::ipv6::{Ipv6Packet, MAX_EXTENSION_HEADERS};
-use crate::parse::{parse_frame, parse_network, LinkKind, ParsedPacket, Transport};
+use crate::parse::{
+    parse_frame, parse_frame_by_layers, parse_network, parse_network_by_layers, LinkKind, ParsedPacket, Transport,
+};
 use crate::tcp::TcpOptions;
 
 /// The out-of-band tag [`parse_everything`] also parses frames with.
@@ -30,11 +33,14 @@ const NETWORK_ETHERTYPES: [u16; 4] = [0x0800, 0x86dd, 0x0806, 0x8100];
 /// - IPv4 has an IP ID and IPv6 has none; transport is present exactly for IP;
 ///   a non-first fragment has no transport header;
 /// - the out-of-band tag changes nothing but the tags;
-/// - the TCP option and IPv6 extension header iterators end in bounded steps.
+/// - the TCP option and IPv6 extension header iterators end in bounded steps;
+/// - the short path of the common shape gives what the layer-by-layer parse
+///   gives: the same error, or the same values and the same slices of `data`.
 ///
 /// Panics when an invariant does not hold, which is the fuzzer's signal.
 pub fn parse_everything(data: &[u8]) {
     let plain = parse_frame(data, None);
+    assert_same_parse(&plain, &parse_frame_by_layers(data, None));
     if let Ok(parsed) = &plain {
         check(data, parsed);
         if let Some(inner) = parsed.vxlan_inner {
@@ -46,6 +52,7 @@ pub fn parse_everything(data: &[u8]) {
         }
     }
     let tagged = parse_frame(data, Some(OUT_OF_BAND_TAG));
+    assert_same_parse(&tagged, &parse_frame_by_layers(data, Some(OUT_OF_BAND_TAG)));
     match (&plain, &tagged) {
         (Ok(plain), Ok(tagged)) => {
             check(data, tagged);
@@ -61,13 +68,45 @@ pub fn parse_everything(data: &[u8]) {
         _ => panic!("an out-of-band tag changed the outcome: {plain:?} / {tagged:?}"),
     }
     for ethertype in NETWORK_ETHERTYPES {
-        if let Ok(parsed) = parse_network(ethertype, data) {
+        let parsed = parse_network(ethertype, data);
+        assert_same_parse(&parsed, &parse_network_by_layers(ethertype, data));
+        if let Ok(parsed) = parsed {
             check(data, &parsed);
         }
     }
     if let Ok(ip) = Ipv6Packet::new_checked(data) {
         assert!(ip.extension_headers().count() <= MAX_EXTENSION_HEADERS + 1);
     }
+}
+
+/// Asserts that `fast` ([`parse_frame`] or [`parse_network`], which may have
+/// taken the common shape's short path) is `by_layers`: equal values, and
+/// every slice the same bytes of the input, not only equal bytes.
+fn assert_same_parse(fast: &Result<ParsedPacket<'_>, ParseError>, by_layers: &Result<ParsedPacket<'_>, ParseError>) {
+    assert_eq!(fast, by_layers, "the common shape's path diverged");
+    if let (Ok(fast), Ok(by_layers)) = (fast, by_layers) {
+        assert_eq!(
+            slices(fast),
+            slices(by_layers),
+            "the common shape's path took other bytes"
+        );
+    }
+}
+
+/// Where the slices of a parse start and how long they are.
+fn slices(parsed: &ParsedPacket<'_>) -> Vec<(usize, usize)> {
+    let place = |bytes: &[u8]| (bytes.as_ptr() as usize, bytes.len());
+    let mut places = vec![place(parsed.network_bytes)];
+    if let Some(transport) = parsed.transport {
+        places.push(place(transport.payload()));
+        if let Transport::Tcp(tcp) = transport {
+            places.push(place(tcp.options));
+        }
+    }
+    if let Some(inner) = parsed.vxlan_inner {
+        places.push(place(inner.frame));
+    }
+    places
 }
 
 /// Asserts the invariants of one successful parse of `input`.

@@ -58,22 +58,34 @@ impl From<u8> for IpProtocol {
 }
 
 impl From<IpProtocol> for u8 {
-    #[inline]
+    // The known numbers are read from a table by the variant's position,
+    // which the compiler computes without a branch (the match below maps
+    // each variant to its own index); then the unknown number is picked
+    // with a conditional move. A match straight to the numbers was a jump
+    // table, one indirect jump per packet identity and per flow tuple.
+    #[inline(always)]
     fn from(value: IpProtocol) -> Self {
-        match value {
+        /// The numbers of the variants, in declaration order (the last,
+        /// `Unknown`, is never read).
+        const NUMBERS: [u8; 13] = [0, 1, 2, 6, 17, 43, 44, 50, 51, 58, 59, 60, 0];
+        let position = match value {
             IpProtocol::HopByHop => 0,
             IpProtocol::Icmp => 1,
             IpProtocol::Igmp => 2,
-            IpProtocol::Tcp => 6,
-            IpProtocol::Udp => 17,
-            IpProtocol::Ipv6Route => 43,
-            IpProtocol::Ipv6Fragment => 44,
-            IpProtocol::Esp => 50,
-            IpProtocol::Ah => 51,
-            IpProtocol::Icmpv6 => 58,
-            IpProtocol::Ipv6NoNext => 59,
-            IpProtocol::Ipv6Options => 60,
+            IpProtocol::Tcp => 3,
+            IpProtocol::Udp => 4,
+            IpProtocol::Ipv6Route => 5,
+            IpProtocol::Ipv6Fragment => 6,
+            IpProtocol::Esp => 7,
+            IpProtocol::Ah => 8,
+            IpProtocol::Icmpv6 => 9,
+            IpProtocol::Ipv6NoNext => 10,
+            IpProtocol::Ipv6Options => 11,
+            IpProtocol::Unknown(_) => 12,
+        };
+        match value {
             IpProtocol::Unknown(other) => other,
+            _ => NUMBERS[position],
         }
     }
 }

@@ -47,9 +47,9 @@ impl HashKeys {
     }
 
     /// A hasher with these keys, in its initial state.
-    pub(crate) fn hasher(&self) -> KeyedHasher {
+    pub(crate) fn hasher(&self) -> KeyedHasher<'_> {
         KeyedHasher {
-            keys: self.keys,
+            keys: &self.keys,
             acc: self.keys[0],
         }
     }
@@ -78,21 +78,23 @@ fn half_word(bytes: &[u8], at: usize) -> u64 {
     u64::from(u32::from_le_bytes(w))
 }
 
-/// The state of one hash: see the module docs.
+/// The state of one hash: see the module docs. The keys are borrowed, not
+/// copied: a copy of them in each hasher went through the stack, for every
+/// packet identity.
 #[derive(Clone)]
-pub(crate) struct KeyedHasher {
-    keys: [u64; 4],
+pub(crate) struct KeyedHasher<'k> {
+    keys: &'k [u64; 4],
     acc: u64,
 }
 
-impl KeyedHasher {
+impl KeyedHasher<'_> {
     #[inline(always)]
     fn absorb(&mut self, value: u64) {
         self.acc = fold(self.acc ^ value, self.keys[1]);
     }
 }
 
-impl Hasher for KeyedHasher {
+impl Hasher for KeyedHasher<'_> {
     #[inline]
     fn finish(&self) -> u64 {
         fold(self.acc ^ self.keys[2], self.keys[3])
@@ -102,7 +104,7 @@ impl Hasher for KeyedHasher {
     // state went through the stack (about 15 instructions a call).
     #[inline(always)]
     fn write(&mut self, bytes: &[u8]) {
-        let [_, k1, k2, k3] = self.keys;
+        let [_, k1, k2, k3] = *self.keys;
         let mut seed = fold(self.acc ^ bytes.len() as u64, k3);
         let mut rest = bytes;
         if rest.len() > 48 {

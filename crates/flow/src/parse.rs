@@ -3,7 +3,11 @@
 //! network-layer bytes (Linux cooked SLL/SLL2). Each returns a
 //! [`ParsedPacket`]: a `Copy` summary of values and borrowed slices, with no
 //! allocation, holding what packet identity, flow keys, TCP byte ranges and
-//! fragment handling need.
+//! fragment handling need. Packets of the common shape (at most one VLAN
+//! tag, IPv4 without options or IPv6 without extension headers, whole, TCP
+//! or UDP) take a short path that checks the shape in a few reads; the rest
+//! go layer by layer, and both give the same result (the fuzz checks compare
+//! them).
 //!
 //! What it does not do: verify checksums (TCP, UDP and ICMP checksums of
 //! captured packets are often partial, TP_STATUS_CSUMNOTREADY, and IPv4
@@ -16,7 +20,7 @@
 //! exception: a UDP datagram to port 4789 that is not valid VXLAN is still a
 //! valid UDP datagram, so it gives `vxlan_inner: None`, not an error.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::arp::ArpPacket;
 use crate::error::{Layer, ParseError};
@@ -26,7 +30,7 @@ use crate::icmpv6::{Icmpv6Packet, Icmpv6Type};
 use crate::ip::{Fragment, IpProtocol};
 use crate::ipv4::Ipv4Packet;
 use crate::ipv6::Ipv6Packet;
-use crate::read::u16_at;
+use crate::read::{array_at, u16_at};
 use crate::tcp::{SeqNumber, TcpFlags, TcpSegment};
 use crate::udp::UdpDatagram;
 use crate::vxlan::{self, VxlanPacket};
@@ -35,6 +39,35 @@ use crate::vxlan::{self, VxlanPacket};
 const MAX_IN_BAND_TAGS: usize = 2;
 /// Size of a VLAN tag after its TPID: TCI and the next EtherType.
 const TAG_BODY_LEN: usize = 4;
+
+// The numbers the common shape's checks compare with (see `parse_frame`).
+/// An untagged Ethernet header: two MACs and the EtherType.
+const ETHERNET_HEADER_LEN: usize = 14;
+/// The 802.1Q tag's TPID.
+const VLAN_TPID: u16 = 0x8100;
+/// The 802.1ad tag's TPID.
+const QINQ_TPID: u16 = 0x88a8;
+/// IPv4's EtherType.
+const IPV4_ETHERTYPE: u16 = 0x0800;
+/// IPv6's EtherType.
+const IPV6_ETHERTYPE: u16 = 0x86dd;
+/// An IPv4 header without options.
+const IPV4_HEADER_LEN: usize = 20;
+/// The IPv4 flags/fragment-offset bits that make a packet a fragment: more
+/// fragments and the offset.
+const IPV4_FRAGMENT_BITS: u16 = 0x3fff;
+/// The IPv4 don't-fragment flag.
+const IPV4_DONT_FRAGMENT: u16 = 0x4000;
+/// The fixed IPv6 header.
+const IPV6_HEADER_LEN: usize = 40;
+/// TCP's protocol number.
+const TCP_PROTOCOL: u8 = 6;
+/// UDP's protocol number.
+const UDP_PROTOCOL: u8 = 17;
+/// A TCP header without options.
+const TCP_HEADER_LEN: usize = 20;
+/// The UDP header.
+const UDP_HEADER_LEN: usize = 8;
 
 /// One VLAN tag.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -361,13 +394,57 @@ pub struct ParsedPacket<'a> {
 /// Parses an Ethernet frame, with the VLAN tag the ring reported beside it
 /// (`out_of_band_vlan`: TPID, TCI; Linux strips it from the bytes when VLAN
 /// offload is on), down to the transport header.
+///
+/// Nearly every captured frame has one shape: Ethernet, at most one VLAN
+/// tag, IPv4 without options or IPv6 without extension headers, not a
+/// fragment, TCP or UDP (not to the VXLAN port). Those are parsed by
+/// [`common_ipv4`] and [`common_ipv6`], which check the shape and every
+/// length in a few reads and build the same [`ParsedPacket`] straight from
+/// the header bytes; every other frame, and every malformed one (so every
+/// error), takes the layer-by-layer parse.
 pub fn parse_frame(frame: &[u8], out_of_band_vlan: Option<(u16, u16)>) -> Result<ParsedPacket<'_>, ParseError> {
-    let ethernet = EthernetFrame::new_checked(frame)?;
+    if let Some((offset, IPV4_ETHERTYPE, vlan)) = common_ethernet(frame, out_of_band_vlan) {
+        if let Some(parsed) = common_ipv4(frame, offset, vlan) {
+            return Ok(parsed);
+        }
+    }
+    parse_frame_beyond_ipv4(frame, out_of_band_vlan)
+}
+
+/// [`parse_frame`] past its IPv4 path: IPv6 of the common shape, and then
+/// every frame layer by layer. Out of line, so that the IPv4 path saves no
+/// registers for it and builds its result alone (inlined, the two common
+/// paths shared their stores, through the stack).
+#[inline(never)]
+fn parse_frame_beyond_ipv4(frame: &[u8], out_of_band_vlan: Option<(u16, u16)>) -> Result<ParsedPacket<'_>, ParseError> {
+    if let Some((offset, IPV6_ETHERTYPE, vlan)) = common_ethernet(frame, out_of_band_vlan) {
+        if let Some(parsed) = common_ipv6(frame, offset, vlan) {
+            return Ok(parsed);
+        }
+    }
+    parse_frame_by_layers(frame, out_of_band_vlan)
+}
+
+/// The tags of a frame before any in its bytes: the out-of-band one, if any.
+#[inline(always)]
+fn out_of_band_tags(out_of_band_vlan: Option<(u16, u16)>) -> VlanTags {
     let mut vlan = VlanTags::NONE;
     if let Some((tpid, tci)) = out_of_band_vlan {
         vlan.push(tpid, tci);
         vlan.out_of_band = true;
     }
+    vlan
+}
+
+/// [`parse_frame`] layer by layer, for every shape (the fuzz checks compare
+/// the two).
+#[inline(never)]
+pub(crate) fn parse_frame_by_layers(
+    frame: &[u8],
+    out_of_band_vlan: Option<(u16, u16)>,
+) -> Result<ParsedPacket<'_>, ParseError> {
+    let ethernet = EthernetFrame::new_checked(frame)?;
+    let mut vlan = out_of_band_tags(out_of_band_vlan);
     // The tags sit between the source MAC and the innermost EtherType, which `new_checked` found.
     let mut at = 12;
     while at + 2 < ethernet.header_len() {
@@ -377,11 +454,167 @@ pub fn parse_frame(frame: &[u8], out_of_band_vlan: Option<(u16, u16)>) -> Result
     parse_at(frame, ethernet.header_len(), ethernet.ethertype(), vlan)
 }
 
+/// The Ethernet header of the common shape: no tag or one 802.1Q or 802.1ad
+/// tag. Gives the offset of the network layer, its EtherType (any, even a
+/// second tag's TPID, which then fits neither common path) and the tags,
+/// after the out-of-band one; `None` for a frame too short for its header.
+#[inline(always)]
+fn common_ethernet(frame: &[u8], out_of_band_vlan: Option<(u16, u16)>) -> Option<(usize, u16, VlanTags)> {
+    let mut vlan = out_of_band_tags(out_of_band_vlan);
+    let header: &[u8; ETHERNET_HEADER_LEN] = frame.first_chunk()?;
+    let ethertype = u16::from_be_bytes([header[12], header[13]]);
+    if ethertype != VLAN_TPID && ethertype != QINQ_TPID {
+        return Some((ETHERNET_HEADER_LEN, ethertype, vlan));
+    }
+    let tag: &[u8; TAG_BODY_LEN] = frame.get(ETHERNET_HEADER_LEN..)?.first_chunk()?;
+    vlan.push(ethertype, u16::from_be_bytes([tag[0], tag[1]]));
+    Some((
+        ETHERNET_HEADER_LEN + TAG_BODY_LEN,
+        u16::from_be_bytes([tag[2], tag[3]]),
+        vlan,
+    ))
+}
+
+/// Parses an IPv4 packet of the common shape at `input[offset..]`, after
+/// the tags `vlan`: a 20-byte header, not a fragment, carrying TCP or UDP
+/// (see [`common_transport`]). The result is the one [`parse_at`] gives;
+/// `None` for any other packet and for any length that does not check,
+/// which [`parse_at`] then parses (or names the error of).
+#[inline(always)]
+fn common_ipv4(input: &[u8], offset: usize, vlan: VlanTags) -> Option<ParsedPacket<'_>> {
+    let header: &[u8; IPV4_HEADER_LEN] = input.get(offset..)?.first_chunk()?;
+    let flags_fragment = u16::from_be_bytes([header[6], header[7]]);
+    // Version 4, IHL 5; neither more fragments nor an offset.
+    if header[0] != 0x45 || flags_fragment & IPV4_FRAGMENT_BITS != 0 {
+        return None;
+    }
+    let packet_len = usize::from(u16::from_be_bytes([header[2], header[3]]));
+    let packet = input.get(offset..offset + packet_len)?;
+    let payload = packet.get(IPV4_HEADER_LEN..)?;
+    let (protocol, transport) = common_transport(header[9], payload)?;
+    Some(ParsedPacket {
+        vlan,
+        link: LinkKind::Ipv4,
+        network_offset: offset,
+        network_bytes: packet,
+        network: Some(NetworkSummary {
+            src: IpAddr::V4(Ipv4Addr::new(header[12], header[13], header[14], header[15])),
+            dst: IpAddr::V4(Ipv4Addr::new(header[16], header[17], header[18], header[19])),
+            protocol,
+            ip_id: Some(u16::from_be_bytes([header[4], header[5]])),
+            total_len: packet_len as u32,
+            header_len: IPV4_HEADER_LEN as u16,
+            ttl: header[8],
+            dscp_ecn: header[1],
+            dont_fragment: flags_fragment & IPV4_DONT_FRAGMENT != 0,
+            fragment: None,
+        }),
+        transport: Some(transport),
+        vxlan_inner: None,
+    })
+}
+
+/// Parses an IPv6 packet of the common shape at `input[offset..]`, after
+/// the tags `vlan`: TCP or UDP right after the fixed header, no extension
+/// header (see [`common_transport`]). As [`common_ipv4`], `None` for
+/// anything else.
+#[inline(always)]
+fn common_ipv6(input: &[u8], offset: usize, vlan: VlanTags) -> Option<ParsedPacket<'_>> {
+    let header: &[u8; IPV6_HEADER_LEN] = input.get(offset..)?.first_chunk()?;
+    if header[0] >> 4 != 6 {
+        return None;
+    }
+    let packet_len = IPV6_HEADER_LEN + usize::from(u16::from_be_bytes([header[4], header[5]]));
+    let packet = input.get(offset..offset + packet_len)?;
+    let payload = packet.get(IPV6_HEADER_LEN..)?;
+    let (protocol, transport) = common_transport(header[6], payload)?;
+    Some(ParsedPacket {
+        vlan,
+        link: LinkKind::Ipv6,
+        network_offset: offset,
+        network_bytes: packet,
+        network: Some(NetworkSummary {
+            src: IpAddr::V6(Ipv6Addr::from(array_at::<16>(header, 8))),
+            dst: IpAddr::V6(Ipv6Addr::from(array_at::<16>(header, 24))),
+            protocol,
+            ip_id: None,
+            total_len: packet_len as u32,
+            header_len: IPV6_HEADER_LEN as u16,
+            ttl: header[7],
+            // The 8 bits after the version.
+            dscp_ecn: (u16::from_be_bytes([header[0], header[1]]) >> 4) as u8,
+            dont_fragment: false,
+            fragment: None,
+        }),
+        transport: Some(transport),
+        vxlan_inner: None,
+    })
+}
+
+/// The transport layer of the common shape, in an IP `payload` of protocol
+/// number `protocol`: a TCP segment whose header fits, or a whole UDP
+/// datagram whose length fits and that is not to the VXLAN port. `None` for
+/// anything else, [`parse_transport`]'s to parse.
+#[inline(always)]
+fn common_transport(protocol: u8, payload: &[u8]) -> Option<(IpProtocol, Transport<'_>)> {
+    if protocol == TCP_PROTOCOL {
+        let header: &[u8; TCP_HEADER_LEN] = payload.first_chunk()?;
+        let header_len = usize::from(header[12] >> 4) * 4;
+        let tcp = TcpSummary {
+            src_port: u16::from_be_bytes([header[0], header[1]]),
+            dst_port: u16::from_be_bytes([header[2], header[3]]),
+            seq: SeqNumber(u32::from_be_bytes([header[4], header[5], header[6], header[7]])),
+            ack: SeqNumber(u32::from_be_bytes([header[8], header[9], header[10], header[11]])),
+            flags: TcpFlags::from_bits(u16::from_be_bytes([header[12], header[13]])),
+            window: u16::from_be_bytes([header[14], header[15]]),
+            // A data offset below 5, or past the packet, is the layer-by-layer parse's error.
+            options: payload.get(TCP_HEADER_LEN..header_len)?,
+            payload: payload.get(header_len..)?,
+        };
+        Some((IpProtocol::Tcp, Transport::Tcp(tcp)))
+    } else if protocol == UDP_PROTOCOL {
+        let header: &[u8; UDP_HEADER_LEN] = payload.first_chunk()?;
+        let dst_port = u16::from_be_bytes([header[2], header[3]]);
+        let length = u16::from_be_bytes([header[4], header[5]]);
+        if dst_port == vxlan::PORT {
+            return None;
+        }
+        let udp = UdpSummary {
+            src_port: u16::from_be_bytes([header[0], header[1]]),
+            dst_port,
+            length,
+            // A length below the header's, or past the packet, is the layer-by-layer parse's error.
+            payload: payload.get(UDP_HEADER_LEN..usize::from(length))?,
+        };
+        Some((IpProtocol::Udp, Transport::Udp(udp)))
+    } else {
+        None
+    }
+}
+
 /// Parses network-layer `bytes` whose protocol the capture gave as
 /// `ethertype` (Linux cooked captures, SLL and SLL2). An 802.1Q or 802.1ad
 /// `ethertype` means `bytes` starts with the tag's TCI and the next
 /// EtherType, as in cooked captures of tagged frames.
+///
+/// IPv4 and IPv6 packets of the common shape take the same short path as in
+/// [`parse_frame`].
 pub fn parse_network(ethertype: u16, bytes: &[u8]) -> Result<ParsedPacket<'_>, ParseError> {
+    let common = match ethertype {
+        IPV4_ETHERTYPE => common_ipv4(bytes, 0, VlanTags::NONE),
+        IPV6_ETHERTYPE => common_ipv6(bytes, 0, VlanTags::NONE),
+        _ => None,
+    };
+    match common {
+        Some(parsed) => Ok(parsed),
+        None => parse_network_by_layers(ethertype, bytes),
+    }
+}
+
+/// [`parse_network`] layer by layer, for every shape (the fuzz checks
+/// compare it with [`parse_network`]).
+#[inline(never)]
+pub(crate) fn parse_network_by_layers(ethertype: u16, bytes: &[u8]) -> Result<ParsedPacket<'_>, ParseError> {
     let mut vlan = VlanTags::NONE;
     let mut ethertype = EtherType::from(ethertype);
     let mut offset = 0;
@@ -918,5 +1151,88 @@ mod tests {
             frame.extend_from_slice(&body);
             parse_everything(&frame);
         }
+
+        /// Frames of the common shape and their near misses: the short path
+        /// and the layer-by-layer parse agree on each (`parse_everything`
+        /// compares them, with and without an out-of-band tag, and as
+        /// cooked network layers), the valid ones parse, and a few changed
+        /// bytes in the headers or a cut anywhere give the same error or
+        /// the same packet through both.
+        #[test]
+        fn the_common_shape_parses_as_layer_by_layer(
+            shape in common_shape_frame(),
+            changes in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..4),
+            cut in any::<usize>(),
+        ) {
+            let (mut frame, headers_len) = shape;
+            prop_assert!(parse_frame(&frame, None).is_ok());
+            parse_everything(&frame);
+            for (at, value) in changes {
+                frame[at % headers_len] = value;
+            }
+            parse_everything(&frame);
+            frame.truncate(cut % (frame.len() + 1));
+            parse_everything(&frame);
+        }
+    }
+
+    /// A valid frame of the common shape, with its headers' length: no tag
+    /// or one (802.1Q or 802.1ad), IPv4 without options or IPv6, TCP with 0
+    /// to 40 bytes of options or UDP (sometimes to the VXLAN port), random
+    /// header fields (sometimes a fragment's), payload and Ethernet padding.
+    fn common_shape_frame() -> impl Strategy<Value = (Vec<u8>, usize)> {
+        (
+            prop_oneof![Just(None), Just(Some(0x8100u16)), Just(Some(0x88a8))],
+            any::<bool>(),
+            any::<bool>(),
+            0..=10usize,
+            proptest::collection::vec(any::<u8>(), 64),
+            proptest::collection::vec(any::<u8>(), 0..100),
+            0..20usize,
+            prop_oneof![Just(0u16), Just(0x4000), Just(0x2000), any::<u16>()],
+            prop_oneof![Just(0u16), Just(vxlan::PORT), any::<u16>()],
+        )
+            .prop_map(
+                |(tag, ipv6, udp, option_words, fields, payload, padding, flags_fragment, dst_port)| {
+                    let mut frame = fields[..12].to_vec();
+                    if let Some(tpid) = tag {
+                        frame.extend_from_slice(&tpid.to_be_bytes());
+                        frame.extend_from_slice(&fields[12..14]);
+                    }
+                    let transport_len = if udp { 8 } else { 20 + 4 * option_words };
+                    let ip_payload_len = transport_len + payload.len();
+                    if ipv6 {
+                        frame.extend_from_slice(&0x86ddu16.to_be_bytes());
+                        frame.extend_from_slice(&[0x60 | (fields[14] & 0x0f), fields[15], fields[16], fields[17]]);
+                        frame.extend_from_slice(&(ip_payload_len as u16).to_be_bytes());
+                        frame.extend_from_slice(&[if udp { 17 } else { 6 }, fields[18]]);
+                        frame.extend_from_slice(&fields[19..51]);
+                    } else {
+                        frame.extend_from_slice(&0x0800u16.to_be_bytes());
+                        frame.extend_from_slice(&[0x45, fields[14]]);
+                        frame.extend_from_slice(&((20 + ip_payload_len) as u16).to_be_bytes());
+                        frame.extend_from_slice(&fields[15..17]);
+                        frame.extend_from_slice(&flags_fragment.to_be_bytes());
+                        frame.extend_from_slice(&[fields[17], if udp { 17 } else { 6 }]);
+                        frame.extend_from_slice(&fields[18..28]);
+                    }
+                    frame.extend_from_slice(&fields[51..53]);
+                    frame.extend_from_slice(&dst_port.to_be_bytes());
+                    if udp {
+                        frame.extend_from_slice(&(ip_payload_len as u16).to_be_bytes());
+                        frame.extend_from_slice(&fields[53..55]);
+                    } else {
+                        frame.extend_from_slice(&fields[53..61]);
+                        frame.push(((5 + option_words as u8) << 4) | (fields[61] & 0x0f));
+                        frame.extend_from_slice(&fields[62..64]);
+                        frame.extend_from_slice(&fields[..5]);
+                        frame.resize(frame.len() + 4 * option_words, 1);
+                    }
+                    let headers_len = frame.len();
+                    frame.extend_from_slice(&payload);
+                    frame.resize(frame.len() + padding, 0);
+                    (frame, headers_len)
+                },
+            )
     }
 }
