@@ -109,7 +109,7 @@ pub struct DedupArgs {
     #[arg(long, env = "RINGSIEVE_DEDUP_WINDOW", value_name = "MS", default_value = "20")]
     pub dedup_window: String,
 
-    /// Entries of the dedup table (80 bytes each), rounded up to a power of
+    /// Entries of the dedup table (64 bytes each), rounded up to a power of
     /// two, 1K to 256M. Keep the packets of two windows under a quarter of
     /// it.
     #[arg(long, env = "RINGSIEVE_DEDUP_TABLE", value_name = "ENTRIES", default_value = "1M")]

@@ -83,7 +83,7 @@ use crate::tcp_ranges::{Coverage, RangeStore};
 /// The engine's settings, fixed at start-up.
 #[derive(Clone, Debug)]
 pub struct SieveConfig {
-    /// Dedup table entries (rounded up to a power of two); 80 bytes each.
+    /// Dedup table entries (rounded up to a power of two); 64 bytes each.
     pub table_capacity: usize,
     /// The dedup window, nanoseconds of kernel time.
     pub window_ns: u64,
