@@ -43,10 +43,12 @@
 //! - `threads/1`: one [`Sieve`] over every copy in timestamp order; after
 //!   each 1 MiB of frames (a ring block) it publishes its watermark and
 //!   ends the holds it allows ([`Sieve::advance`], [`Sieve::release`]).
-//!   The copies of a block go through [`Sieve::process_batch`], as the
-//!   capture threads and `ringsieve read` give them;
-//!   `RINGSIEVE_BENCH_BATCH=0` gives them one [`Sieve::process`] each
-//!   instead (the same decisions, without the batch's prefetching).
+//!   The copies of a block go through [`Sieve::process_batch`] (the same
+//!   decisions as one [`Sieve::process`] each, with the batch's
+//!   prefetching); `RINGSIEVE_BENCH_BATCH=0` gives them one
+//!   [`Sieve::process`] each, which is what the capture threads'
+//!   `DedupStage` and `ringsieve read` do today (they hand the engine one
+//!   packet at a time).
 //! - `threads/2`: two Sieves of one [`SieveShared`] on two threads, the
 //!   interfaces split between them as capture threads split rings (docker0
 //!   and the odd veths on one, eth0 and the even veths on the other: half
