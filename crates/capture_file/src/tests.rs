@@ -22,27 +22,68 @@ struct Owned {
     packet_type: Option<PacketType>,
 }
 
+/// A reader of packets, [`CaptureFile`] or [`ReadAhead`], as [`drain`]
+/// walks it.
+trait PacketSource {
+    fn next_owned(&mut self) -> Result<Option<Owned>, ReadError>;
+    fn current_owned(&self) -> Option<Owned>;
+    /// Checks what the reader says of the packet it just returned, the
+    /// `count`th.
+    fn check_current(&self, last: &Owned, count: usize);
+}
+
+impl PacketSource for CaptureFile {
+    fn next_owned(&mut self) -> Result<Option<Owned>, ReadError> {
+        Ok(self.next_packet()?.map(|p| owned(&p)))
+    }
+
+    fn current_owned(&self) -> Option<Owned> {
+        self.current_packet().map(|p| owned(&p))
+    }
+
+    fn check_current(&self, _: &Owned, _: usize) {}
+}
+
+impl PacketSource for ReadAhead {
+    fn next_owned(&mut self) -> Result<Option<Owned>, ReadError> {
+        Ok(self.next_packet()?.map(|p| owned(&p)))
+    }
+
+    fn current_owned(&self) -> Option<Owned> {
+        self.current_packet().map(|p| owned(&p))
+    }
+
+    /// Its interface is already described, and the head and count agree.
+    fn check_current(&self, last: &Owned, count: usize) {
+        assert!((last.interface as usize) < self.interfaces().len());
+        assert_eq!(self.current_head(), Some((last.interface, last.timestamp_ns)));
+        assert_eq!(self.packets_read(), count as u64);
+    }
+}
+
 /// Reads every packet, and the error that ended the file if any.
-fn drain(file: &mut CaptureFile) -> (Vec<Owned>, Option<ReadError>) {
+fn drain(file: &mut impl PacketSource) -> (Vec<Owned>, Option<ReadError>) {
     let mut packets = Vec::new();
-    assert!(file.current_packet().is_none(), "no current packet before the first");
+    assert!(file.current_owned().is_none(), "no current packet before the first");
     loop {
-        match file.next_packet() {
-            Ok(Some(p)) => packets.push(owned(&p)),
+        match file.next_owned() {
+            Ok(Some(p)) => packets.push(p),
             Ok(None) => {
-                assert!(file.current_packet().is_none(), "no current packet at the end");
+                assert!(file.current_owned().is_none(), "no current packet at the end");
                 return (packets, None);
             }
             Err(error) => {
-                assert!(file.current_packet().is_none(), "no current packet after an error");
+                assert!(file.current_owned().is_none(), "no current packet after an error");
                 // Fused after an error.
-                assert!(matches!(file.next_packet(), Ok(None)));
+                assert!(matches!(file.next_owned(), Ok(None)));
                 return (packets, Some(error));
             }
         }
         // The packet just returned, again, bytes and all.
-        let again = file.current_packet().map(|p| owned(&p));
+        let again = file.current_owned();
         assert_eq!(again.as_ref(), packets.last());
+        let last = packets.last().expect("just pushed");
+        file.check_current(last, packets.len());
     }
 }
 
@@ -561,33 +602,6 @@ fn reads_back_what_the_output_writer_wrote() {
     }
 }
 
-/// Reads every packet through a [`ReadAhead`], as [`drain`] does, checking
-/// at each packet that its interface is already described.
-fn drain_ahead(file: &mut ReadAhead) -> (Vec<Owned>, Option<ReadError>) {
-    let mut packets = Vec::new();
-    assert!(file.current_packet().is_none(), "no current packet before the first");
-    loop {
-        match file.next_packet() {
-            Ok(Some(p)) => packets.push(owned(&p)),
-            Ok(None) => {
-                assert!(file.current_packet().is_none(), "no current packet at the end");
-                return (packets, None);
-            }
-            Err(error) => {
-                assert!(file.current_packet().is_none(), "no current packet after an error");
-                assert!(matches!(file.next_packet(), Ok(None)));
-                return (packets, Some(error));
-            }
-        }
-        let again = file.current_packet().map(|p| owned(&p));
-        assert_eq!(again.as_ref(), packets.last());
-        let last = packets.last().expect("just pushed");
-        assert!((last.interface as usize) < file.interfaces().len());
-        assert_eq!(file.current_head(), Some((last.interface, last.timestamp_ns)));
-        assert_eq!(file.packets_read(), packets.len() as u64);
-    }
-}
-
 /// The read-ahead returns what the reader does, in the same order (and the
 /// same error after the same packets), batches and interfaces described
 /// between packets included.
@@ -621,7 +635,7 @@ fn read_ahead_returns_what_the_reader_does() {
             let mut file = open(bytes).expect("opens");
             let (expected, expected_error) = drain(&mut file);
             let mut ahead = ReadAhead::start(open(bytes).expect("opens")).expect("starts");
-            let (packets, error) = drain_ahead(&mut ahead);
+            let (packets, error) = drain(&mut ahead);
             assert_eq!(packets, expected);
             assert_eq!(format!("{error:?}"), format!("{expected_error:?}"));
             assert_eq!(ahead.interfaces(), file.interfaces());
