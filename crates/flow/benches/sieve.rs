@@ -43,12 +43,12 @@
 //! - `threads/1`: one [`Sieve`] over every copy in timestamp order; after
 //!   each 1 MiB of frames (a ring block) it publishes its watermark and
 //!   ends the holds it allows ([`Sieve::advance`], [`Sieve::release`]).
-//!   The copies of a block go through [`Sieve::process_batch`] (the same
-//!   decisions as one [`Sieve::process`] each, with the batch's
-//!   prefetching); `RINGSIEVE_BENCH_BATCH=0` gives them one
-//!   [`Sieve::process`] each, which is what the capture threads'
-//!   `DedupStage` and `ringsieve read` do today (they hand the engine one
-//!   packet at a time).
+//!   Each copy goes through one [`Sieve::process`], as the capture
+//!   threads' `DedupStage` and `ringsieve read` hand the engine one packet
+//!   at a time. `RINGSIEVE_BENCH_BATCH=1` gives a block's copies to
+//!   [`Sieve::process_batch`] instead (the same decisions, with the batch's
+//!   table slots loaded ahead); in session 8 the two did not differ beyond
+//!   this machine's noise (BENCHMARKS.md section 4).
 //! - `threads/2`: two Sieves of one [`SieveShared`] on two threads, the
 //!   interfaces split between them as capture threads split rings (docker0
 //!   and the odd veths on one, eth0 and the even veths on the other: half
@@ -502,8 +502,8 @@ fn identity_span(lane: &Lane, ring: &[u8], hasher: &IdentityHasher, from: u64, t
 /// Gives the copies at lane positions `from..to` to `sieve`, timestamps
 /// moved on by `pass_ns` per pass, publishing the watermark and releasing
 /// after the last copy of each block. `batch`: through
-/// [`Sieve::process_batch`] (the default), else one [`Sieve::process`] per
-/// copy.
+/// [`Sieve::process_batch`], else one [`Sieve::process`] per copy (the
+/// default).
 #[inline(never)]
 #[allow(clippy::too_many_arguments)]
 fn sieve_span(
@@ -580,7 +580,7 @@ struct Engine {
     merged: u64,
     tally: Tally,
     /// Copies go through [`Sieve::process_batch`] (else one
-    /// [`Sieve::process`] each): `RINGSIEVE_BENCH_BATCH=0` turns it off.
+    /// [`Sieve::process`] each, the default): `RINGSIEVE_BENCH_BATCH=1`.
     batch: bool,
 }
 
@@ -596,7 +596,7 @@ impl Engine {
             rings: workload.lanes.iter().map(|_| ring()).collect(),
             merged: 0,
             tally: Tally::default(),
-            batch: std::env::var("RINGSIEVE_BENCH_BATCH").map_or(true, |v| v != "0"),
+            batch: std::env::var("RINGSIEVE_BENCH_BATCH").is_ok_and(|v| v == "1"),
         }
     }
 
