@@ -789,6 +789,46 @@ fn interface_deleted_while_down_closes_its_ring() {
     assert!(set.is_empty());
 }
 
+/// The set closes, as gone, the ring of an interface moved to another
+/// namespace (what Docker does with a container's end of its veth pair): for
+/// the namespace the ring was bound in, the device was unregistered. A ring
+/// on another interface keeps capturing.
+#[test]
+fn interface_moved_to_another_namespace_closes_its_ring_as_gone() {
+    if !privileged("interface_moved_to_another_namespace_closes_its_ring_as_gone") {
+        return;
+    }
+    let link = Link::new("move", "ma1", "mb1");
+    link.add_pair("ma2", "mb2");
+    link.wait_until_frames_pass("ma1", "mb1");
+    link.wait_until_frames_pass("ma2", "mb2");
+    let serving = SetThread::start(&link.b, &["mb1", "mb2"]);
+    let (moved, staying) = (serving.ids[0], serving.ids[1]);
+    let to_staying = open_sender(&link.a, "ma2");
+
+    // mb1 goes to namespace a, next to its peer; it stays up there.
+    link.b.ip(&["link", "set", "mb1", "netns", link.a.name()]);
+    serving.wait_for("the ring of mb1 to close", |log| !log.closed.is_empty());
+    send_all(&to_staying, &frames(20, 0, sized));
+    serving.wait_for("20 frames on mb2", |log| {
+        log.frames.get(&staying.index()).map_or(0, Vec::len) == 20
+    });
+    let (set, log) = serving.stop();
+
+    assert_eq!(log.closed.len(), 1, "{log:?}");
+    assert_eq!(log.closed[0].id, moved);
+    assert_eq!(log.closed[0].interface.name(), "mb1");
+    assert_eq!(log.closed[0].reason, CloseReason::InterfaceGone);
+    let open: Vec<_> = set
+        .rings()
+        .map(|(id, ring)| (id, ring.interface().name().to_owned()))
+        .collect();
+    assert_eq!(open, vec![(staying, "mb2".to_owned())]);
+    // The moved link exists, in namespace a.
+    let shown = link.a.ip(&["link", "show", "mb1"]);
+    assert!(shown.status.success(), "mb1 is in namespace a");
+}
+
 // ---------------------------------------------------------------------------
 // 5. Fanout
 // ---------------------------------------------------------------------------
