@@ -1099,11 +1099,13 @@ fn interface_deleted_while_up_always_closes_its_ring() {
 }
 
 /// Counts packets per interface and remembers the interfaces whose ring
-/// closed, for a capture thread under control.
+/// closed and those it was told were updated, for a capture thread under
+/// control.
 #[derive(Clone, Default)]
 struct CountingSink {
     counts: Arc<Mutex<BTreeMap<String, u64>>>,
     closed: Arc<Mutex<Vec<String>>>,
+    updated: Arc<Mutex<Vec<String>>>,
 }
 
 impl pipeline::PacketSink for CountingSink {
@@ -1120,6 +1122,13 @@ impl pipeline::PacketSink for CountingSink {
 
     fn interface_closed(&mut self, interface: &Interface) {
         self.closed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(interface.name().to_owned());
+    }
+
+    fn interface_updated(&mut self, interface: &Interface) {
+        self.updated
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(interface.name().to_owned());
@@ -1198,6 +1207,7 @@ fn rings_added_and_removed_while_a_capture_thread_runs_are_each_reported() {
     link.add_pair("ca2", "cb2");
     link.wait_until_frames_pass("ca2", "cb2");
     let second = open_ring(&link.b, "cb2", small_config());
+    let second_ifindex = second.interface().ifindex();
     control
         .send(pipeline::capture_thread::RingCommand::Add(second))
         .unwrap();
@@ -1205,6 +1215,19 @@ fn rings_added_and_removed_while_a_capture_thread_runs_are_each_reported() {
     // Frames to the closed ring's interface are no longer captured.
     send_all(&open_sender(&link.a, "ca1"), &frames(20, 200, sized));
     sink.wait_for("30 frames on cb2", |counts, _| counts.get("cb2") == Some(&30));
+
+    // What discovery knows of an interface changed: the sink hears of it
+    // for an interface the thread captures, not for the closed one.
+    for ifindex in [first_ifindex, second_ifindex] {
+        control
+            .send(pipeline::capture_thread::RingCommand::Updated { ifindex })
+            .unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sink.updated.lock().unwrap_or_else(PoisonError::into_inner).is_empty() {
+        assert!(Instant::now() < deadline, "the sink never heard of an update");
+        std::thread::sleep(Duration::from_millis(5));
+    }
 
     stop.store(true, Ordering::Relaxed);
     let report = thread.join().unwrap();
@@ -1221,6 +1244,7 @@ fn rings_added_and_removed_while_a_capture_thread_runs_are_each_reported() {
     assert_eq!(cb2.closed, None);
     assert!(cb2.captured >= 30, "{cb2:?}");
     assert_eq!(sink.counts.lock().unwrap().get("cb1"), Some(&50));
+    assert_eq!(*sink.updated.lock().unwrap(), ["cb2"]);
     // The live counters keep the closed ring's final figures beside the
     // open one's.
     let snapshot = live.snapshot();
