@@ -16,12 +16,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use af_packet::{InterfaceRole, RingConfig};
-use discovery::{Attributor, Inventory, InventoryChange, Link, LinkWatcher, Selection};
+use discovery::{Attributor, ContainerInfo, Inventory, InventoryChange, Link, LinkWatcher, Selection};
 use flow::TapRole;
 use hdrhistogram::Histogram;
 use pipeline::host_book::{ContainerLabel, HostBook, HostInterface};
 use serde_json::json;
 
+use crate::attribution::{AttributionThread, Outcome, Retries};
 use crate::settings::GeometryOverrides;
 
 /// The ring role of a discovered interface.
@@ -64,6 +65,10 @@ pub enum HostChange {
     Updated {
         /// Its index.
         ifindex: i32,
+        /// Its name.
+        name: String,
+        /// Its role now.
+        role: TapRole,
     },
     /// Stop capturing it (gone, or renamed out of the selection).
     Release {
@@ -237,17 +242,32 @@ impl DiscoverySnapshot {
     }
 }
 
+/// The label the stages show for what was found behind a container veth.
+fn label_of(info: ContainerInfo) -> ContainerLabel {
+    ContainerLabel {
+        id: info.id,
+        name: info.name,
+        image: info.image,
+        netns: info.netns,
+    }
+}
+
 /// Discovery for one namespace.
 pub struct Host {
     watcher: LinkWatcher,
     inventory: Inventory,
+    /// Looks containers up on the calling thread (`ringsieve interfaces`),
+    /// until [`Self::start_attribution`] hands it to a thread of its own.
     attributor: Option<Attributor>,
+    attribution: Option<AttributionThread>,
     selection: Selection,
     book: Arc<HostBook>,
     /// The interfaces being captured, by index: name and role.
     captured: BTreeMap<i32, (String, TapRole)>,
-    /// Container veths to attribute once their rings are open.
-    unattributed: Vec<u32>,
+    /// The containers of the captured container veths, as booked.
+    labels: BTreeMap<u32, ContainerLabel>,
+    /// Captured container veths waiting for (a complete) container.
+    retries: Retries,
     counters: Arc<DiscoveryCounters>,
 }
 
@@ -267,10 +287,12 @@ impl Host {
             watcher,
             inventory: Inventory::new(),
             attributor,
+            attribution: None,
             selection,
             book,
             captured: BTreeMap::new(),
-            unattributed: Vec::new(),
+            labels: BTreeMap::new(),
+            retries: Retries::default(),
             counters: Arc::default(),
         };
         // The initial dump is queued already.
@@ -281,7 +303,8 @@ impl Host {
     }
 
     /// The selected interfaces now, with their roles; each is booked as
-    /// captured from here on.
+    /// captured from here on, its container looked up once
+    /// [`Self::start_attribution`] ran.
     pub fn initial(&mut self) -> Vec<(i32, String, TapRole)> {
         let selected: Vec<(Link, TapRole)> = self
             .inventory
@@ -329,12 +352,7 @@ impl Host {
         }
         let attributor = self.attributor.as_mut()?;
         match attributor.attribute(link) {
-            Ok(Some(info)) => Some(ContainerLabel {
-                id: info.id,
-                name: info.name,
-                image: info.image,
-                netns: info.netns,
-            }),
+            Ok(Some(info)) => Some(label_of(info)),
             Ok(None) => None,
             Err(error) => {
                 tracing::debug!(interface = %link.name, %error, "no container found");
@@ -343,53 +361,132 @@ impl Host {
         }
     }
 
-    /// Books `link` with its role, and its container when `attribute`;
-    /// otherwise a container veth waits for [`Self::attribute_pending`].
-    fn book_link_with(&mut self, link: &Link, role: TapRole, attribute: bool) {
-        let container = if attribute {
-            self.container_of(link, role)
+    /// Books `link` with its role and no container yet; a container veth
+    /// is scheduled for a lookup ([`Self::attribute_pending`]), any other
+    /// role drops the container it had.
+    fn book_link(&mut self, link: &Link, role: TapRole) {
+        self.labels.remove(&link.ifindex);
+        if role == TapRole::ContainerVeth {
+            self.retries.schedule(link.ifindex, Instant::now());
         } else {
-            if role == TapRole::ContainerVeth && !self.unattributed.contains(&link.ifindex) {
-                self.unattributed.push(link.ifindex);
-            }
-            None
-        };
-        if container.is_some() {
-            DiscoveryCounters::add(&self.counters.containers_named);
+            self.retries.forget(link.ifindex);
         }
         self.book.set(
             link.ifindex as i32,
             HostInterface {
                 name: link.name.clone(),
                 role,
-                container,
+                container: None,
             },
         );
     }
 
-    fn book_link(&mut self, link: &Link, role: TapRole) {
-        self.book_link_with(link, role, true);
+    /// Interface `ifindex` is no longer captured.
+    fn forget(&mut self, ifindex: u32) {
+        self.captured.remove(&(ifindex as i32));
+        self.labels.remove(&ifindex);
+        self.retries.forget(ifindex);
+        self.book.remove(ifindex as i32);
     }
 
-    /// Names the containers of the container veths booked since the last
-    /// call (a scan of /proc: done once their rings are open, so it never
-    /// delays a capture), returning the interfaces to look up again.
+    /// Moves the container lookups to a thread of their own; from here on
+    /// [`Self::attribute_pending`] asks it and never blocks.
+    pub fn start_attribution(&mut self) {
+        let Some(attributor) = self.attributor.take() else {
+            return;
+        };
+        match AttributionThread::start(attributor) {
+            Ok(thread) => self.attribution = Some(thread),
+            Err(error) => tracing::warn!(%error, "containers will not be named: no attribution thread"),
+        }
+    }
+
+    /// Books the containers found since the last call and asks for the
+    /// lookups now due (a scan of /proc and the Docker API, on the
+    /// attribution thread: it never delays a capture), returning the
+    /// interfaces to look up again. A container veth whose container id is
+    /// not found yet is looked at again later ([`Retries`]).
     pub fn attribute_pending(&mut self) -> Vec<HostChange> {
         let mut out = Vec::new();
-        for ifindex in std::mem::take(&mut self.unattributed) {
-            let Some(link) = self.inventory.link(ifindex).cloned() else {
-                continue;
-            };
-            let role = self.inventory.role(ifindex).unwrap_or(TapRole::Other);
-            if role != TapRole::ContainerVeth || !self.captured.contains_key(&(ifindex as i32)) {
+        let Some(thread) = &self.attribution else {
+            return out;
+        };
+        let Some(answers) = thread.answers() else {
+            tracing::warn!("the attribution thread ended: containers are no longer named");
+            self.attribution = None;
+            return out;
+        };
+        let now = Instant::now();
+        for (link, found) in answers {
+            if !self.retries.in_flight(link.ifindex) {
                 continue;
             }
-            self.book_link_with(&link, role, true);
-            out.push(HostChange::Updated {
-                ifindex: ifindex as i32,
-            });
+            let label = match found {
+                Ok(found) => found.map(label_of),
+                Err(error) => {
+                    tracing::debug!(interface = %link.name, %error, "no container found");
+                    None
+                }
+            };
+            let complete = label.as_ref().is_some_and(|l| l.id.is_some());
+            let outcome = self.retries.answered(link.ifindex, complete, now);
+            if outcome == Outcome::GaveUp {
+                tracing::debug!(interface = %link.name, "no container id found: left as it is");
+            }
+            if let Some(label) = label {
+                if let Some(change) = self.book_label(link.ifindex, label) {
+                    out.push(change);
+                }
+            }
+        }
+        let due = self.retries.take_due(now);
+        for ifindex in due {
+            let link = self.inventory.link(ifindex).cloned();
+            let asked = match (&self.attribution, link) {
+                (Some(thread), Some(link)) => thread.ask(link),
+                (_, None) => {
+                    self.retries.forget(ifindex);
+                    true
+                }
+                (None, Some(_)) => false,
+            };
+            if !asked {
+                self.retries.forget(ifindex);
+            }
         }
         out
+    }
+
+    /// Books `label` as the container of captured container veth
+    /// `ifindex` when it is new, returning the change for the stages.
+    fn book_label(&mut self, ifindex: u32, label: ContainerLabel) -> Option<HostChange> {
+        let (name, role) = self.captured.get(&(ifindex as i32)).cloned()?;
+        if role != TapRole::ContainerVeth || self.labels.get(&ifindex) == Some(&label) {
+            return None;
+        }
+        if !self.labels.contains_key(&ifindex) {
+            DiscoveryCounters::add(&self.counters.containers_named);
+        }
+        tracing::info!(
+            interface = %name,
+            container = label.display().unwrap_or_default(),
+            id = label.id.as_deref().unwrap_or(""),
+            "container named"
+        );
+        self.book.set(
+            ifindex as i32,
+            HostInterface {
+                name: name.clone(),
+                role,
+                container: Some(label.clone()),
+            },
+        );
+        self.labels.insert(ifindex, label);
+        Some(HostChange::Updated {
+            ifindex: ifindex as i32,
+            name,
+            role,
+        })
     }
 
     /// Waits up to `timeout` for discovery events and returns what the
@@ -433,7 +530,7 @@ impl Host {
                     return;
                 }
                 DiscoveryCounters::add(&self.counters.appeared);
-                self.book_link_with(&link, role, false);
+                self.book_link(&link, role);
                 self.captured.insert(ifindex as i32, (name.clone(), role));
                 out.push(HostChange::Capture {
                     ifindex: ifindex as i32,
@@ -443,16 +540,29 @@ impl Host {
                     seen,
                 });
             }
-            InventoryChange::RoleChanged { ifindex, to, .. } => {
+            InventoryChange::RoleChanged {
+                ifindex,
+                name,
+                from,
+                to,
+            } => {
                 let Some(link) = self.inventory.link(ifindex).cloned() else {
                     return;
                 };
                 if let Some(entry) = self.captured.get_mut(&(ifindex as i32)) {
                     entry.1 = to;
                     DiscoveryCounters::add(&self.counters.role_changes);
-                    self.book_link_with(&link, to, false);
+                    tracing::info!(
+                        interface = %name,
+                        from = %ring_role(from),
+                        to = %ring_role(to),
+                        "role changed"
+                    );
+                    self.book_link(&link, to);
                     out.push(HostChange::Updated {
                         ifindex: ifindex as i32,
+                        name,
+                        role: to,
                     });
                 }
             }
@@ -464,15 +574,14 @@ impl Host {
                 let was = self.captured.contains_key(&(ifindex as i32));
                 let now = self.selection.selects_link(&link);
                 if was {
-                    self.captured.remove(&(ifindex as i32));
-                    self.book.remove(ifindex as i32);
+                    self.forget(ifindex);
                     out.push(HostChange::Release {
                         ifindex: ifindex as i32,
                         name: from,
                     });
                 }
                 if now {
-                    self.book_link_with(&link, role, false);
+                    self.book_link(&link, role);
                     self.captured.insert(ifindex as i32, (to.clone(), role));
                     out.push(HostChange::Capture {
                         ifindex: ifindex as i32,
@@ -484,9 +593,9 @@ impl Host {
                 }
             }
             InventoryChange::Disappeared { ifindex, name } => {
-                if self.captured.remove(&(ifindex as i32)).is_some() {
+                if self.captured.contains_key(&(ifindex as i32)) {
+                    self.forget(ifindex);
                     DiscoveryCounters::add(&self.counters.disappeared);
-                    self.book.remove(ifindex as i32);
                     out.push(HostChange::Release {
                         ifindex: ifindex as i32,
                         name,

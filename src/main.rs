@@ -4,6 +4,7 @@
 
 mod accounting;
 mod addresses;
+mod attribution;
 mod bench;
 mod cli;
 mod config_cmd;

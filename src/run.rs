@@ -16,7 +16,7 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
-use af_packet::{CaptureRing, CloseReason, FanoutGroup, Interface, Packet, RingSet, UnboundRing};
+use af_packet::{CaptureRing, CloseReason, FanoutGroup, Interface, RingSet, UnboundRing};
 use anyhow::Context;
 use flow::{FlowHasher, SieveShared, TapRegistry, TapRole};
 use pipeline::capture_thread::LivePublisher;
@@ -26,7 +26,7 @@ use pipeline::dedup_stage::{DedupReport, DedupStage};
 use pipeline::fanout_stage::{EveryCopy, LiveFanout};
 use pipeline::host_book::HostBook;
 use pipeline::interfaces::InterfaceTable;
-use pipeline::live::{LiveCounters, LiveSnapshot};
+use pipeline::live::LiveCounters;
 use pipeline::worker_pool::{FanoutReport, WorkerPool};
 use pipeline::{CaptureReport, CaptureThreadConfig, PacketSink};
 use serde_json::json;
@@ -43,47 +43,50 @@ use crate::metrics::MetricsServer;
 use crate::pcap_worker::PcapOutput;
 use crate::settings::{RunSettings, SettingError};
 
-/// The sink of a capture thread: every copy to the workers, or through the
-/// dedup first.
-enum Sink {
-    Every(Box<EveryCopy>),
-    Dedup(Box<DedupStage<LiveFanout>>),
+/// What a capture thread of `ringsieve run` is started with, whatever its
+/// sink.
+struct CaptureThread {
+    index: usize,
+    config: CaptureThreadConfig,
+    stop: Arc<AtomicBool>,
+    /// Capture threads still running; this one takes itself off at its end.
+    running: Arc<AtomicUsize>,
+    commands: Receiver<RingCommand>,
+    publisher: LivePublisher,
 }
 
-impl PacketSink for Sink {
-    fn packet(&mut self, interface: &Interface, packet: &Packet<'_>) {
-        match self {
-            Self::Every(stage) => stage.packet(interface, packet),
-            Self::Dedup(stage) => stage.packet(interface, packet),
-        }
-    }
-
-    fn end_of_turn(&mut self) {
-        match self {
-            Self::Every(stage) => stage.end_of_turn(),
-            Self::Dedup(stage) => stage.end_of_turn(),
-        }
-    }
-
-    fn finish(&mut self) {
-        match self {
-            Self::Every(stage) => stage.finish(),
-            Self::Dedup(stage) => stage.finish(),
-        }
-    }
-
-    fn interface_closed(&mut self, interface: &Interface) {
-        match self {
-            Self::Every(stage) => stage.interface_closed(interface),
-            Self::Dedup(stage) => stage.interface_closed(interface),
-        }
-    }
-
-    fn live_counts(&self, out: &mut LiveSnapshot) {
-        match self {
-            Self::Every(stage) => stage.live_counts(out),
-            Self::Dedup(stage) => stage.live_counts(out),
-        }
+impl CaptureThread {
+    /// Starts the thread, capturing into `sink` (the capture loop is
+    /// generic over it, so each PacketSink method reaches it directly).
+    fn spawn<S: PacketSink + 'static>(self, sink: S) -> std::io::Result<std::thread::JoinHandle<CaptureReport>> {
+        let Self {
+            index,
+            config,
+            stop,
+            running,
+            commands,
+            publisher,
+        } = self;
+        std::thread::Builder::new()
+            .name(format!("capture-{index}"))
+            .spawn(move || {
+                let report = match RingSet::new() {
+                    Ok(set) => pipeline::capture_thread::run_controlled(
+                        set,
+                        config,
+                        &stop,
+                        sink,
+                        Some(commands),
+                        Some(publisher),
+                    ),
+                    Err(error) => CaptureReport {
+                        interfaces: Vec::new(),
+                        error: Some(format!("creating the epoll set of a capture thread: {error}")),
+                    },
+                };
+                running.fetch_sub(1, Ordering::AcqRel);
+                report
+            })
     }
 }
 
@@ -156,6 +159,8 @@ impl<'s> Rings<'s> {
         } else {
             role
         };
+        // Sized once, by the role it has now: a later role change does not
+        // resize it (see `RingGeometry::for_role`).
         let config = ring_config(sized_as, &settings.geometry, settings.promiscuous);
         let group = self
             .groups
@@ -219,7 +224,10 @@ impl<'s> Rings<'s> {
                     tracing::warn!(interface = %name, error = format!("{error:#}"), "not captured");
                 }
             }
-            HostChange::Updated { ifindex } => {
+            HostChange::Updated { ifindex, name, role } => {
+                if self.open_rings.contains_key(&ifindex) {
+                    self.roles.insert(name, role);
+                }
                 for sender in &self.senders {
                     let _ = sender.send(RingCommand::Updated { ifindex });
                 }
@@ -328,6 +336,8 @@ pub fn run(settings: &RunSettings, origin: &crate::settings::Origin<'_>) -> anyh
     for (ifindex, name, role) in &initial {
         rings.open(*ifindex, name, *role, false, None)?;
     }
+    // Containers are looked up from here on, on a thread of their own.
+    host.start_attribution();
 
     let pool_config = &settings.pipeline.pool;
     let interfaces = Arc::new(InterfaceTable::new());
@@ -367,17 +377,6 @@ pub fn run(settings: &RunSettings, origin: &crate::settings::Origin<'_>) -> anyh
     let mut threads = Vec::new();
     for (index, commands) in rings.take_receivers().into_iter().enumerate() {
         let fanout = LiveFanout::new(pool.fanout(), Arc::clone(&book), Arc::clone(&fanout_report));
-        let sink = match &dedup {
-            Some((shared, report)) => Sink::Dedup(Box::new(DedupStage::new(
-                shared,
-                Arc::clone(&registry),
-                Arc::clone(&book),
-                retire_timeout_ms,
-                Arc::clone(report),
-                fanout,
-            )?)),
-            None => Sink::Every(Box::new(EveryCopy::new(fanout, hasher.clone(), Arc::clone(&registry)))),
-        };
         let config = CaptureThreadConfig {
             cpu: settings.capture_cpus.as_ref().map(|cpus| cpus[index]),
             // Holds end, and batches go to the workers, at the end of each
@@ -385,33 +384,32 @@ pub fn run(settings: &RunSettings, origin: &crate::settings::Origin<'_>) -> anyh
             poll_timeout: std::time::Duration::from_millis(10),
             ..CaptureThreadConfig::default()
         };
-        let (stop, running) = (Arc::clone(&stop), Arc::clone(&running));
-        let publisher = LivePublisher {
-            counters: Arc::clone(&live),
-            slot: index,
+        let thread = CaptureThread {
+            index,
+            config,
+            stop: Arc::clone(&stop),
+            running: Arc::clone(&running),
+            commands,
+            publisher: LivePublisher {
+                counters: Arc::clone(&live),
+                slot: index,
+            },
         };
-        threads.push(
-            std::thread::Builder::new()
-                .name(format!("capture-{index}"))
-                .spawn(move || {
-                    let report = match RingSet::new() {
-                        Ok(set) => pipeline::capture_thread::run_controlled(
-                            set,
-                            config,
-                            &stop,
-                            sink,
-                            Some(commands),
-                            Some(publisher),
-                        ),
-                        Err(error) => CaptureReport {
-                            interfaces: Vec::new(),
-                            error: Some(format!("creating the epoll set of a capture thread: {error}")),
-                        },
-                    };
-                    running.fetch_sub(1, Ordering::AcqRel);
-                    report
-                })?,
-        );
+        // Each kind of sink gets a capture loop of its own type: no layer
+        // between the loop and the stage, so every PacketSink call (packets,
+        // role and container updates, closes, live counts) reaches the stage
+        // as the loop makes it.
+        threads.push(match &dedup {
+            Some((shared, report)) => thread.spawn(DedupStage::new(
+                shared,
+                Arc::clone(&registry),
+                Arc::clone(&book),
+                retire_timeout_ms,
+                Arc::clone(report),
+                fanout,
+            )?)?,
+            None => thread.spawn(EveryCopy::new(fanout, hasher.clone(), Arc::clone(&registry)))?,
+        });
     }
 
     let nat_feed = match (&dedup, settings.conntrack) {
@@ -484,7 +482,8 @@ pub fn run(settings: &RunSettings, origin: &crate::settings::Origin<'_>) -> anyh
                 for change in changes {
                     rings.apply(change);
                 }
-                // Containers are named once their veths are captured.
+                // Containers are named once their veths are captured, and
+                // looked for again while their ids are unknown.
                 for change in host.attribute_pending() {
                     rings.apply(change);
                 }

@@ -789,6 +789,46 @@ fn interface_deleted_while_down_closes_its_ring() {
     assert!(set.is_empty());
 }
 
+/// The set closes, as gone, the ring of an interface moved to another
+/// namespace (what Docker does with a container's end of its veth pair): for
+/// the namespace the ring was bound in, the device was unregistered. A ring
+/// on another interface keeps capturing.
+#[test]
+fn interface_moved_to_another_namespace_closes_its_ring_as_gone() {
+    if !privileged("interface_moved_to_another_namespace_closes_its_ring_as_gone") {
+        return;
+    }
+    let link = Link::new("move", "ma1", "mb1");
+    link.add_pair("ma2", "mb2");
+    link.wait_until_frames_pass("ma1", "mb1");
+    link.wait_until_frames_pass("ma2", "mb2");
+    let serving = SetThread::start(&link.b, &["mb1", "mb2"]);
+    let (moved, staying) = (serving.ids[0], serving.ids[1]);
+    let to_staying = open_sender(&link.a, "ma2");
+
+    // mb1 goes to namespace a, next to its peer; it stays up there.
+    link.b.ip(&["link", "set", "mb1", "netns", link.a.name()]);
+    serving.wait_for("the ring of mb1 to close", |log| !log.closed.is_empty());
+    send_all(&to_staying, &frames(20, 0, sized));
+    serving.wait_for("20 frames on mb2", |log| {
+        log.frames.get(&staying.index()).map_or(0, Vec::len) == 20
+    });
+    let (set, log) = serving.stop();
+
+    assert_eq!(log.closed.len(), 1, "{log:?}");
+    assert_eq!(log.closed[0].id, moved);
+    assert_eq!(log.closed[0].interface.name(), "mb1");
+    assert_eq!(log.closed[0].reason, CloseReason::InterfaceGone);
+    let open: Vec<_> = set
+        .rings()
+        .map(|(id, ring)| (id, ring.interface().name().to_owned()))
+        .collect();
+    assert_eq!(open, vec![(staying, "mb2".to_owned())]);
+    // The moved link exists, in namespace a.
+    let shown = link.a.ip(&["link", "show", "mb1"]);
+    assert!(shown.status.success(), "mb1 is in namespace a");
+}
+
 // ---------------------------------------------------------------------------
 // 5. Fanout
 // ---------------------------------------------------------------------------
@@ -1059,11 +1099,13 @@ fn interface_deleted_while_up_always_closes_its_ring() {
 }
 
 /// Counts packets per interface and remembers the interfaces whose ring
-/// closed, for a capture thread under control.
+/// closed and those it was told were updated, for a capture thread under
+/// control.
 #[derive(Clone, Default)]
 struct CountingSink {
     counts: Arc<Mutex<BTreeMap<String, u64>>>,
     closed: Arc<Mutex<Vec<String>>>,
+    updated: Arc<Mutex<Vec<String>>>,
 }
 
 impl pipeline::PacketSink for CountingSink {
@@ -1080,6 +1122,13 @@ impl pipeline::PacketSink for CountingSink {
 
     fn interface_closed(&mut self, interface: &Interface) {
         self.closed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(interface.name().to_owned());
+    }
+
+    fn interface_updated(&mut self, interface: &Interface) {
+        self.updated
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(interface.name().to_owned());
@@ -1158,6 +1207,7 @@ fn rings_added_and_removed_while_a_capture_thread_runs_are_each_reported() {
     link.add_pair("ca2", "cb2");
     link.wait_until_frames_pass("ca2", "cb2");
     let second = open_ring(&link.b, "cb2", small_config());
+    let second_ifindex = second.interface().ifindex();
     control
         .send(pipeline::capture_thread::RingCommand::Add(second))
         .unwrap();
@@ -1165,6 +1215,19 @@ fn rings_added_and_removed_while_a_capture_thread_runs_are_each_reported() {
     // Frames to the closed ring's interface are no longer captured.
     send_all(&open_sender(&link.a, "ca1"), &frames(20, 200, sized));
     sink.wait_for("30 frames on cb2", |counts, _| counts.get("cb2") == Some(&30));
+
+    // What discovery knows of an interface changed: the sink hears of it
+    // for an interface the thread captures, not for the closed one.
+    for ifindex in [first_ifindex, second_ifindex] {
+        control
+            .send(pipeline::capture_thread::RingCommand::Updated { ifindex })
+            .unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sink.updated.lock().unwrap_or_else(PoisonError::into_inner).is_empty() {
+        assert!(Instant::now() < deadline, "the sink never heard of an update");
+        std::thread::sleep(Duration::from_millis(5));
+    }
 
     stop.store(true, Ordering::Relaxed);
     let report = thread.join().unwrap();
@@ -1181,6 +1244,7 @@ fn rings_added_and_removed_while_a_capture_thread_runs_are_each_reported() {
     assert_eq!(cb2.closed, None);
     assert!(cb2.captured >= 30, "{cb2:?}");
     assert_eq!(sink.counts.lock().unwrap().get("cb1"), Some(&50));
+    assert_eq!(*sink.updated.lock().unwrap(), ["cb2"]);
     // The live counters keep the closed ring's final figures beside the
     // open one's.
     let snapshot = live.snapshot();

@@ -53,6 +53,28 @@ impl Watched {
         }
     }
 
+    /// Waits for a stderr line containing every one of `needles` (one
+    /// already read counts too).
+    pub(crate) fn wait_for_all(&mut self, needles: &[&str]) -> String {
+        let matches = |line: &str| needles.iter().all(|needle| line.contains(needle));
+        if let Some(line) = self.seen.iter().find(|line| matches(line)) {
+            return line.clone();
+        }
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if matches(&line) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("no line with all of {needles:?}: {:?}", self.seen),
+            }
+        }
+    }
+
     /// The child's pid (`ip netns exec` execs its program in place, so it
     /// is the program's).
     pub(crate) fn pid(&self) -> u32 {

@@ -91,6 +91,15 @@ pub struct RingGeometry {
 impl RingGeometry {
     /// The default geometry for an interface of `role` (see the module docs
     /// for the memory each costs).
+    ///
+    /// A ring's geometry is fixed when it is opened (the kernel maps it
+    /// once): `ringsieve run` sizes a ring by the role its interface has
+    /// then (a veth not yet enslaved as a container veth) and keeps it when
+    /// the role changes later. An interface that becomes the uplink or a
+    /// bridge while captured (a default route added afterwards, say) keeps
+    /// its smaller ring until it is captured again (the agent restarted, or
+    /// the interface gone and back); only its dedup preference and container
+    /// follow the change.
     pub fn for_role(role: InterfaceRole) -> Self {
         let (block_size, block_count) = match role {
             InterfaceRole::Uplink => (1 << 20, 64),
