@@ -119,6 +119,28 @@ impl std::hash::Hasher for CarriedHash {
 /// The build-hasher of tables keyed by [`TableKey`].
 pub(crate) type CarriedHashBuilder = std::hash::BuildHasherDefault<CarriedHash>;
 
+/// What named a flow endpoint's container.
+///
+/// A container veth's copy coming into the host was sent by its container,
+/// which is then the packet's source: that names the source for good. A
+/// copy going out of the host on a container veth is the container's to
+/// receive, but a bridge that has not learned the destination's MAC floods
+/// a unicast frame to every port, so other containers' veths show it too.
+/// One veth's outgoing copies name the destination until a second veth's
+/// do (a flood: the endpoint is left unnamed) or the container itself
+/// sends from that address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ContainerEvidence {
+    /// Not named.
+    None,
+    /// Named by copies going out on this container veth only.
+    Received(InterfaceId),
+    /// Copies going out on two container veths: maybe a flood, not named.
+    Ambiguous,
+    /// Named by a copy its container sent.
+    Sent,
+}
+
 /// The way a packet travelled, relative to the flow's client.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Side {
@@ -232,6 +254,8 @@ pub(crate) struct Flow {
     /// The containers of the client and the server, when a container veth
     /// showed one of its packets: their EVE objects, rendered once.
     containers: [Option<Box<str>>; 2],
+    /// What named each of `containers` (see [`ContainerEvidence`]).
+    evidence: [ContainerEvidence; 2],
     /// The public tuple, client to server.
     nat: Option<FlowTuple>,
     overlap_different_data: u64,
@@ -275,6 +299,7 @@ impl Flow {
             taps: Vec::new(),
             copies_suppressed: 0,
             containers: [None, None],
+            evidence: [ContainerEvidence::None; 2],
             nat: None,
             overlap_different_data: 0,
             out_of_order: 0,
@@ -312,6 +337,7 @@ impl Flow {
         self.bytes.swap(0, 1);
         self.icmp.swap(0, 1);
         self.containers.swap(0, 1);
+        self.evidence.swap(0, 1);
         self.nat = self.nat.map(FlowTuple::reversed);
         self.in_iface = interface;
         Side::ToServer
@@ -350,21 +376,50 @@ impl Flow {
         true
     }
 
-    /// Names the container behind a container veth that showed a packet of
-    /// `side` in `direction`: received by the host-side veth, the container
-    /// sent it (it is the packet's source); sent, the container receives it.
-    pub(crate) fn attribute(&mut self, side: Side, direction: TapDirection, container: Box<str>) {
-        if let Some(endpoint) = Self::container_endpoint(side, direction) {
-            if self.containers[endpoint].is_none() {
-                self.containers[endpoint] = Some(container);
+    /// Names the container behind container veth `interface`, which showed
+    /// a packet of `side` in `direction`: received by the host-side veth,
+    /// the container sent it (it is the packet's source); sent, the
+    /// container receives it, or the bridge flooded it there (see
+    /// [`ContainerEvidence`]).
+    pub(crate) fn attribute(
+        &mut self,
+        side: Side,
+        direction: TapDirection,
+        interface: InterfaceId,
+        container: Box<str>,
+    ) {
+        let Some(endpoint) = Self::container_endpoint(side, direction) else {
+            return;
+        };
+        let evidence = &mut self.evidence[endpoint];
+        let named = &mut self.containers[endpoint];
+        match (direction, *evidence) {
+            (_, ContainerEvidence::Sent) => {}
+            (TapDirection::Incoming, _) => {
+                *named = Some(container);
+                *evidence = ContainerEvidence::Sent;
             }
+            (_, ContainerEvidence::None) => {
+                *named = Some(container);
+                *evidence = ContainerEvidence::Received(interface);
+            }
+            (_, ContainerEvidence::Received(by)) if by != interface => {
+                *named = None;
+                *evidence = ContainerEvidence::Ambiguous;
+            }
+            _ => {}
         }
     }
 
-    /// Whether a container veth's packet of `side` in `direction` would name
-    /// an endpoint not named yet.
-    pub(crate) fn wants_container(&self, side: Side, direction: TapDirection) -> bool {
-        Self::container_endpoint(side, direction).is_some_and(|endpoint| self.containers[endpoint].is_none())
+    /// Whether container veth `interface`'s packet of `side` in `direction`
+    /// would change what names an endpoint's container.
+    pub(crate) fn wants_container(&self, side: Side, direction: TapDirection, interface: InterfaceId) -> bool {
+        Self::container_endpoint(side, direction).is_some_and(|endpoint| match (direction, self.evidence[endpoint]) {
+            (_, ContainerEvidence::Sent) => false,
+            (TapDirection::Incoming, _) | (_, ContainerEvidence::None) => true,
+            (_, ContainerEvidence::Received(by)) => by != interface,
+            (_, ContainerEvidence::Ambiguous) => false,
+        })
     }
 
     /// The endpoint (0 client, 1 server) inside the container of a veth

@@ -918,6 +918,73 @@ fn containers_are_named_from_the_veths_that_showed_the_flow() {
 }
 
 #[test]
+fn a_unicast_frame_the_bridge_flooded_to_another_container_does_not_name_it() {
+    let container_veth = |bed: &Bed, name: &str, ifindex, container: &str| {
+        bed.interfaces.intern(InterfaceInfo {
+            name: name.to_owned(),
+            role: TapRole::ContainerVeth,
+            ifindex,
+            link_type: 1,
+            container: Some(pipeline::host_book::ContainerLabel {
+                name: Some(container.to_owned()),
+                ..Default::default()
+            }),
+        })
+    };
+    let dest = |records: &[serde_json::Value]| records[0].get("dest_container").cloned();
+    let setup = || {
+        let mut bed = Bed::new();
+        let web = container_veth(&bed, "vethweb", 10, "web");
+        let db = container_veth(&bed, "vethdb", 11, "db");
+        let cache = container_veth(&bed, "vethcache", 12, "cache");
+        bed.veth = web;
+        (bed, web, db, cache)
+    };
+
+    // The bridge has not learned db's MAC yet: web's first query goes out
+    // on every other veth, cache's copy read first. db's answer, which it
+    // sent itself, names the server.
+    let (bed, web, db, cache) = setup();
+    let mut tracker = bed.tracker(1024);
+    let query = bed.pkt_at(T0, udp(c(5353), s(53), b"query"), web, TapDirection::Incoming);
+    let answer = bed.pkt_at(
+        T0 + 1_000_000,
+        udp(s(53), c(5353), b"answer"),
+        db,
+        TapDirection::Incoming,
+    );
+    let flooded = bed.notice(&query, cache, TapDirection::Outgoing);
+    let to_db = bed.notice(&query, db, TapDirection::Outgoing);
+    tracker.batch(&bed.batch(&[query], &[flooded, to_db]));
+    tracker.batch(&bed.batch(&[answer], &[]));
+    tracker.finish(T0 + S);
+    let records = bed.records();
+    assert_eq!(records[0]["src_container"], serde_json::json!({ "name": "web" }));
+    assert_eq!(dest(&records), Some(serde_json::json!({ "name": "db" })), "{records:?}");
+
+    // No answer: flooded to two containers, the server is not named
+    // rather than named wrongly.
+    let (bed, web, db, cache) = setup();
+    let mut tracker = bed.tracker(1024);
+    let query = bed.pkt_at(T0, udp(c(5353), s(53), b"query"), web, TapDirection::Incoming);
+    let flooded = bed.notice(&query, cache, TapDirection::Outgoing);
+    let to_db = bed.notice(&query, db, TapDirection::Outgoing);
+    tracker.batch(&bed.batch(&[query], &[flooded, to_db]));
+    tracker.finish(T0 + S);
+    assert_eq!(dest(&bed.records()), None);
+
+    // No answer and no flood: the one veth the packets went out on names
+    // the server.
+    let (bed, web, db, _) = setup();
+    let mut tracker = bed.tracker(1024);
+    let query = bed.pkt_at(T0, udp(c(5353), s(53), b"query"), web, TapDirection::Incoming);
+    let to_db = bed.notice(&query, db, TapDirection::Outgoing);
+    tracker.batch(&bed.batch(&[query], &[to_db]));
+    tracker.finish(T0 + S);
+    assert_eq!(dest(&bed.records()), Some(serde_json::json!({ "name": "db" })));
+}
+
+#[test]
 fn a_flow_whose_first_packet_arrives_late_is_turned_to_its_earliest_sender() {
     let bed = Bed::new();
     let mut tracker = bed.tracker(1024);

@@ -358,9 +358,9 @@ impl<I: FlowInspector> FlowTracker<I> {
             let side = flow.reorient(flow.side(&key.tuple), meta.timestamp_ns, meta.interface);
             flow.packet(side, meta.timestamp_ns, meta.original_len, &info);
             new_tap = flow.add_tap(meta.interface, meta.tap.direction);
-            if flow.wants_container(side, meta.tap.direction) {
+            if flow.wants_container(side, meta.tap.direction, meta.interface) {
                 if let Some(container) = container_of(batch, meta.interface) {
-                    flow.attribute(side, meta.tap.direction, container);
+                    flow.attribute(side, meta.tap.direction, meta.interface, container);
                 }
             }
             if let Some(nat) = meta.nat {
@@ -508,9 +508,9 @@ impl<I: FlowInspector> FlowTracker<I> {
                     flow.suppressed_copy();
                     flow.add_tap(notice.interface, notice.tap.direction);
                     let side = flow.side(&key.tuple);
-                    if flow.wants_container(side, notice.tap.direction) {
+                    if flow.wants_container(side, notice.tap.direction, notice.interface) {
                         if let Some(container) = container_of(batch, notice.interface) {
-                            flow.attribute(side, notice.tap.direction, container);
+                            flow.attribute(side, notice.tap.direction, notice.interface, container);
                         }
                     }
                     matched = true;
