@@ -18,7 +18,10 @@
 //! relative ones count from the cursor. In stream mode a match must also
 //! end past a given position (the first byte not inspected before, or the
 //! end of the rule's last match) so that bytes kept from the previous chunk
-//! never raise the same match twice.
+//! never raise the same match twice. A match ends at the furthest byte it
+//! needed: its contents and pcres, the bytes a `byte_test` or `byte_jump`
+//! read, the byte a (non-negated) `isdataat` asked for; so a match whose
+//! last bytes arrive in a later segment is found when they do.
 
 use crate::rule::{ByteJump, ByteOp, ByteTest, Content, NumberFormat, PayloadElem};
 
@@ -134,7 +137,10 @@ impl Inspection<'_> {
                     self.abs(i64::from(b.offset))
                 };
                 if byte_test(b, self.buf, pos)? {
-                    self.step(elems, i + 1, cursor, max_end)
+                    // The bytes read are part of the match: in stream mode
+                    // it ends no earlier than they do.
+                    let read_end = (pos + b.nbytes as i64) as usize;
+                    self.step(elems, i + 1, cursor, max_end.max(read_end))
                 } else {
                     None
                 }
@@ -146,15 +152,22 @@ impl Inspection<'_> {
                     self.abs(i64::from(b.offset))
                 };
                 let to = self.byte_jump(b, pos)?;
-                self.step(elems, i + 1, to, max_end.max(to))
+                let read_end = (pos + b.nbytes as i64) as usize;
+                self.step(elems, i + 1, to, max_end.max(to).max(read_end))
             }
             PayloadElem::IsDataAt(d) => {
-                let present = if d.relative {
-                    cursor as i64 + i64::from(d.n) <= len
+                // The buffer end that has the data asked for.
+                let needed_end = if d.relative {
+                    cursor as i64 + i64::from(d.n)
                 } else {
-                    self.abs(i64::from(d.n)) < len
+                    self.abs(i64::from(d.n)) + 1
                 };
-                if present != d.negated {
+                let present = needed_end <= len;
+                if present && !d.negated {
+                    // The byte required is part of the match.
+                    let needed_end = needed_end.max(0) as usize;
+                    self.step(elems, i + 1, cursor, max_end.max(needed_end))
+                } else if present != d.negated {
                     self.step(elems, i + 1, cursor, max_end)
                 } else {
                     None

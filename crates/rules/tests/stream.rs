@@ -319,3 +319,58 @@ fn reassembly_memory_for_10k_flows() {
     drop(streams);
     assert_eq!(mem.used(), 0);
 }
+
+/// Feeds `segments` (in order, contiguous) to a new stream of `s`, scanning
+/// after each; every alert.
+fn scan_segments(s: &RuleSet, segments: &[&[u8]]) -> Vec<(u32, u64)> {
+    let mut det = Detector::default();
+    let mut st = det.new_stream(s, 0);
+    let mut seq = 0u32;
+    let mut all = Vec::new();
+    for seg in segments {
+        st.insert(seq, seg);
+        seq += seg.len() as u32;
+        all.extend(scan(s, &mut det, &mut st));
+    }
+    all
+}
+
+#[test]
+fn byte_test_on_bytes_of_a_later_segment_matches_once() {
+    let s = set(r#"alert tcp any any -> any any (msg:"len"; content:"LEN"; byte_test:2,>,100,0,relative; sid:1;)"#);
+    assert_eq!(scan_segments(&s, &[b"LEN\x01\x00 rest"]), [(1, 5)]);
+    assert_eq!(scan_segments(&s, &[b"LEN", b"\x01\x00 rest", b" more"]), [(1, 5)]);
+    assert_eq!(scan_segments(&s, &[b"LEN", b"\x01", b"\x00 rest"]), [(1, 5)]);
+    assert_eq!(
+        scan_segments(&s, &[b"LEN", b"\x00\x10 rest"]),
+        [],
+        "0x0010 is not > 100"
+    );
+}
+
+#[test]
+fn isdataat_on_bytes_of_a_later_segment_matches_once() {
+    let s = set(r#"alert tcp any any -> any any (msg:"data"; content:"AB"; isdataat:2,relative; sid:1;)"#);
+    assert_eq!(scan_segments(&s, &[b"xxABCDE"]), [(1, 6)]);
+    assert_eq!(scan_segments(&s, &[b"xxAB", b"CDE", b"FG"]), [(1, 6)]);
+    assert_eq!(scan_segments(&s, &[b"xxAB", b"C", b"DE"]), [(1, 6)]);
+    assert_eq!(scan_segments(&s, &[b"xxAB", b"C"]), []);
+    let s = set(r#"alert tcp any any -> any any (msg:"data"; content:"AB"; isdataat:5; sid:1;)"#);
+    assert_eq!(scan_segments(&s, &[b"xxAB", b"CD", b"EF"]), [(1, 6)]);
+}
+
+#[test]
+fn byte_jump_on_bytes_of_a_later_segment_matches_once() {
+    // The jump lands before the bytes it read (from_beginning): the match
+    // still ends after them.
+    let s = set(
+        r#"alert tcp any any -> any any (msg:"jmp"; content:"JMP"; byte_jump:1,0,relative,from_beginning; sid:1;)"#,
+    );
+    assert_eq!(scan_segments(&s, &[b"JMP\x01rest"]), [(1, 4)]);
+    assert_eq!(scan_segments(&s, &[b"JMP", b"\x01rest", b"more"]), [(1, 4)]);
+    let s = set(
+        r#"alert tcp any any -> any any (msg:"jmp"; content:"JMP"; byte_jump:1,0,relative; content:"Z"; within:1; sid:1;)"#,
+    );
+    assert_eq!(scan_segments(&s, &[b"JMP", b"\x02", b"abZ", b"Z"]), [(1, 7)]);
+    assert_eq!(scan_segments(&s, &[b"JMP", b"\x02", b"aZ"]), []);
+}
