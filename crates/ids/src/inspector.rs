@@ -4,7 +4,10 @@
 //! its direction's [`StreamReassembler`], whose new contiguous data is
 //! scanned, so content split across segments matches once. Overlaps with
 //! different data (found by the reassembler, or flagged by the dedup when
-//! it saw two copies differ) become EVE anomaly events.
+//! it saw two copies differ) become EVE anomaly events. A FIN or RST ends
+//! its sender's direction: stream matches that waited for more data (a
+//! negated check at a segment boundary) are decided then. A flow that ends
+//! by timeout without either leaves them undecided (no alert).
 //!
 //! The per-flow state (flowbits, the two reassemblers) lives in the
 //! tracker's table and is dropped with the flow, so it is bounded by the
@@ -187,12 +190,14 @@ impl FlowInspector for SignatureInspector {
         if let Some(network) = &packet.parsed.network {
             pkt.ttl = network.ttl;
         }
-        let mut stream = None;
+        // The direction whose reassembled data is scanned after the packet.
+        let mut stream_side = None;
         let mut overlap_reported = false;
         match transport {
             Transport::Tcp(tcp) => {
                 pkt.tcp_flags = tcp.flags.bits() as u8;
-                let slot = &mut streams[usize::from(!packet.to_server)];
+                let side = usize::from(!packet.to_server);
+                let slot = &mut streams[side];
                 if slot.is_none() && tcp.flags.contains(TcpFlags::SYN) {
                     *slot = Some(self.detector.new_stream(&self.rules, tcp.seq.0.wrapping_add(1)));
                     self.counters.streams += 1;
@@ -218,7 +223,15 @@ impl FlowInspector for SignatureInspector {
                             }
                         }
                         pkt.payload_in_stream = true;
-                        stream = Some(reassembler);
+                        stream_side = Some(side);
+                    }
+                }
+                if tcp.flags.contains(TcpFlags::FIN) || tcp.flags.contains(TcpFlags::RST) {
+                    // The sender ends its direction: matches that waited
+                    // for more of its data are decided now.
+                    if let Some(reassembler) = slot.as_mut() {
+                        reassembler.close();
+                        stream_side = Some(side);
                     }
                 }
                 if packet.meta.overlap_different_data && !overlap_reported {
@@ -243,7 +256,7 @@ impl FlowInspector for SignatureInspector {
         }
         let verdict = self.rules.match_packet(&mut self.detector, &mut pkt);
         push_alerts(verdict, events);
-        if let Some(reassembler) = stream {
+        if let Some(reassembler) = stream_side.and_then(|side| streams[side].as_mut()) {
             let verdict = self.rules.match_stream(&mut self.detector, &mut pkt, reassembler);
             push_alerts(verdict, events);
         }

@@ -459,3 +459,42 @@ fn a_syn_ack_delivered_after_the_clients_data_does_not_hide_the_established_flow
     let events = bed.finish();
     assert_eq!(of_type(&events, "alert").len(), 1, "{events:#?}");
 }
+
+const FIN_ACK: u8 = 0x11;
+const RST: u8 = 0x04;
+
+/// `RS-NB` not followed by `b`.
+const NOT_B: &str =
+    r#"alert tcp any any -> any 80 (msg:"no b"; flow:to_server; content:"RS-NB"; content:!"b"; within:1; sid:7;)"#;
+
+/// The alerts of a connection from the container whose client sends
+/// `segments` (contiguous, from sequence 1001) then `last_flags`.
+fn alerts_of_segments(segments: &[&[u8]], last_flags: Option<u8>) -> usize {
+    let mut bed = Bed::new(NOT_B);
+    let c = (CONTAINER, 40010);
+    let s = (OUTSIDE, 80);
+    let mut frames = handshake(40010, 1000, 5000);
+    let mut seq = 1001;
+    for (i, seg) in segments.iter().enumerate() {
+        frames.push((T0 + (3 + i as u64) * MS, tcp(c, s, seq, PSH_ACK, seg)));
+        seq += seg.len() as u32;
+    }
+    if let Some(flags) = last_flags {
+        frames.push((T0 + 20 * MS, tcp(c, s, seq, flags, b"")));
+        // A retransmitted FIN decides nothing again.
+        frames.push((T0 + 21 * MS, tcp(c, s, seq, flags, b"")));
+    }
+    bed.on_veth(&frames);
+    let events = bed.finish();
+    of_type(&events, "alert").len()
+}
+
+#[test]
+fn a_negated_content_at_a_segment_boundary_is_decided_by_the_next_segment_or_the_fin() {
+    assert_eq!(alerts_of_segments(&[b"GET RS-NB", b"b"], Some(FIN_ACK)), 0);
+    assert_eq!(alerts_of_segments(&[b"GET RS-NB", b"c"], Some(FIN_ACK)), 1);
+    assert_eq!(alerts_of_segments(&[b"GET RS-NB"], Some(FIN_ACK)), 1);
+    assert_eq!(alerts_of_segments(&[b"GET RS-NB"], Some(RST)), 1);
+    // Neither more data nor the end of the direction: not decided.
+    assert_eq!(alerts_of_segments(&[b"GET RS-NB"], None), 0);
+}

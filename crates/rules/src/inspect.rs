@@ -35,6 +35,12 @@ pub(crate) struct Inspection<'a> {
     pub(crate) base: u64,
     /// In stream mode, the buffer index a match must end after.
     pub(crate) min_end: Option<usize>,
+    /// In stream mode, whether more data may follow the buffer: a negated
+    /// check whose bounded window reaches past the buffer end, or a
+    /// negated `isdataat` not satisfied by the buffer, is then undecided.
+    pub(crate) open: bool,
+    /// Set when a match was not decided because of [`Self::open`].
+    pub(crate) undecided: bool,
     /// Steps left.
     pub(crate) budget: u32,
     /// Set when the budget ran out.
@@ -86,11 +92,20 @@ impl Inspection<'_> {
                 let n = c.pattern.len() as i64;
                 if c.negated {
                     let found = end - start >= n && self.find_in(c, start as usize, end as usize).is_some();
-                    return if found {
-                        None
-                    } else {
-                        self.step(elems, i + 1, cursor, max_end)
+                    if found {
+                        return None;
+                    }
+                    // A bounded window is part of the match: it is decided
+                    // once all of it is there (or the stream ended).
+                    let max_end = match self.bounded_window_end(c, cursor) {
+                        Some(reach) if reach > len && self.open => {
+                            self.undecided = true;
+                            return None;
+                        }
+                        Some(reach) => max_end.max(reach.clamp(0, len) as usize),
+                        None => max_end,
                     };
+                    return self.step(elems, i + 1, cursor, max_end);
                 }
                 let mut from = start;
                 while end - from >= n {
@@ -168,6 +183,11 @@ impl Inspection<'_> {
                     let needed_end = needed_end.max(0) as usize;
                     self.step(elems, i + 1, cursor, max_end.max(needed_end))
                 } else if present != d.negated {
+                    // Negated and absent: more data may still bring it.
+                    if self.open {
+                        self.undecided = true;
+                        return None;
+                    }
                     self.step(elems, i + 1, cursor, max_end)
                 } else {
                     None
@@ -200,6 +220,22 @@ impl Inspection<'_> {
             return (0, -1);
         }
         (start, end)
+    }
+
+    /// The end (a buffer index, not clamped) of a content's window when it
+    /// is bounded (`within`, `depth`), `None` when it runs to the end of
+    /// the data or the content is `endswith`.
+    fn bounded_window_end(&self, c: &Content, cursor: usize) -> Option<i64> {
+        if c.endswith {
+            return None;
+        }
+        if c.is_relative() {
+            let start = cursor as i64 + i64::from(c.distance.unwrap_or(0));
+            c.within.map(|w| start + i64::from(w))
+        } else {
+            let off = i64::from(c.offset.unwrap_or(0));
+            c.depth.map(|d| self.abs(off + i64::from(d)))
+        }
     }
 
     /// The first occurrence of `c` inside `[from, to)`.

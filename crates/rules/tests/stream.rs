@@ -374,3 +374,79 @@ fn byte_jump_on_bytes_of_a_later_segment_matches_once() {
     assert_eq!(scan_segments(&s, &[b"JMP", b"\x02", b"abZ", b"Z"]), [(1, 7)]);
     assert_eq!(scan_segments(&s, &[b"JMP", b"\x02", b"aZ"]), []);
 }
+
+/// Alerts as (sid, stream offset).
+type Alerts = Vec<(u32, u64)>;
+
+/// Like [`scan_segments`], then ends the stream (as a FIN would) and scans
+/// once more.
+fn scan_and_close(s: &RuleSet, segments: &[&[u8]]) -> (Alerts, Alerts) {
+    let mut det = Detector::default();
+    let mut st = det.new_stream(s, 0);
+    let mut seq = 0u32;
+    let mut before = Vec::new();
+    for seg in segments {
+        st.insert(seq, seg);
+        seq += seg.len() as u32;
+        before.extend(scan(s, &mut det, &mut st));
+    }
+    st.close();
+    let mut at_end = scan(s, &mut det, &mut st);
+    at_end.extend(scan(s, &mut det, &mut st));
+    (before, at_end)
+}
+
+const NOT_B_AFTER_A: &str =
+    r#"alert tcp any any -> any any (msg:"a not b"; content:"a"; content:!"b"; within:1; sid:1;)"#;
+
+#[test]
+fn negated_content_at_a_segment_boundary_waits_for_the_next_byte() {
+    let s = set(NOT_B_AFTER_A);
+    assert_eq!(scan_and_close(&s, &[b"xxa", b"b"]), (vec![], vec![]), "b followed");
+    assert_eq!(
+        scan_and_close(&s, &[b"xxa", b"c", b"d"]),
+        (vec![(1, 4)], vec![]),
+        "something else followed: one alert, when it arrived"
+    );
+    assert_eq!(
+        scan_and_close(&s, &[b"xxa"]),
+        (vec![], vec![(1, 3)]),
+        "the stream ended after a: one alert, at its end"
+    );
+    assert_eq!(
+        scan_and_close(&s, &[b"xxac"]),
+        (vec![(1, 4)], vec![]),
+        "decided in one segment"
+    );
+    // A later "a" waits after an earlier one alerted.
+    assert_eq!(scan_and_close(&s, &[b"xac", b"xa"]), (vec![(1, 3)], vec![(1, 5)]));
+    assert_eq!(scan_and_close(&s, &[b"xac", b"xa", b"b"]), (vec![(1, 3)], vec![]));
+}
+
+#[test]
+fn negated_isdataat_waits_for_the_stream_end() {
+    let s = set(r#"alert tcp any any -> any any (msg:"short"; content:"AB"; isdataat:!2,relative; sid:1;)"#);
+    assert_eq!(scan_and_close(&s, &[b"xxAB", b"C"]), (vec![], vec![(1, 4)]));
+    assert_eq!(scan_and_close(&s, &[b"xxAB", b"C", b"D"]), (vec![], vec![]));
+    assert_eq!(scan_and_close(&s, &[b"xxABC", b"D"]), (vec![], vec![]));
+}
+
+#[test]
+fn reaching_the_depth_decides_what_waited() {
+    let s = set(NOT_B_AFTER_A);
+    let mut det = Detector::new(DetectorConfig {
+        stream: StreamConfig { depth: 4, window: 0 },
+        ..DetectorConfig::default()
+    });
+    let mut st = det.new_stream(&s, 0);
+    st.insert(0, b"xxa");
+    assert_eq!(scan(&s, &mut det, &mut st), []);
+    // The byte after "a" is past the depth: never inspected.
+    st.insert(3, b"xb");
+    assert_eq!(scan(&s, &mut det, &mut st), [(1, 4)]);
+    let mut st = det.new_stream(&s, 0);
+    st.insert(0, b"xya");
+    assert_eq!(scan(&s, &mut det, &mut st), []);
+    st.insert(3, b"b");
+    assert_eq!(scan(&s, &mut det, &mut st), [], "b is inside the depth");
+}
