@@ -450,3 +450,59 @@ fn reaching_the_depth_decides_what_waited() {
     st.insert(3, b"b");
     assert_eq!(scan(&s, &mut det, &mut st), [], "b is inside the depth");
 }
+
+/// A rule of one sid-1 alert from its options.
+fn rule(options: &str) -> RuleSet {
+    set(&format!(r#"alert tcp any any -> any any (msg:"r"; {options} sid:1;)"#))
+}
+
+#[test]
+fn pcre_split_across_segments() {
+    let s = rule(r#"pcre:"/\/adm[i]n\b/";"#);
+    assert_eq!(scan_segments(&s, &[b"GET /ad", b"min HTTP"]), [(1, 10)]);
+    assert_eq!(scan_segments(&s, &[b"GET /ad", b"minx"]), []);
+    // Relative to the content's end.
+    let s = rule(r#"content:"GET"; pcre:"/^ \/admin/R";"#);
+    assert_eq!(scan_segments(&s, &[b"GET /ad", b"min", b" /admin"]), [(1, 10)]);
+    assert_eq!(scan_segments(&s, &[b"GET", b" /admin"]), [(1, 10)]);
+    assert_eq!(scan_segments(&s, &[b"GET ", b"x/admin"]), [], "not right after GET");
+}
+
+#[test]
+fn nocase_split_across_segments() {
+    let s = rule(r#"content:"admin"; nocase;"#);
+    assert_eq!(scan_segments(&s, &[b"GET /AD", b"mIN"]), [(1, 10)]);
+    let s = rule(r#"content:"admin";"#);
+    assert_eq!(scan_segments(&s, &[b"GET /AD", b"MIN"]), []);
+}
+
+#[test]
+fn startswith_split_across_segments_is_the_stream_start() {
+    let s = rule(r#"content:"GET"; startswith;"#);
+    assert_eq!(scan_segments(&s, &[b"G", b"ET /", b"GET"]), [(1, 3)]);
+    assert_eq!(scan_segments(&s, &[b" G", b"ET /"]), []);
+    assert_eq!(scan_segments(&s, &[b"xx", b"GET"]), [], "not at the stream start");
+}
+
+#[test]
+fn endswith_is_the_end_of_the_data_scanned() {
+    let s = rule(r#"content:"END"; endswith;"#);
+    assert_eq!(scan_segments(&s, &[b"xxEN", b"D"]), [(1, 5)]);
+    // At the end of the data there was when it was scanned: later data
+    // does not undo it.
+    assert_eq!(scan_segments(&s, &[b"xxEND", b" more"]), [(1, 5)]);
+    assert_eq!(
+        scan_segments(&s, &[b"xxEN", b"D more"]),
+        [],
+        "not at the end of that chunk"
+    );
+}
+
+#[test]
+fn offset_and_depth_split_across_segments() {
+    let s = rule(r#"content:"ab"; offset:3; depth:4;"#);
+    assert_eq!(scan_segments(&s, &[b"xxxa", b"b"]), [(1, 5)]);
+    assert_eq!(scan_segments(&s, &[b"xxx", b"xxa", b"b"]), [(1, 7)]);
+    assert_eq!(scan_segments(&s, &[b"xxxxxxa", b"b"]), [], "past offset + depth");
+    assert_eq!(scan_segments(&s, &[b"xa", b"b"]), [], "before the offset");
+}
