@@ -498,3 +498,20 @@ fn a_negated_content_at_a_segment_boundary_is_decided_by_the_next_segment_or_the
     // Neither more data nor the end of the direction: not decided.
     assert_eq!(alerts_of_segments(&[b"GET RS-NB"], None), 0);
 }
+
+#[test]
+fn the_rules_gid_and_priority_are_the_alerts_gid_and_severity() {
+    let mut bed = Bed::new(
+        r#"alert udp any any -> any 53 (msg:"custom"; content:"RS-GID"; classtype:trojan-activity; priority:4; gid:3; sid:9; rev:2;)"#,
+    );
+    bed.on_veth(&[(T0, udp((CONTAINER, 33001), (OUTSIDE, 53), b"RS-GID"))]);
+    let events = bed.finish();
+    let alerts = of_type(&events, "alert");
+    assert_eq!(alerts.len(), 1, "{events:#?}");
+    let alert = &alerts[0]["alert"];
+    assert_eq!(alert["gid"], 3);
+    assert_eq!(alert["signature_id"], 9);
+    assert_eq!(alert["rev"], 2);
+    assert_eq!(alert["severity"], 4);
+    assert_eq!(alert["category"], "A Network Trojan was detected");
+}
