@@ -5,7 +5,8 @@
 //! marker split across segments alerts once, that retransmissions do not
 //! alert again, that overlaps with different data are reported whether the
 //! reassembler or only the dedup saw them, and that a reload reaches the
-//! workers between batches.
+//! workers between batches, that the stream memory cap is global across
+//! workers sharing one account, and the default stream depth.
 
 use std::io::{self, Write};
 use std::sync::{Arc, Mutex};
@@ -109,6 +110,11 @@ impl Bed {
     }
 
     fn with_source(source: Arc<RuleSource>) -> Self {
+        Self::with_memory(source, StreamMemory::new(1 << 20))
+    }
+
+    /// A bed whose worker charges its streams to `memory`.
+    fn with_memory(source: Arc<RuleSource>, memory: Arc<StreamMemory>) -> Self {
         let interfaces = Arc::new(InterfaceTable::new());
         let veth = interfaces.intern(InterfaceInfo {
             name: "vethc1".to_owned(),
@@ -129,9 +135,9 @@ impl Bed {
             link_type: 1,
             container: None,
         });
+        let inspector = SignatureInspector::new(source, DetectorConfig::default(), memory);
         let memory = Memory::default();
         let writer = Arc::new(EveWriter::from_writer("memory", memory.clone()));
-        let inspector = SignatureInspector::new(source, DetectorConfig::default(), StreamMemory::new(1 << 20));
         let tracker = FlowTracker::with_inspector(FlowTrackerConfig::default(), writer, inspector);
         Self {
             interfaces,
@@ -514,4 +520,48 @@ fn the_rules_gid_and_priority_are_the_alerts_gid_and_severity() {
     assert_eq!(alert["rev"], 2);
     assert_eq!(alert["severity"], 4);
     assert_eq!(alert["category"], "A Network Trojan was detected");
+}
+
+#[test]
+fn the_stream_memory_cap_is_shared_by_the_workers() {
+    let rules = || {
+        let (set, _) = RuleSet::parse(
+            "test.rules",
+            RULES,
+            &Vars::with_home_net(["172.17.0.0/16"]),
+            &rules::ClassificationTable::suricata_default(),
+        );
+        RuleSource::fixed(set)
+    };
+    // Room for one 4000-byte out-of-order segment, not two.
+    let memory = StreamMemory::new(6000);
+    let mut first = Bed::with_memory(rules(), Arc::clone(&memory));
+    let mut second = Bed::with_memory(rules(), Arc::clone(&memory));
+    let held = |port: u16| {
+        let mut frames = handshake(port, 1000, 5000);
+        // A gap at 1001: the segment waits, charged to the account.
+        frames.push((
+            T0 + 3 * MS,
+            tcp((CONTAINER, port), (OUTSIDE, 80), 2001, PSH_ACK, &[b'x'; 4000]),
+        ));
+        frames
+    };
+    first.on_veth(&held(40020));
+    assert!(memory.used() >= 4000, "{}", memory.used());
+    assert_eq!(first.tracker.inspector().counters().out_of_order_dropped, 0);
+    // The other worker's stream alone would fit in the cap; with the first
+    // one's it does not.
+    second.on_veth(&held(40021));
+    assert_eq!(second.tracker.inspector().counters().out_of_order_dropped, 1);
+    assert_eq!(memory.dropped_segments(), 1);
+    assert!(memory.used() <= memory.cap());
+    let mut alone = Bed::with_memory(rules(), StreamMemory::new(6000));
+    alone.on_veth(&held(40022));
+    assert_eq!(alone.tracker.inspector().counters().out_of_order_dropped, 0);
+}
+
+#[test]
+fn the_default_stream_depth_is_one_mebibyte() {
+    assert_eq!(rules::StreamConfig::default().depth, 1 << 20);
+    assert_eq!(DetectorConfig::default().stream.depth, 1 << 20);
 }
