@@ -201,7 +201,8 @@ pub struct PipelineArgs {
     /// A rule variable, NAME=VALUE, e.g. HOME_NET=[10.0.0.0/8] or
     /// HTTP_PORTS=[80,8080]; repeat for several (the variable takes a
     /// semicolon-separated list). HOME_NET defaults to the subnets of the
-    /// host's bridges (run) or to Suricata's private ranges (read).
+    /// host's bridges (run; recomputed on each SIGHUP reload) or to
+    /// Suricata's private ranges (read).
     #[arg(
         long = "var",
         env = "RINGSIEVE_VARS",
