@@ -501,8 +501,34 @@ fn a_negated_content_at_a_segment_boundary_is_decided_by_the_next_segment_or_the
     assert_eq!(alerts_of_segments(&[b"GET RS-NB", b"c"], Some(FIN_ACK)), 1);
     assert_eq!(alerts_of_segments(&[b"GET RS-NB"], Some(FIN_ACK)), 1);
     assert_eq!(alerts_of_segments(&[b"GET RS-NB"], Some(RST)), 1);
-    // Neither more data nor the end of the direction: not decided.
-    assert_eq!(alerts_of_segments(&[b"GET RS-NB"], None), 0);
+    // Neither more data nor a FIN: decided when the flow ends.
+    assert_eq!(alerts_of_segments(&[b"GET RS-NB"], None), 1);
+    assert_eq!(alerts_of_segments(&[b"GET RS-NB", b"b"], None), 0);
+}
+
+#[test]
+fn a_match_decided_at_the_flow_end_is_about_the_last_segment_and_marks_the_flow() {
+    let mut bed = Bed::new(NOT_B);
+    let c = (CONTAINER, 40011);
+    let s = (OUTSIDE, 80);
+    let mut frames = handshake(40011, 1000, 5000);
+    frames.push((T0 + 3 * MS, tcp(c, s, 1001, PSH_ACK, b"GET RS-NB")));
+    bed.on_veth(&frames);
+    let events = bed.finish();
+    let alerts = of_type(&events, "alert");
+    assert_eq!(alerts.len(), 1, "{events:#?}");
+    let flows = of_type(&events, "flow");
+    assert_eq!(alerts[0]["flow_id"], flows[0]["flow_id"]);
+    assert_eq!(flows[0]["flow"]["alerted"], true);
+    assert_eq!(alerts[0]["src_ip"], "172.17.0.2");
+    assert_eq!(alerts[0]["dest_port"], 80);
+    assert_eq!(alerts[0]["direction"], "to_server");
+    assert_eq!(alerts[0]["ringsieve"]["stream_offset"], 9);
+    let position = |e: &Value| events.iter().position(|x| x == e).unwrap();
+    assert!(
+        position(alerts[0]) < position(flows[0]),
+        "the alert is written before the record"
+    );
 }
 
 #[test]
