@@ -35,9 +35,11 @@ pub(crate) struct Inspection<'a> {
     pub(crate) base: u64,
     /// In stream mode, the buffer index a match must end after.
     pub(crate) min_end: Option<usize>,
-    /// In stream mode, whether more data may follow the buffer: a negated
-    /// check whose bounded window reaches past the buffer end, or a
-    /// negated `isdataat` not satisfied by the buffer, is then undecided.
+    /// In stream mode, whether more data may follow the buffer (and the
+    /// rule's match fits the stream window, so it can be found again): a
+    /// negated relative content whose `within` reaches past the buffer
+    /// end, or a negated relative `isdataat` not satisfied by the buffer,
+    /// is then undecided.
     pub(crate) open: bool,
     /// Set when a match was not decided because of [`Self::open`].
     pub(crate) undecided: bool,
@@ -96,14 +98,18 @@ impl Inspection<'_> {
                         return None;
                     }
                     // A bounded window is part of the match: it is decided
-                    // once all of it is there (or the stream ended).
+                    // once all of it is there, and then ends the match no
+                    // earlier than it does. Past the data, it waits for
+                    // more if it may; else it is decided on what there is
+                    // (and does not move the end, so a later chunk does
+                    // not raise the same match again).
                     let max_end = match self.bounded_window_end(c, cursor) {
                         Some(reach) if reach > len && self.open => {
                             self.undecided = true;
                             return None;
                         }
-                        Some(reach) => max_end.max(reach.clamp(0, len) as usize),
-                        None => max_end,
+                        Some(reach) if reach <= len => max_end.max(reach.max(0) as usize),
+                        _ => max_end,
                     };
                     return self.step(elems, i + 1, cursor, max_end);
                 }
@@ -184,7 +190,7 @@ impl Inspection<'_> {
                     self.step(elems, i + 1, cursor, max_end.max(needed_end))
                 } else if present != d.negated {
                     // Negated and absent: more data may still bring it.
-                    if self.open {
+                    if self.open && d.relative {
                         self.undecided = true;
                         return None;
                     }
@@ -222,20 +228,16 @@ impl Inspection<'_> {
         (start, end)
     }
 
-    /// The end (a buffer index, not clamped) of a content's window when it
-    /// is bounded (`within`, `depth`), `None` when it runs to the end of
-    /// the data or the content is `endswith`.
+    /// The end (a buffer index, not clamped) of a relative content's
+    /// window when `within` bounds it; `None` when it runs to the end of
+    /// the data, is absolute (the bytes before it may be gone from the
+    /// stream window by the time its end arrives) or `endswith`.
     fn bounded_window_end(&self, c: &Content, cursor: usize) -> Option<i64> {
-        if c.endswith {
+        if c.endswith || !c.is_relative() {
             return None;
         }
-        if c.is_relative() {
-            let start = cursor as i64 + i64::from(c.distance.unwrap_or(0));
-            c.within.map(|w| start + i64::from(w))
-        } else {
-            let off = i64::from(c.offset.unwrap_or(0));
-            c.depth.map(|d| self.abs(off + i64::from(d)))
-        }
+        let start = cursor as i64 + i64::from(c.distance.unwrap_or(0));
+        c.within.map(|w| start + i64::from(w))
     }
 
     /// The first occurrence of `c` inside `[from, to)`.

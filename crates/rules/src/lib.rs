@@ -68,12 +68,14 @@
 //! scanned*: a content that ends a segment matches, even if more data
 //! follows later; the end of the connection is not waited for.
 //!
-//! A negated content with a bounded window (`within`, `depth`) or a
-//! negated `isdataat` that reaches past the data available is not decided
-//! until the data arrives, or the direction ends
-//! ([`StreamReassembler::close`], the depth): the match is then raised
-//! once, or not at all. Unbounded negated contents and negated pcres are
-//! decided on the data scanned.
+//! A negated relative content with `within`, or a negated relative
+//! `isdataat`, that reaches past the data available is not decided until
+//! the data arrives, or the direction ends ([`StreamReassembler::close`],
+//! the depth): the match is then raised once, or not at all. This holds
+//! for rules whose whole match fits the stream window
+//! ([`RuleSet::stream_window`]); absolute negated checks (`depth`,
+//! absolute `isdataat`), negated contents without `within`, negated pcres
+//! and rules with an unbounded span are decided on the data scanned.
 
 pub mod addr;
 pub mod classification;

@@ -96,6 +96,10 @@ const PACKET_PAYLOAD_UNFILTERED: usize = 64;
 #[derive(Debug)]
 pub struct RuleSet {
     rules: Vec<Rule>,
+    /// Per rule: whether a stream match of it may wait for more data (its
+    /// span is bounded and fits the stream window, so the bytes it matched
+    /// are still there when the data arrives or the stream ends).
+    may_wait: Vec<bool>,
     groups: [Group; 4],
     patterns: usize,
     stream_window: usize,
@@ -306,9 +310,14 @@ impl RuleSet {
             None => longest + MAX_RELATIVE_SPAN,
         }
         .min(longest + MAX_RELATIVE_SPAN);
+        let may_wait = rules
+            .iter()
+            .map(|r| rule_span(r).is_some_and(|span| span <= stream_window))
+            .collect();
         (
             RuleSet {
                 rules,
+                may_wait,
                 groups,
                 patterns,
                 stream_window,
@@ -420,14 +429,16 @@ impl RuleSet {
     /// Rules without payload elements, with `dsize` or with
     /// `flow:no_stream` are packet rules and are not evaluated here.
     ///
-    /// A match whose negated check (a negated content with `within` or
-    /// `depth`, a negated `isdataat`) reaches past the data scanned is not
-    /// decided: the check could fail on data not arrived yet. It is decided
-    /// by a later chunk (the match then ends where the check's window
-    /// ends, in the new data), or, once the stream is finished
-    /// ([`StreamReassembler::close`], or its depth reached), with the data
-    /// there is. Either way it alerts at most once. Negated contents
-    /// without a bound and negated pcres are decided on the data scanned.
+    /// A match whose negated relative check (a negated content with
+    /// `within`, a negated relative `isdataat`) reaches past the data
+    /// scanned is not decided: the check could fail on data not arrived
+    /// yet. It is decided by a later chunk (the match then ends where the
+    /// check's window ends, in the new data), or, once the stream is
+    /// finished ([`StreamReassembler::close`], or its depth reached), with
+    /// the data there is. Either way it alerts at most once. This needs
+    /// the rule's span to fit the stream window; other rules, absolute
+    /// negated checks, negated contents without `within` and negated pcres
+    /// are decided on the data scanned.
     pub fn match_stream(&self, det: &mut Detector, pkt: &mut Packet<'_>, stream: &mut StreamReassembler) -> Verdict {
         let mut verdict = Verdict::default();
         let mut reported: Vec<((u32, u32), u64)> = Vec::new();
@@ -452,7 +463,10 @@ impl RuleSet {
                     .map(|(_, e)| *e)
                     .or_else(|| stream.last_reported(key));
                 let min_end = last.map_or(new_start, |e| new_start.max(e.saturating_sub(base) as usize));
-                let bounds = StreamBounds { min_end, open };
+                let bounds = StreamBounds {
+                    min_end,
+                    open: open && self.may_wait[ri as usize],
+                };
                 let eval = self.evaluate(det, rule, pkt, buf, base, Some(bounds));
                 let after = eval.undecided.then(|| base + eval.end.unwrap_or(min_end) as u64);
                 pending.push((key, after));

@@ -506,3 +506,16 @@ fn offset_and_depth_split_across_segments() {
     assert_eq!(scan_segments(&s, &[b"xxxxxxa", b"b"]), [], "past offset + depth");
     assert_eq!(scan_segments(&s, &[b"xa", b"b"]), [], "before the offset");
 }
+
+#[test]
+fn checks_that_cannot_wait_are_decided_on_the_data_scanned() {
+    // Absolute: by the time byte 50 arrives, "USER" may be out of the
+    // window; decided at once, as before.
+    let s = rule(r#"content:"USER"; content:!"admin"; depth:50;"#);
+    assert_eq!(scan_and_close(&s, &[b"USER x", b"yyyy"]), (vec![(1, 4)], vec![]));
+    // A span wider than the stream window (within:2000 over a 1-byte
+    // content).
+    let s = rule(r#"content:"a"; content:!"b"; within:2000;"#);
+    assert!(s.stream_window() < 2001);
+    assert_eq!(scan_and_close(&s, &[b"xxa", b"c"]), (vec![(1, 3)], vec![]));
+}
