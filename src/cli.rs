@@ -191,16 +191,18 @@ pub struct PipelineArgs {
 
     /// Suricata-format rule files the workers match every packet and
     /// reassembled TCP stream against, writing EVE `alert` events (needs
-    /// --eve); repeat for several (the variable takes a comma-separated
-    /// list). Rules that do not parse are skipped with a warning; a file
-    /// that cannot be read is an error. SIGHUP reloads them.
-    #[arg(long = "rules", env = "RINGSIEVE_RULES", value_name = "FILE", value_delimiter = ',')]
+    /// --eve); repeat for several. The flag takes one path as it is (a
+    /// comma is part of it); the variable takes a comma-separated list.
+    /// Rules that do not parse are skipped with a warning; a file that
+    /// cannot be read is an error. SIGHUP reloads them.
+    #[arg(long = "rules", env = "RINGSIEVE_RULES", value_name = "FILE")]
     pub rules: Vec<std::path::PathBuf>,
 
     /// A rule variable, NAME=VALUE, e.g. HOME_NET=[10.0.0.0/8] or
     /// HTTP_PORTS=[80,8080]; repeat for several (the variable takes a
     /// semicolon-separated list). HOME_NET defaults to the subnets of the
-    /// host's bridges (run) or to Suricata's private ranges (read).
+    /// host's bridges (run; recomputed on each SIGHUP reload) or to
+    /// Suricata's private ranges (read).
     #[arg(
         long = "var",
         env = "RINGSIEVE_VARS",

@@ -449,7 +449,9 @@ pub fn run(settings: &RunSettings, origin: &crate::settings::Origin<'_>) -> anyh
         for signal in signals.pending() {
             if signal == SIGHUP {
                 match &detection {
-                    Some(detection) => detection.reload(),
+                    // HOME_NET follows the bridges: a Docker network
+                    // created since the start is in it.
+                    Some(detection) => detection.reload(Some(&crate::addresses::bridge_subnets(&host.bridges()))),
                     None => tracing::info!("SIGHUP: no rules to reload"),
                 }
             } else {

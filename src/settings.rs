@@ -65,6 +65,11 @@ impl<'a> Origin<'a> {
         }
     }
 
+    /// Whether `id`'s value came from its environment variable.
+    pub fn is_env(&self, id: &str) -> bool {
+        self.matches.value_source(id) == Some(ValueSource::EnvVariable)
+    }
+
     fn arg(&self, id: &str) -> Option<clap::Arg> {
         use clap::CommandFactory;
         let command = crate::cli::Cli::command();
@@ -589,6 +594,27 @@ pub fn require_eve_for_rules(args: &crate::cli::PipelineArgs, origin: &Origin<'_
     ))
 }
 
+/// The rule files: `--rules` paths as given (one per flag, commas
+/// included); `RINGSIEVE_RULES` (one value) split at its commas, empty
+/// items left out.
+fn rule_files(given: &[std::path::PathBuf], from_env: bool) -> Vec<std::path::PathBuf> {
+    if !from_env {
+        return given.to_vec();
+    }
+    use std::os::unix::ffi::OsStrExt;
+    given
+        .iter()
+        .flat_map(|list| {
+            list.as_os_str()
+                .as_bytes()
+                .split(|b| *b == b',')
+                .filter(|item| !item.is_empty())
+                .map(|item| std::path::PathBuf::from(std::ffi::OsStr::from_bytes(item)))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
 /// Validates the signature engine's options: `None` without rule files.
 fn detection_settings(
     args: &crate::cli::PipelineArgs,
@@ -622,7 +648,7 @@ fn detection_settings(
         return Ok(None);
     }
     Ok(Some(DetectionSettings {
-        rules: args.rules.clone(),
+        rules: rule_files(&args.rules, origin.is_env("rules")),
         rules_origin: origin.of("rules"),
         vars: args.vars.clone(),
         classification: args

@@ -8,7 +8,11 @@
 //!
 //! Also: a rule file that cannot be read is exit 2 naming it, a rule that
 //! does not parse is skipped with a warning naming file, line and keyword,
-//! `--rules` without `--eve` is exit 2, and `--var` reaches the rules.
+//! `--rules` without `--eve` is exit 2, and `--var` reaches the rules;
+//! the same through RINGSIEVE_RULES (a comma-separated list, while the
+//! flag takes a path with a comma as it is) and RINGSIEVE_VARS; a
+//! `--classification-file` class reaches the alerts; `--stream-depth` and
+//! `--stream-memcap` are accepted, and bad values are exit 2 naming them.
 //!
 //! Needs no privileges: it runs the binary on files.
 
@@ -78,10 +82,17 @@ fn endpoint(event: &serde_json::Value, ip: &str, port: &str) -> String {
 
 /// `ringsieve read CAPTURE ARGS...`: its output and its stderr as text.
 fn read(capture: &Path, args: &[&std::ffi::OsStr]) -> (Output, String) {
+    read_with_env(capture, args, &[])
+}
+
+/// `ringsieve read CAPTURE ARGS...` with `env` set on top of the test's
+/// environment.
+fn read_with_env(capture: &Path, args: &[&std::ffi::OsStr], env: &[(&str, &std::ffi::OsStr)]) -> (Output, String) {
     let mut all: Vec<&std::ffi::OsStr> = vec!["read".as_ref(), capture.as_os_str()];
     all.extend_from_slice(args);
     let output = Command::new(env!("CARGO_BIN_EXE_ringsieve"))
         .args(&all)
+        .envs(env.iter().copied())
         .output()
         .expect("ringsieve runs");
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
@@ -284,4 +295,144 @@ fn home_net_from_var_decides_what_matches() {
         "every datagram between two containers"
     );
     assert_eq!(count_alerts("[10.0.0.0/8]"), 0, "no container address is in 10/8");
+}
+
+/// The EVE events of a file.
+fn eve_events(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .expect("the EVE file")
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("every EVE line is JSON"))
+        .collect()
+}
+
+/// How many alerts of `sid` `events` hold.
+fn alerts_of(events: &[serde_json::Value], sid: u64) -> u64 {
+    events
+        .iter()
+        .filter(|e| e["event_type"] == "alert" && e["alert"]["signature_id"] == sid)
+        .count() as u64
+}
+
+#[test]
+fn rules_and_vars_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = fixture("c2c-udp");
+    let datagrams = expected_alerts(&fixture).values().sum::<u64>();
+    let inside = dir.path().join("inside.rules");
+    std::fs::write(
+        &inside,
+        "alert udp $HOME_NET any -> $HOME_NET any (msg:\"inside\"; content:\"RSv1\"; sid:3;)\n",
+    )
+    .unwrap();
+    let any = dir.path().join("any.rules");
+    std::fs::write(
+        &any,
+        "alert udp any any -> any any (msg:\"any\"; content:\"RSv1\"; sid:6;)\n",
+    )
+    .unwrap();
+    let list = format!("{},{}", inside.display(), any.display());
+    let run = |home_net: &str| {
+        let eve = dir.path().join(format!("eve-env-{}.json", home_net.len()));
+        let vars = format!("HOME_NET={home_net};HTTP_PORTS=[80,8080]");
+        let (output, stderr) = read_with_env(
+            &fixture.host_capture,
+            &["--eve".as_ref(), eve.as_os_str()],
+            &[("RINGSIEVE_RULES", list.as_ref()), ("RINGSIEVE_VARS", vars.as_ref())],
+        );
+        assert!(output.status.success(), "{stderr}");
+        assert!(stderr.contains("2 rules loaded, 0 skipped"), "both files: {stderr}");
+        let events = eve_events(&eve);
+        (alerts_of(&events, 3), alerts_of(&events, 6))
+    };
+    assert_eq!(run("[172.17.0.0/16]"), (datagrams, datagrams));
+    assert_eq!(run("[10.0.0.0/8]"), (0, datagrams), "RINGSIEVE_VARS sets HOME_NET");
+}
+
+#[test]
+fn a_rules_flag_takes_a_path_with_a_comma_as_one_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = fixture("c2c-udp");
+    let rules = dir.path().join("local,extra.rules");
+    std::fs::write(
+        &rules,
+        "alert udp any any -> any any (msg:\"any\"; content:\"RSv1\"; sid:6;)\n",
+    )
+    .unwrap();
+    let eve = dir.path().join("eve.json");
+    let (output, stderr) = read(
+        &fixture.host_capture,
+        &["--rules".as_ref(), rules.as_os_str(), "--eve".as_ref(), eve.as_os_str()],
+    );
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("1 rules loaded, 0 skipped"), "{stderr}");
+    assert_eq!(
+        alerts_of(&eve_events(&eve), 6),
+        expected_alerts(&fixture).values().sum::<u64>()
+    );
+}
+
+#[test]
+fn a_classification_file_class_reaches_the_alerts() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = fixture("c2c-udp");
+    let classes = dir.path().join("classification.config");
+    std::fs::write(
+        &classes,
+        "# ringsieve test classes\nconfig classification: rs-custom,RingSieve custom class,2\n",
+    )
+    .unwrap();
+    let rules = write_rules(
+        dir.path(),
+        "alert udp any any -> any any (msg:\"classed\"; content:\"RSv1\"; classtype:rs-custom; sid:7;)\n",
+    );
+    let eve = dir.path().join("eve.json");
+    let (output, stderr) = read(
+        &fixture.host_capture,
+        &[
+            "--rules".as_ref(),
+            rules.as_os_str(),
+            "--eve".as_ref(),
+            eve.as_os_str(),
+            "--classification-file".as_ref(),
+            classes.as_os_str(),
+        ],
+    );
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("1 rules loaded, 0 skipped"), "{stderr}");
+    let events = eve_events(&eve);
+    let alerts: Vec<_> = events.iter().filter(|e| e["event_type"] == "alert").collect();
+    assert!(!alerts.is_empty(), "{stderr}");
+    for alert in alerts {
+        assert_eq!(alert["alert"]["category"], "RingSieve custom class", "{alert}");
+        assert_eq!(alert["alert"]["severity"], 2, "{alert}");
+    }
+}
+
+#[test]
+fn stream_depth_and_memcap_are_accepted_and_bad_values_are_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = fixture("c2c-udp");
+    let rules = write_rules(dir.path(), RULES);
+    let eve = dir.path().join("eve.json");
+    let run = |extra: &[&str]| {
+        let mut args: Vec<&std::ffi::OsStr> =
+            vec!["--rules".as_ref(), rules.as_os_str(), "--eve".as_ref(), eve.as_os_str()];
+        args.extend(extra.iter().map(std::ffi::OsStr::new));
+        read(&fixture.host_capture, &args)
+    };
+    let (output, stderr) = run(&["--stream-depth", "64K", "--stream-memcap", "16M"]);
+    assert!(output.status.success(), "{stderr}");
+    let (output, stderr) = run(&["--stream-depth", "0"]);
+    assert!(output.status.success(), "0 is no limit: {stderr}");
+    for (flag, bad) in [
+        ("--stream-depth", "lots"),
+        ("--stream-depth", "2G"),
+        ("--stream-memcap", "1K"),
+        ("--stream-memcap", "ten"),
+    ] {
+        let (output, stderr) = run(&[flag, bad]);
+        assert_eq!(output.status.code(), Some(2), "{flag} {bad}: {stderr}");
+        assert!(stderr.contains(flag) && stderr.contains(bad), "{flag} {bad}: {stderr}");
+    }
 }

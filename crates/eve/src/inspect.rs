@@ -12,7 +12,8 @@
 
 use std::sync::Arc;
 
-use flow::{FlowTuple, ParsedPacket};
+use flow::{FlowTuple, ParsedPacket, TapDirection};
+use pipeline::interfaces::InterfaceId;
 use pipeline::worker::PacketMeta;
 
 /// One packet as an inspector sees it, with its place in the flow.
@@ -74,6 +75,24 @@ pub struct Anomaly {
     pub seq_range: Option<(u32, u32)>,
 }
 
+/// An event an inspector found when its flow ended, with the packet it is
+/// about (the last one the inspector saw in that direction).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlowEndEvent {
+    /// The event.
+    pub event: FlowEvent,
+    /// The packet's canonical (container-side) tuple, in its direction.
+    pub tuple: FlowTuple,
+    /// Whether the packet travelled from the flow's client to its server.
+    pub to_server: bool,
+    /// When it was captured.
+    pub timestamp_ns: u64,
+    /// Where it was captured.
+    pub interface: InterfaceId,
+    /// Which way it crossed that interface.
+    pub direction: TapDirection,
+}
+
 /// Detection run by the flow tracker on each of its packets.
 pub trait FlowInspector: Send {
     /// What the inspector keeps per flow.
@@ -93,6 +112,11 @@ pub trait FlowInspector: Send {
     /// Called at each batch start, before any packet: the place to take a
     /// new rule set.
     fn batch_started(&mut self) {}
+
+    /// Called once when the flow ends (timeout, eviction, shutdown), just
+    /// before its state is dropped: the place to decide what waited for
+    /// more data. The tracker writes the events before the flow's record.
+    fn flow_ended(&mut self, _flow: &mut Self::FlowData, _events: &mut Vec<FlowEndEvent>) {}
 }
 
 /// The inspector of a tracker that only writes flow records.

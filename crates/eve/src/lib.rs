@@ -36,7 +36,7 @@ mod timestamp;
 mod tracker;
 mod writer;
 
-pub use inspect::{Alert, Anomaly, FlowEvent, FlowInspector, InspectedPacket, NoInspector};
+pub use inspect::{Alert, Anomaly, FlowEndEvent, FlowEvent, FlowInspector, InspectedPacket, NoInspector};
 pub use record::{EndReason, FLOW_ID_MASK};
 pub use timeouts::{FlowState, FlowTimeouts, TimeoutProtocol, TIMEOUT_KEYS};
 pub use timestamp::format_timestamp;

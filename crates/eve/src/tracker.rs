@@ -53,7 +53,7 @@ use pipeline::interfaces::InterfaceId;
 use pipeline::worker::{BatchPacket, PacketBatch, PacketMeta, SuppressedNotice, Worker};
 use serde_json::{json, Value};
 
-use crate::inspect::{FlowEvent, FlowInspector, InspectedPacket, NoInspector};
+use crate::inspect::{FlowEndEvent, FlowEvent, FlowInspector, InspectedPacket, NoInspector};
 use crate::record::{container_json, CarriedHashBuilder, EndReason, EventPacket, Flow, PacketInfo, Side, TableKey};
 use crate::timeouts::FlowTimeouts;
 use crate::writer::{EveWriter, FLUSH_BYTES};
@@ -205,6 +205,8 @@ pub struct FlowTracker<I: FlowInspector = NoInspector> {
     inspector: I,
     /// The events of the packet being inspected.
     events: Vec<FlowEvent>,
+    /// The events of the flow being ended.
+    end_events: Vec<FlowEndEvent>,
     timeouts: FlowTimeouts,
     max_flows: usize,
     writer: Arc<EveWriter>,
@@ -259,6 +261,7 @@ impl<I: FlowInspector> FlowTracker<I> {
         Self {
             inspector,
             events: Vec::new(),
+            end_events: Vec::new(),
             timeouts: config.timeouts,
             max_flows: config.max_flows.clamp(1, NIL as usize - 1),
             writer,
@@ -637,12 +640,37 @@ impl<I: FlowInspector> FlowTracker<I> {
     fn take_flow(&mut self, slot: u32) -> Option<Flow> {
         self.lru_unlink(slot);
         let entry = self.slots.get_mut(slot as usize)?;
-        // The inspector's state (stream buffers) goes with the flow.
-        entry.inspection = None;
-        let flow = entry.flow.take()?;
+        // The inspector's state (stream buffers) goes with the flow, after
+        // the inspector had its last word.
+        let inspection = entry.inspection.take();
+        let mut flow = entry.flow.take()?;
         self.table.remove(&flow.key);
         self.free.push(slot);
+        if let Some(mut data) = inspection {
+            self.flow_ended(&mut flow, &mut data);
+        }
         Some(flow)
+    }
+
+    /// Runs the inspector's end of flow and writes what it found.
+    fn flow_ended(&mut self, flow: &mut Flow, data: &mut I::FlowData) {
+        self.end_events.clear();
+        self.inspector.flow_ended(data, &mut self.end_events);
+        for end in &self.end_events {
+            let at = EventPacket {
+                timestamp_ns: end.timestamp_ns,
+                interface: end.interface,
+                direction: end.direction,
+                tuple: &end.tuple,
+                side: if end.to_server { Side::ToServer } else { Side::ToClient },
+                icmp: None,
+            };
+            flow.render_event(&mut self.out, &end.event, &at, &self.names);
+            match end.event {
+                FlowEvent::Alert(_) => self.counters.alerts += 1,
+                FlowEvent::Anomaly(_) => self.counters.anomalies += 1,
+            }
+        }
     }
 
     /// Ends the flow in `slot`: its record, out of the table.

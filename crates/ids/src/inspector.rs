@@ -4,7 +4,11 @@
 //! its direction's [`StreamReassembler`], whose new contiguous data is
 //! scanned, so content split across segments matches once. Overlaps with
 //! different data (found by the reassembler, or flagged by the dedup when
-//! it saw two copies differ) become EVE anomaly events.
+//! it saw two copies differ) become EVE anomaly events. A FIN or RST ends
+//! its sender's direction: stream matches that waited for more data (a
+//! negated check at a segment boundary) are decided then; those of a flow
+//! that ends without either (timeout, eviction, shutdown) are decided when
+//! the tracker ends it, as about the direction's last segment.
 //!
 //! The per-flow state (flowbits, the two reassemblers) lives in the
 //! tracker's table and is dropped with the flow, so it is bounded by the
@@ -14,8 +18,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use eve::{Alert, Anomaly, FlowEvent, FlowInspector, InspectedPacket};
-use flow::{TcpFlags, Transport};
+use eve::{Alert, Anomaly, FlowEndEvent, FlowEvent, FlowInspector, InspectedPacket};
+use flow::{FlowTuple, TapDirection, TcpFlags, Transport};
+use pipeline::interfaces::InterfaceId;
 use rules::{
     Detector, DetectorConfig, DetectorStats, Direction, FlowState, Match, Packet, Protocol, RuleSet, StreamAnomaly,
     StreamMemory, StreamReassembler, Verdict,
@@ -29,6 +34,21 @@ pub struct FlowDetection {
     bits: FlowState,
     /// The reassembler of each direction: to server, to client.
     streams: [Option<StreamReassembler>; 2],
+    /// The last TCP segment of each direction: the packet an alert raised
+    /// when the flow ends is about.
+    last_segments: [Option<LastSegment>; 2],
+}
+
+/// What matching and the EVE event need of a direction's last segment.
+#[derive(Clone, Copy, Debug)]
+struct LastSegment {
+    tuple: FlowTuple,
+    timestamp_ns: u64,
+    interface: InterfaceId,
+    direction: TapDirection,
+    ttl: u8,
+    tcp_flags: u8,
+    established: bool,
 }
 
 /// Counters of one worker's detection, beyond the matcher's own.
@@ -150,6 +170,10 @@ impl FlowInspector for SignatureInspector {
         FlowDetection::default()
     }
 
+    fn flow_ended(&mut self, flow: &mut FlowDetection, events: &mut Vec<FlowEndEvent>) {
+        self.decide_at_flow_end(flow, events);
+    }
+
     fn batch_started(&mut self) {
         if self.source.generation() != self.generation {
             let (generation, rules) = self.source.current();
@@ -177,7 +201,11 @@ impl FlowInspector for SignatureInspector {
                 (Protocol::Other(u8::from(*protocol)), *payload)
             }
         };
-        let FlowDetection { bits, streams } = flow;
+        let FlowDetection {
+            bits,
+            streams,
+            last_segments,
+        } = flow;
         let mut pkt = Packet::new(proto, packet.tuple.src.addr, packet.tuple.dst.addr, payload, bits);
         pkt.src_port = packet.tuple.src.port;
         pkt.dst_port = packet.tuple.dst.port;
@@ -187,12 +215,23 @@ impl FlowInspector for SignatureInspector {
         if let Some(network) = &packet.parsed.network {
             pkt.ttl = network.ttl;
         }
-        let mut stream = None;
+        // The direction whose reassembled data is scanned after the packet.
+        let mut stream_side = None;
         let mut overlap_reported = false;
         match transport {
             Transport::Tcp(tcp) => {
                 pkt.tcp_flags = tcp.flags.bits() as u8;
-                let slot = &mut streams[usize::from(!packet.to_server)];
+                let side = usize::from(!packet.to_server);
+                last_segments[side] = Some(LastSegment {
+                    tuple: *packet.tuple,
+                    timestamp_ns: packet.meta.timestamp_ns,
+                    interface: packet.meta.interface,
+                    direction: packet.meta.tap.direction,
+                    ttl: pkt.ttl,
+                    tcp_flags: pkt.tcp_flags,
+                    established: packet.established,
+                });
+                let slot = &mut streams[side];
                 if slot.is_none() && tcp.flags.contains(TcpFlags::SYN) {
                     *slot = Some(self.detector.new_stream(&self.rules, tcp.seq.0.wrapping_add(1)));
                     self.counters.streams += 1;
@@ -218,7 +257,15 @@ impl FlowInspector for SignatureInspector {
                             }
                         }
                         pkt.payload_in_stream = true;
-                        stream = Some(reassembler);
+                        stream_side = Some(side);
+                    }
+                }
+                if tcp.flags.contains(TcpFlags::FIN) || tcp.flags.contains(TcpFlags::RST) {
+                    // The sender ends its direction: matches that waited
+                    // for more of its data are decided now.
+                    if let Some(reassembler) = slot.as_mut() {
+                        reassembler.close();
+                        stream_side = Some(side);
                     }
                 }
                 if packet.meta.overlap_different_data && !overlap_reported {
@@ -243,9 +290,53 @@ impl FlowInspector for SignatureInspector {
         }
         let verdict = self.rules.match_packet(&mut self.detector, &mut pkt);
         push_alerts(verdict, events);
-        if let Some(reassembler) = stream {
+        if let Some(reassembler) = stream_side.and_then(|side| streams[side].as_mut()) {
             let verdict = self.rules.match_stream(&mut self.detector, &mut pkt, reassembler);
             push_alerts(verdict, events);
+        }
+    }
+}
+
+impl SignatureInspector {
+    /// Decides, with the data there is, the stream matches of `flow` that
+    /// waited for more: the flow ended without a FIN or RST closing them.
+    fn decide_at_flow_end(&mut self, flow: &mut FlowDetection, events: &mut Vec<FlowEndEvent>) {
+        let FlowDetection {
+            bits,
+            streams,
+            last_segments,
+        } = flow;
+        for (side, (stream, last)) in streams.iter_mut().zip(last_segments.iter()).enumerate() {
+            let (Some(stream), Some(last)) = (stream.as_mut(), last) else {
+                continue;
+            };
+            if !stream.has_pending() {
+                continue;
+            }
+            stream.close();
+            let to_server = side == 0;
+            let mut pkt = Packet::new(Protocol::Tcp, last.tuple.src.addr, last.tuple.dst.addr, b"", bits);
+            pkt.src_port = last.tuple.src.port;
+            pkt.dst_port = last.tuple.dst.port;
+            pkt.direction = Some(if to_server {
+                Direction::ToServer
+            } else {
+                Direction::ToClient
+            });
+            pkt.established = last.established;
+            pkt.ttl = last.ttl;
+            pkt.tcp_flags = last.tcp_flags;
+            pkt.timestamp = Duration::from_nanos(last.timestamp_ns);
+            pkt.payload_in_stream = true;
+            let verdict = self.rules.match_stream(&mut self.detector, &mut pkt, stream);
+            events.extend(verdict.alerts.into_iter().map(|m| FlowEndEvent {
+                event: FlowEvent::Alert(alert_of(m)),
+                tuple: last.tuple,
+                to_server,
+                timestamp_ns: last.timestamp_ns,
+                interface: last.interface,
+                direction: last.direction,
+            }));
         }
     }
 }

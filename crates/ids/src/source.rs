@@ -2,7 +2,9 @@
 //! classification table given at start, loaded into one shared
 //! [`RuleSet`], and loaded again on request (SIGHUP). The workers pick the
 //! new set up at their next batch, so a reload never stops capture; a
-//! reload that fails keeps the rules in use and says why.
+//! reload that fails keeps the rules in use and says why. A reload may
+//! bring new variables (HOME_NET recomputed from the host's networks),
+//! kept for later reloads once it succeeds.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -62,7 +64,11 @@ impl std::error::Error for SourceError {}
 /// The rule set the workers share, and how to load it again.
 #[derive(Debug)]
 pub struct RuleSource {
-    spec: RuleSpec,
+    /// What the rules in use were loaded from (the variables change when
+    /// a reload brings new ones).
+    spec: Mutex<RuleSpec>,
+    /// The rule files (they never change).
+    files: Vec<PathBuf>,
     current: Mutex<Arc<RuleSet>>,
     /// Bumped by each successful load; workers compare it with theirs.
     generation: AtomicU64,
@@ -76,7 +82,8 @@ impl RuleSource {
     pub fn load(spec: RuleSpec) -> Result<(Arc<RuleSource>, LoadReport), SourceError> {
         let (rules, report) = load_spec(&spec)?;
         let source = RuleSource {
-            spec,
+            files: spec.files.clone(),
+            spec: Mutex::new(spec),
             current: Mutex::new(Arc::new(rules)),
             generation: AtomicU64::new(1),
             reloads: AtomicU64::new(0),
@@ -89,7 +96,8 @@ impl RuleSource {
     /// it loads nothing.
     pub fn fixed(rules: RuleSet) -> Arc<RuleSource> {
         Arc::new(RuleSource {
-            spec: RuleSpec::default(),
+            spec: Mutex::new(RuleSpec::default()),
+            files: Vec::new(),
             current: Mutex::new(Arc::new(rules)),
             generation: AtomicU64::new(1),
             reloads: AtomicU64::new(0),
@@ -100,7 +108,22 @@ impl RuleSource {
     /// Loads the files again. On success the workers take the new rules at
     /// their next batch; on failure the rules in use stay.
     pub fn reload(&self) -> Result<LoadReport, SourceError> {
-        let loaded = load_spec(&self.spec).and_then(|(rules, report)| {
+        self.reload_with(None)
+    }
+
+    /// Loads the files again with new variables (HOME_NET recomputed from
+    /// the host's current networks): they are kept for later reloads when
+    /// the load succeeds; on failure the rules and variables in use stay.
+    pub fn reload_with_vars(&self, vars: Vars) -> Result<LoadReport, SourceError> {
+        self.reload_with(Some(vars))
+    }
+
+    fn reload_with(&self, vars: Option<Vars>) -> Result<LoadReport, SourceError> {
+        let mut spec = self.spec.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        if let Some(vars) = vars {
+            spec.vars = vars;
+        }
+        let loaded = load_spec(&spec).and_then(|(rules, report)| {
             let in_use = self.current().1.len();
             if rules.is_empty() && report.skipped > 0 && in_use > 0 {
                 Err(SourceError::NothingLoaded {
@@ -112,6 +135,7 @@ impl RuleSource {
         });
         match loaded {
             Ok((rules, report)) => {
+                *self.spec.lock().unwrap_or_else(PoisonError::into_inner) = spec;
                 *self.current.lock().unwrap_or_else(PoisonError::into_inner) = Arc::new(rules);
                 self.generation.fetch_add(1, Ordering::Release);
                 self.reloads.fetch_add(1, Ordering::Relaxed);
@@ -148,7 +172,12 @@ impl RuleSource {
 
     /// The rule files.
     pub fn files(&self) -> &[PathBuf] {
-        &self.spec.files
+        &self.files
+    }
+
+    /// The variables the rules in use were loaded with.
+    pub fn vars(&self) -> Vars {
+        self.spec.lock().unwrap_or_else(PoisonError::into_inner).vars.clone()
     }
 }
 
@@ -234,5 +263,37 @@ mod tests {
         spec.classification = Some(PathBuf::from("/nonexistent/classification.config"));
         let error = RuleSource::load(spec).unwrap_err();
         assert!(error.to_string().contains("classification"), "{error}");
+    }
+}
+
+#[cfg(test)]
+mod vars_tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn a_reload_with_new_variables_keeps_them_and_a_failed_one_does_not() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        file.write_all(b"alert udp any any -> $HOME_NET any (msg:\"in\"; sid:1;)\n")
+            .unwrap();
+        let spec = RuleSpec {
+            files: vec![file.path().to_path_buf()],
+            vars: Vars::with_home_net(["172.17.0.0/16"]),
+            classification: None,
+        };
+        let (source, _) = RuleSource::load(spec).unwrap();
+        let wider = Vars::with_home_net(["172.17.0.0/16", "172.20.0.0/16"]);
+        source.reload_with_vars(wider).unwrap();
+        assert_eq!(source.vars().get("HOME_NET"), Some("[172.17.0.0/16,172.20.0.0/16]"));
+        assert_eq!(source.generation(), 2);
+        // A plain reload keeps them.
+        source.reload().unwrap();
+        assert_eq!(source.vars().get("HOME_NET"), Some("[172.17.0.0/16,172.20.0.0/16]"));
+        // A reload that fails keeps the variables in use.
+        let path = file.path().to_path_buf();
+        drop(file);
+        assert!(source.reload_with_vars(Vars::with_home_net(["10.0.0.0/8"])).is_err());
+        assert_eq!(source.vars().get("HOME_NET"), Some("[172.17.0.0/16,172.20.0.0/16]"));
+        assert!(!path.exists());
     }
 }

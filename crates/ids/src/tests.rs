@@ -5,7 +5,8 @@
 //! marker split across segments alerts once, that retransmissions do not
 //! alert again, that overlaps with different data are reported whether the
 //! reassembler or only the dedup saw them, and that a reload reaches the
-//! workers between batches.
+//! workers between batches, that the stream memory cap is global across
+//! workers sharing one account, and the default stream depth.
 
 use std::io::{self, Write};
 use std::sync::{Arc, Mutex};
@@ -109,6 +110,11 @@ impl Bed {
     }
 
     fn with_source(source: Arc<RuleSource>) -> Self {
+        Self::with_memory(source, StreamMemory::new(1 << 20))
+    }
+
+    /// A bed whose worker charges its streams to `memory`.
+    fn with_memory(source: Arc<RuleSource>, memory: Arc<StreamMemory>) -> Self {
         let interfaces = Arc::new(InterfaceTable::new());
         let veth = interfaces.intern(InterfaceInfo {
             name: "vethc1".to_owned(),
@@ -129,9 +135,9 @@ impl Bed {
             link_type: 1,
             container: None,
         });
+        let inspector = SignatureInspector::new(source, DetectorConfig::default(), memory);
         let memory = Memory::default();
         let writer = Arc::new(EveWriter::from_writer("memory", memory.clone()));
-        let inspector = SignatureInspector::new(source, DetectorConfig::default(), StreamMemory::new(1 << 20));
         let tracker = FlowTracker::with_inspector(FlowTrackerConfig::default(), writer, inspector);
         Self {
             interfaces,
@@ -458,4 +464,130 @@ fn a_syn_ack_delivered_after_the_clients_data_does_not_hide_the_established_flow
     ]);
     let events = bed.finish();
     assert_eq!(of_type(&events, "alert").len(), 1, "{events:#?}");
+}
+
+const FIN_ACK: u8 = 0x11;
+const RST: u8 = 0x04;
+
+/// `RS-NB` not followed by `b`.
+const NOT_B: &str =
+    r#"alert tcp any any -> any 80 (msg:"no b"; flow:to_server; content:"RS-NB"; content:!"b"; within:1; sid:7;)"#;
+
+/// The alerts of a connection from the container whose client sends
+/// `segments` (contiguous, from sequence 1001) then `last_flags`.
+fn alerts_of_segments(segments: &[&[u8]], last_flags: Option<u8>) -> usize {
+    let mut bed = Bed::new(NOT_B);
+    let c = (CONTAINER, 40010);
+    let s = (OUTSIDE, 80);
+    let mut frames = handshake(40010, 1000, 5000);
+    let mut seq = 1001;
+    for (i, seg) in segments.iter().enumerate() {
+        frames.push((T0 + (3 + i as u64) * MS, tcp(c, s, seq, PSH_ACK, seg)));
+        seq += seg.len() as u32;
+    }
+    if let Some(flags) = last_flags {
+        frames.push((T0 + 20 * MS, tcp(c, s, seq, flags, b"")));
+        // A retransmitted FIN decides nothing again.
+        frames.push((T0 + 21 * MS, tcp(c, s, seq, flags, b"")));
+    }
+    bed.on_veth(&frames);
+    let events = bed.finish();
+    of_type(&events, "alert").len()
+}
+
+#[test]
+fn a_negated_content_at_a_segment_boundary_is_decided_by_the_next_segment_or_the_fin() {
+    assert_eq!(alerts_of_segments(&[b"GET RS-NB", b"b"], Some(FIN_ACK)), 0);
+    assert_eq!(alerts_of_segments(&[b"GET RS-NB", b"c"], Some(FIN_ACK)), 1);
+    assert_eq!(alerts_of_segments(&[b"GET RS-NB"], Some(FIN_ACK)), 1);
+    assert_eq!(alerts_of_segments(&[b"GET RS-NB"], Some(RST)), 1);
+    // Neither more data nor a FIN: decided when the flow ends.
+    assert_eq!(alerts_of_segments(&[b"GET RS-NB"], None), 1);
+    assert_eq!(alerts_of_segments(&[b"GET RS-NB", b"b"], None), 0);
+}
+
+#[test]
+fn a_match_decided_at_the_flow_end_is_about_the_last_segment_and_marks_the_flow() {
+    let mut bed = Bed::new(NOT_B);
+    let c = (CONTAINER, 40011);
+    let s = (OUTSIDE, 80);
+    let mut frames = handshake(40011, 1000, 5000);
+    frames.push((T0 + 3 * MS, tcp(c, s, 1001, PSH_ACK, b"GET RS-NB")));
+    bed.on_veth(&frames);
+    let events = bed.finish();
+    let alerts = of_type(&events, "alert");
+    assert_eq!(alerts.len(), 1, "{events:#?}");
+    let flows = of_type(&events, "flow");
+    assert_eq!(alerts[0]["flow_id"], flows[0]["flow_id"]);
+    assert_eq!(flows[0]["flow"]["alerted"], true);
+    assert_eq!(alerts[0]["src_ip"], "172.17.0.2");
+    assert_eq!(alerts[0]["dest_port"], 80);
+    assert_eq!(alerts[0]["direction"], "to_server");
+    assert_eq!(alerts[0]["ringsieve"]["stream_offset"], 9);
+    let position = |e: &Value| events.iter().position(|x| x == e).unwrap();
+    assert!(
+        position(alerts[0]) < position(flows[0]),
+        "the alert is written before the record"
+    );
+}
+
+#[test]
+fn the_rules_gid_and_priority_are_the_alerts_gid_and_severity() {
+    let mut bed = Bed::new(
+        r#"alert udp any any -> any 53 (msg:"custom"; content:"RS-GID"; classtype:trojan-activity; priority:4; gid:3; sid:9; rev:2;)"#,
+    );
+    bed.on_veth(&[(T0, udp((CONTAINER, 33001), (OUTSIDE, 53), b"RS-GID"))]);
+    let events = bed.finish();
+    let alerts = of_type(&events, "alert");
+    assert_eq!(alerts.len(), 1, "{events:#?}");
+    let alert = &alerts[0]["alert"];
+    assert_eq!(alert["gid"], 3);
+    assert_eq!(alert["signature_id"], 9);
+    assert_eq!(alert["rev"], 2);
+    assert_eq!(alert["severity"], 4);
+    assert_eq!(alert["category"], "A Network Trojan was detected");
+}
+
+#[test]
+fn the_stream_memory_cap_is_shared_by_the_workers() {
+    let rules = || {
+        let (set, _) = RuleSet::parse(
+            "test.rules",
+            RULES,
+            &Vars::with_home_net(["172.17.0.0/16"]),
+            &rules::ClassificationTable::suricata_default(),
+        );
+        RuleSource::fixed(set)
+    };
+    // Room for one 4000-byte out-of-order segment, not two.
+    let memory = StreamMemory::new(6000);
+    let mut first = Bed::with_memory(rules(), Arc::clone(&memory));
+    let mut second = Bed::with_memory(rules(), Arc::clone(&memory));
+    let held = |port: u16| {
+        let mut frames = handshake(port, 1000, 5000);
+        // A gap at 1001: the segment waits, charged to the account.
+        frames.push((
+            T0 + 3 * MS,
+            tcp((CONTAINER, port), (OUTSIDE, 80), 2001, PSH_ACK, &[b'x'; 4000]),
+        ));
+        frames
+    };
+    first.on_veth(&held(40020));
+    assert!(memory.used() >= 4000, "{}", memory.used());
+    assert_eq!(first.tracker.inspector().counters().out_of_order_dropped, 0);
+    // The other worker's stream alone would fit in the cap; with the first
+    // one's it does not.
+    second.on_veth(&held(40021));
+    assert_eq!(second.tracker.inspector().counters().out_of_order_dropped, 1);
+    assert_eq!(memory.dropped_segments(), 1);
+    assert!(memory.used() <= memory.cap());
+    let mut alone = Bed::with_memory(rules(), StreamMemory::new(6000));
+    alone.on_veth(&held(40022));
+    assert_eq!(alone.tracker.inspector().counters().out_of_order_dropped, 0);
+}
+
+#[test]
+fn the_default_stream_depth_is_one_mebibyte() {
+    assert_eq!(rules::StreamConfig::default().depth, 1 << 20);
+    assert_eq!(DetectorConfig::default().stream.depth, 1 << 20);
 }

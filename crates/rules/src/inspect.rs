@@ -18,7 +18,10 @@
 //! relative ones count from the cursor. In stream mode a match must also
 //! end past a given position (the first byte not inspected before, or the
 //! end of the rule's last match) so that bytes kept from the previous chunk
-//! never raise the same match twice.
+//! never raise the same match twice. A match ends at the furthest byte it
+//! needed: its contents and pcres, the bytes a `byte_test` or `byte_jump`
+//! read, the byte a (non-negated) `isdataat` asked for; so a match whose
+//! last bytes arrive in a later segment is found when they do.
 
 use crate::rule::{ByteJump, ByteOp, ByteTest, Content, NumberFormat, PayloadElem};
 
@@ -32,6 +35,14 @@ pub(crate) struct Inspection<'a> {
     pub(crate) base: u64,
     /// In stream mode, the buffer index a match must end after.
     pub(crate) min_end: Option<usize>,
+    /// In stream mode, whether more data may follow the buffer (and the
+    /// rule's match fits the stream window, so it can be found again): a
+    /// negated relative content whose `within` reaches past the buffer
+    /// end, or a negated relative `isdataat` not satisfied by the buffer,
+    /// is then undecided.
+    pub(crate) open: bool,
+    /// Set when a match was not decided because of [`Self::open`].
+    pub(crate) undecided: bool,
     /// Steps left.
     pub(crate) budget: u32,
     /// Set when the budget ran out.
@@ -83,11 +94,24 @@ impl Inspection<'_> {
                 let n = c.pattern.len() as i64;
                 if c.negated {
                     let found = end - start >= n && self.find_in(c, start as usize, end as usize).is_some();
-                    return if found {
-                        None
-                    } else {
-                        self.step(elems, i + 1, cursor, max_end)
+                    if found {
+                        return None;
+                    }
+                    // A bounded window is part of the match: it is decided
+                    // once all of it is there, and then ends the match no
+                    // earlier than it does. Past the data, it waits for
+                    // more if it may; else it is decided on what there is
+                    // (and does not move the end, so a later chunk does
+                    // not raise the same match again).
+                    let max_end = match self.bounded_window_end(c, cursor) {
+                        Some(reach) if reach > len && self.open => {
+                            self.undecided = true;
+                            return None;
+                        }
+                        Some(reach) if reach <= len => max_end.max(reach.max(0) as usize),
+                        _ => max_end,
                     };
+                    return self.step(elems, i + 1, cursor, max_end);
                 }
                 let mut from = start;
                 while end - from >= n {
@@ -134,7 +158,10 @@ impl Inspection<'_> {
                     self.abs(i64::from(b.offset))
                 };
                 if byte_test(b, self.buf, pos)? {
-                    self.step(elems, i + 1, cursor, max_end)
+                    // The bytes read are part of the match: in stream mode
+                    // it ends no earlier than they do.
+                    let read_end = (pos + b.nbytes as i64) as usize;
+                    self.step(elems, i + 1, cursor, max_end.max(read_end))
                 } else {
                     None
                 }
@@ -146,15 +173,27 @@ impl Inspection<'_> {
                     self.abs(i64::from(b.offset))
                 };
                 let to = self.byte_jump(b, pos)?;
-                self.step(elems, i + 1, to, max_end.max(to))
+                let read_end = (pos + b.nbytes as i64) as usize;
+                self.step(elems, i + 1, to, max_end.max(to).max(read_end))
             }
             PayloadElem::IsDataAt(d) => {
-                let present = if d.relative {
-                    cursor as i64 + i64::from(d.n) <= len
+                // The buffer end that has the data asked for.
+                let needed_end = if d.relative {
+                    cursor as i64 + i64::from(d.n)
                 } else {
-                    self.abs(i64::from(d.n)) < len
+                    self.abs(i64::from(d.n)) + 1
                 };
-                if present != d.negated {
+                let present = needed_end <= len;
+                if present && !d.negated {
+                    // The byte required is part of the match.
+                    let needed_end = needed_end.max(0) as usize;
+                    self.step(elems, i + 1, cursor, max_end.max(needed_end))
+                } else if present != d.negated {
+                    // Negated and absent: more data may still bring it.
+                    if self.open && d.relative {
+                        self.undecided = true;
+                        return None;
+                    }
                     self.step(elems, i + 1, cursor, max_end)
                 } else {
                     None
@@ -187,6 +226,18 @@ impl Inspection<'_> {
             return (0, -1);
         }
         (start, end)
+    }
+
+    /// The end (a buffer index, not clamped) of a relative content's
+    /// window when `within` bounds it; `None` when it runs to the end of
+    /// the data, is absolute (the bytes before it may be gone from the
+    /// stream window by the time its end arrives) or `endswith`.
+    fn bounded_window_end(&self, c: &Content, cursor: usize) -> Option<i64> {
+        if c.endswith || !c.is_relative() {
+            return None;
+        }
+        let start = cursor as i64 + i64::from(c.distance.unwrap_or(0));
+        c.within.map(|w| start + i64::from(w))
     }
 
     /// The first occurrence of `c` inside `[from, to)`.

@@ -47,17 +47,42 @@
 //! (the classtype table), the parser (`RuleSet::load`, [`LoadReport`]), the
 //! prefilter and evaluation ([`RuleSet::match_packet`],
 //! [`RuleSet::match_stream`]), [`threshold`] and [`stream`] (reassembly).
-//! PCRE support and its limits are described in the `pcre` module's source
-//! documentation: the `regex` crate lacks backreferences, lookaround,
-//! atomic groups and possessive quantifiers, and rules using them are
-//! skipped with a warning.
+//! PCRE support and its limits are listed in [`pcre`]: the `regex` crate
+//! lacks backreferences, lookaround, atomic groups, possessive quantifiers,
+//! recursion and conditionals, and the HTTP buffer flags (`U`, `H`, `P`,
+//! `C`, `I`, `D`, `M`, `S`, `Y`, `V`, `W`, `Q`) name buffers this engine
+//! does not have; rules using them are skipped with a warning.
+//!
+//! # Matching on a stream
+//!
+//! [`RuleSet::match_stream`] scans the data of a TCP direction as it
+//! becomes contiguous, in chunks, with a window of the previous chunk kept
+//! so that a match split across segments is found once. Positions are
+//! stream offsets: `offset`, `depth`, `startswith` and absolute
+//! `byte_test`/`byte_jump`/`isdataat` count from the first byte of the
+//! direction, not of the packet. A match ends at the furthest byte it
+//! needed (including the bytes a `byte_test`/`byte_jump` read and the byte
+//! an `isdataat` asked for), and is raised by the chunk holding that byte.
+//!
+//! `endswith` means *at the end of the data available when the chunk was
+//! scanned*: a content that ends a segment matches, even if more data
+//! follows later; the end of the connection is not waited for.
+//!
+//! A negated relative content with `within`, or a negated relative
+//! `isdataat`, that reaches past the data available is not decided until
+//! the data arrives, or the direction ends ([`StreamReassembler::close`],
+//! the depth): the match is then raised once, or not at all. This holds
+//! for rules whose whole match fits the stream window
+//! ([`RuleSet::stream_window`]); absolute negated checks (`depth`,
+//! absolute `isdataat`), negated contents without `within`, negated pcres
+//! and rules with an unbounded span are decided on the data scanned.
 
 pub mod addr;
 pub mod classification;
 mod detect;
 mod inspect;
 mod parse;
-mod pcre;
+pub mod pcre;
 mod rule;
 mod ruleset;
 pub mod stream;

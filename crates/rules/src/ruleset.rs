@@ -61,6 +61,31 @@ struct Group {
     packet_payload: Vec<u32>,
 }
 
+/// How a stream chunk is evaluated.
+#[derive(Clone, Copy, Debug)]
+struct StreamBounds {
+    /// The buffer index a match must end after.
+    min_end: usize,
+    /// Whether more data may follow the buffer.
+    open: bool,
+}
+
+/// The outcome of evaluating one rule.
+#[derive(Clone, Copy, Debug)]
+struct Evaluation {
+    /// The buffer index where the match ends, when it matched.
+    end: Option<usize>,
+    /// Whether a match could not be decided until more data arrives.
+    undecided: bool,
+}
+
+impl Evaluation {
+    const NO_MATCH: Evaluation = Evaluation {
+        end: None,
+        undecided: false,
+    };
+}
+
 /// Most rules of [`Group::packet_payload`] evaluated without the
 /// prefilter for a payload that also goes to a stream: beyond, scanning
 /// the payload to pick among them is cheaper.
@@ -71,6 +96,10 @@ const PACKET_PAYLOAD_UNFILTERED: usize = 64;
 #[derive(Debug)]
 pub struct RuleSet {
     rules: Vec<Rule>,
+    /// Per rule: whether a stream match of it may wait for more data (its
+    /// span is bounded and fits the stream window, so the bytes it matched
+    /// are still there when the data arrives or the stream ends).
+    may_wait: Vec<bool>,
     groups: [Group; 4],
     patterns: usize,
     stream_window: usize,
@@ -281,9 +310,14 @@ impl RuleSet {
             None => longest + MAX_RELATIVE_SPAN,
         }
         .min(longest + MAX_RELATIVE_SPAN);
+        let may_wait = rules
+            .iter()
+            .map(|r| rule_span(r).is_some_and(|span| span <= stream_window))
+            .collect();
         (
             RuleSet {
                 rules,
+                may_wait,
                 groups,
                 patterns,
                 stream_window,
@@ -375,7 +409,7 @@ impl RuleSet {
             if pkt.payload_in_stream && stream_covers {
                 continue;
             }
-            if self.evaluate(det, rule, pkt, payload, 0, None).is_some()
+            if self.evaluate(det, rule, pkt, payload, 0, None).end.is_some()
                 && self.raise(det, rule, pkt, &mut verdict, None)
             {
                 break;
@@ -394,15 +428,28 @@ impl RuleSet {
     ///
     /// Rules without payload elements, with `dsize` or with
     /// `flow:no_stream` are packet rules and are not evaluated here.
+    ///
+    /// A match whose negated relative check (a negated content with
+    /// `within`, a negated relative `isdataat`) reaches past the data
+    /// scanned is not decided: the check could fail on data not arrived
+    /// yet. It is decided by a later chunk (the match then ends where the
+    /// check's window ends, in the new data), or, once the stream is
+    /// finished ([`StreamReassembler::close`], or its depth reached), with
+    /// the data there is. Either way it alerts at most once. This needs
+    /// the rule's span to fit the stream window; other rules, absolute
+    /// negated checks, negated contents without `within` and negated pcres
+    /// are decided on the data scanned.
     pub fn match_stream(&self, det: &mut Detector, pkt: &mut Packet<'_>, stream: &mut StreamReassembler) -> Verdict {
         let mut verdict = Verdict::default();
         let mut reported: Vec<((u32, u32), u64)> = Vec::new();
+        let mut pending: Vec<((u32, u32), Option<u64>)> = Vec::new();
+        let open = !stream.is_finished();
+        let mut passed = false;
         while stream.has_new_data() {
             det.stats.stream_chunks += 1;
             let (buf, base, new_start) = stream.scan_view();
             self.prefilter(det, group_of(Protocol::Tcp), buf);
             let candidates = std::mem::take(&mut det.candidates);
-            let mut passed = false;
             for &ri in &candidates {
                 let rule = &self.rules[ri as usize];
                 if !rule.inspects_payload() || rule.flow.no_stream || rule.dsize.is_some() {
@@ -416,7 +463,14 @@ impl RuleSet {
                     .map(|(_, e)| *e)
                     .or_else(|| stream.last_reported(key));
                 let min_end = last.map_or(new_start, |e| new_start.max(e.saturating_sub(base) as usize));
-                if let Some(end) = self.evaluate(det, rule, pkt, buf, base, Some(min_end)) {
+                let bounds = StreamBounds {
+                    min_end,
+                    open: open && self.may_wait[ri as usize],
+                };
+                let eval = self.evaluate(det, rule, pkt, buf, base, Some(bounds));
+                let after = eval.undecided.then(|| base + eval.end.unwrap_or(min_end) as u64);
+                pending.push((key, after));
+                if let Some(end) = eval.end {
                     reported.push((key, base + end as u64));
                     if self.raise(det, rule, pkt, &mut verdict, Some(base + end as u64)) {
                         passed = true;
@@ -429,13 +483,59 @@ impl RuleSet {
             for (key, end) in reported.drain(..) {
                 stream.set_reported(key, end);
             }
+            for (key, after) in pending.drain(..) {
+                stream.set_pending(key, after);
+            }
             if passed {
                 // The pass covers the data scanned; later data is scanned
                 // at the next call.
                 break;
             }
         }
+        if !open && !passed && stream.has_pending() {
+            self.decide_pending(det, pkt, stream, &mut verdict);
+        }
         verdict
+    }
+
+    /// At the end of a stream, decides the matches that waited for more
+    /// data, over the kept window, in rule order.
+    fn decide_pending(
+        &self,
+        det: &mut Detector,
+        pkt: &mut Packet<'_>,
+        stream: &mut StreamReassembler,
+        verdict: &mut Verdict,
+    ) {
+        let mut waiting: Vec<(usize, u64)> = stream
+            .take_pending()
+            .into_iter()
+            .filter_map(|(key, after)| {
+                let ri = self.rules.iter().position(|r| (r.gid, r.sid) == key)?;
+                Some((ri, after))
+            })
+            .collect();
+        waiting.sort_unstable();
+        let mut reported = Vec::new();
+        let (buf, base, _) = stream.scan_view();
+        for (ri, after) in waiting {
+            let rule = &self.rules[ri];
+            let key = (rule.gid, rule.sid);
+            let after = stream.last_reported(key).map_or(after, |e| e.max(after));
+            let bounds = StreamBounds {
+                min_end: after.saturating_sub(base) as usize,
+                open: false,
+            };
+            if let Some(end) = self.evaluate(det, rule, pkt, buf, base, Some(bounds)).end {
+                reported.push((key, base + end as u64));
+                if self.raise(det, rule, pkt, verdict, Some(base + end as u64)) {
+                    break;
+                }
+            }
+        }
+        for (key, end) in reported {
+            stream.set_reported(key, end);
+        }
     }
 
     /// Everything but side effects: the buffer index where the payload
@@ -447,12 +547,12 @@ impl RuleSet {
         pkt: &Packet<'_>,
         buf: &[u8],
         base: u64,
-        min_end: Option<usize>,
-    ) -> Option<usize> {
+        stream: Option<StreamBounds>,
+    ) -> Evaluation {
         if !proto_matches(rule.proto, pkt.proto)
             || !rule.header_matches(pkt.src, pkt.src_port, pkt.dst, pkt.dst_port, pkt.proto.has_ports())
         {
-            return None;
+            return Evaluation::NO_MATCH;
         }
         det.stats.candidates += 1;
         if let Some(to_server) = rule.flow.to_server {
@@ -462,15 +562,15 @@ impl RuleSet {
                 crate::Direction::ToClient
             };
             if pkt.direction != Some(want) {
-                return None;
+                return Evaluation::NO_MATCH;
             }
         }
         if rule.flow.established.is_some_and(|e| e != pkt.established) {
-            return None;
+            return Evaluation::NO_MATCH;
         }
         if let Some(f) = &rule.flags {
             if pkt.proto != Protocol::Tcp || !f.matches(pkt.tcp_flags) {
-                return None;
+                return Evaluation::NO_MATCH;
             }
         }
         let is_icmp = matches!(pkt.proto, Protocol::Icmp | Protocol::Icmpv6);
@@ -483,7 +583,7 @@ impl RuleSet {
             || rule.ttl.is_some_and(|c| !c.matches(u64::from(pkt.ttl)))
             || rule.dsize.is_some_and(|c| !c.matches(pkt.payload.len() as u64))
         {
-            return None;
+            return Evaluation::NO_MATCH;
         }
         for cmd in &rule.flowbits {
             let ok = match cmd {
@@ -504,27 +604,35 @@ impl RuleSet {
                 _ => true,
             };
             if !ok {
-                return None;
+                return Evaluation::NO_MATCH;
             }
         }
         if !rule.inspects_payload() {
-            return Some(0);
+            return Evaluation {
+                end: Some(0),
+                undecided: false,
+            };
         }
         if buf.is_empty() {
-            return None;
+            return Evaluation::NO_MATCH;
         }
         let mut insp = Inspection {
             buf,
             base,
-            min_end,
+            min_end: stream.map(|s| s.min_end),
+            open: stream.is_some_and(|s| s.open),
+            undecided: false,
             budget: det.config.inspection_limit,
             exhausted: false,
         };
-        let r = insp.run(&rule.payload);
+        let end = insp.run(&rule.payload);
         if insp.exhausted {
             det.stats.inspection_limit_hits += 1;
         }
-        r
+        Evaluation {
+            end,
+            undecided: insp.undecided,
+        }
     }
 
     /// Applies a match: flowbits, pass, noalert, thresholds. Returns true

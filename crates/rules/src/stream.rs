@@ -30,6 +30,10 @@
 //!   after the gap, so no match spans it.
 //!
 //! Memory is released when a reassembler is dropped.
+//!
+//! The end of a direction ([`StreamReassembler::close`], on FIN or RST, or
+//! the depth reached) lets the matcher decide matches that waited for more
+//! data; the reassembler keeps, per rule, at most one waiting entry.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -225,6 +229,12 @@ pub struct StreamReassembler {
     deferred: Vec<StreamAnomaly>,
     /// The stream offset where each rule's last match ended.
     reported: Vec<((u32, u32), u64)>,
+    /// Rules whose match waits for more data (a negated check reaching past
+    /// the data scanned), with the stream offset their match must end
+    /// after; decided when the stream ends. At most one entry per rule.
+    pending: Vec<((u32, u32), u64)>,
+    /// Whether the sender ended this direction (FIN, RST, flow end).
+    closed: bool,
     stats: StreamStats,
 }
 
@@ -247,6 +257,8 @@ impl StreamReassembler {
             memory,
             deferred: Vec::new(),
             reported: Vec::new(),
+            pending: Vec::new(),
+            closed: false,
             stats: StreamStats::default(),
         }
     }
@@ -535,6 +547,45 @@ impl StreamReassembler {
         self.drain(&mut deferred);
         self.deferred = deferred;
         self.recharge_buf();
+    }
+
+    /// Marks the direction as ended (FIN, RST, the flow's end): no more
+    /// data will follow, so the next
+    /// [`match_stream`](crate::RuleSet::match_stream) decides the matches
+    /// that waited for more data with the data there is.
+    pub fn close(&mut self) {
+        self.closed = true;
+    }
+
+    /// Whether no more data will be inspected: the direction ended, or its
+    /// depth was reached.
+    pub fn is_finished(&self) -> bool {
+        self.closed || self.stats.depth_reached
+    }
+
+    /// Whether a match of some rule waits for more data.
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Records that `key`'s match waits for more data and must end after
+    /// stream offset `after` (`Some`; a match that already waited keeps the
+    /// earlier offset), or that it no longer waits (`None`).
+    pub(crate) fn set_pending(&mut self, key: (u32, u32), after: Option<u64>) {
+        let at = self.pending.iter().position(|(k, _)| *k == key);
+        match (at, after) {
+            (Some(i), Some(a)) => self.pending[i].1 = self.pending[i].1.min(a),
+            (None, Some(a)) => self.pending.push((key, a)),
+            (Some(i), None) => {
+                self.pending.swap_remove(i);
+            }
+            (None, None) => {}
+        }
+    }
+
+    /// Takes the rules whose match waits for more data.
+    pub(crate) fn take_pending(&mut self) -> Vec<((u32, u32), u64)> {
+        std::mem::take(&mut self.pending)
     }
 
     /// The stream offset where `(gid, sid)`'s last match in this stream

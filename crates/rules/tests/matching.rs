@@ -1,5 +1,6 @@
 //! Packet matching tests: crafted packets against every keyword, the
-//! header forms, pass rules, thresholds and flowbits.
+//! header forms, pass rules, thresholds and flowbits, and the fields a
+//! match carries.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -535,4 +536,60 @@ fn stream_covered_rules_skip_packet_payload() {
 fn empty_payload_never_matches_payload_rules() {
     assert!(!hit(r#"content:!"x";"#, b""));
     assert!(hit(r#"content:!"x";"#, b"y"));
+}
+
+#[test]
+fn flow_from_server_is_to_client() {
+    let s = set("alert tcp any any -> any any (msg:\"fs\"; flow:from_server; sid:6;)\n\
+         alert tcp any any -> any any (msg:\"fs est\"; flow:from_server,established; sid:7;)");
+    let mut det = Detector::default();
+    let mut go = |f: &dyn Fn(&mut Packet)| sids(&run(&s, &mut det, &mut FlowState::new(), b"", f));
+    assert_eq!(go(&|_| {}), Vec::<u32>::new(), "to the server");
+    assert_eq!(go(&|p| p.direction = Some(Direction::ToClient)), [6, 7]);
+    assert_eq!(
+        go(&|p| {
+            p.direction = Some(Direction::ToClient);
+            p.established = false;
+        }),
+        [6]
+    );
+    assert_eq!(go(&|p| p.direction = None), Vec::<u32>::new(), "no known direction");
+}
+
+#[test]
+fn threshold_both_tracked_by_both() {
+    let s = set(
+        "alert tcp any any -> any any (msg:\"both\"; content:\"B\"; threshold:type both, track by_both, count 2, seconds 60; sid:1;)",
+    );
+    let mut det = Detector::default();
+    let mut go = |src: &str, dst: &str, t: u64| {
+        let v = run(&s, &mut det, &mut FlowState::new(), b"B", |p| {
+            p.src = ip(src);
+            p.dst = ip(dst);
+            p.timestamp = Duration::from_secs(t);
+        });
+        (v.alerts.len(), v.suppressed)
+    };
+    let (a, x, b, y) = ("10.0.0.1", "172.17.0.2", "10.0.0.2", "172.17.0.3");
+    assert_eq!(go(a, x, 0), (0, 1));
+    assert_eq!(go(a, x, 1), (1, 0), "the second match of the pair alerts");
+    assert_eq!(go(a, x, 2), (0, 1), "once per window");
+    assert_eq!(go(b, x, 3), (0, 1), "another source is another pair");
+    assert_eq!(go(a, y, 4), (0, 1), "another destination is another pair");
+    assert_eq!(go(b, x, 5), (1, 0));
+    assert_eq!(go(a, y, 6), (1, 0));
+    assert_eq!(go(a, x, 100), (0, 1), "a new window counts again");
+    assert_eq!(go(a, x, 101), (1, 0));
+}
+
+#[test]
+fn gid_and_priority_reach_the_match() {
+    let s = set(
+        r#"alert tcp any any -> any any (msg:"custom"; content:"x"; classtype:trojan-activity; priority:4; gid:3; sid:9; rev:2;)"#,
+    );
+    let v = run(&s, &mut Detector::default(), &mut FlowState::new(), b"x", |_| {});
+    let m = &v.alerts[0];
+    assert_eq!((m.gid, m.sid, m.rev), (3, 9, 2));
+    assert_eq!(m.priority, 4, "priority overrides the classtype's (1)");
+    assert_eq!(m.class_description.as_deref(), Some("A Network Trojan was detected"));
 }

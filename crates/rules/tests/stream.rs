@@ -319,3 +319,203 @@ fn reassembly_memory_for_10k_flows() {
     drop(streams);
     assert_eq!(mem.used(), 0);
 }
+
+/// Feeds `segments` (in order, contiguous) to a new stream of `s`, scanning
+/// after each; every alert.
+fn scan_segments(s: &RuleSet, segments: &[&[u8]]) -> Vec<(u32, u64)> {
+    let mut det = Detector::default();
+    let mut st = det.new_stream(s, 0);
+    let mut seq = 0u32;
+    let mut all = Vec::new();
+    for seg in segments {
+        st.insert(seq, seg);
+        seq += seg.len() as u32;
+        all.extend(scan(s, &mut det, &mut st));
+    }
+    all
+}
+
+#[test]
+fn byte_test_on_bytes_of_a_later_segment_matches_once() {
+    let s = set(r#"alert tcp any any -> any any (msg:"len"; content:"LEN"; byte_test:2,>,100,0,relative; sid:1;)"#);
+    assert_eq!(scan_segments(&s, &[b"LEN\x01\x00 rest"]), [(1, 5)]);
+    assert_eq!(scan_segments(&s, &[b"LEN", b"\x01\x00 rest", b" more"]), [(1, 5)]);
+    assert_eq!(scan_segments(&s, &[b"LEN", b"\x01", b"\x00 rest"]), [(1, 5)]);
+    assert_eq!(
+        scan_segments(&s, &[b"LEN", b"\x00\x10 rest"]),
+        [],
+        "0x0010 is not > 100"
+    );
+}
+
+#[test]
+fn isdataat_on_bytes_of_a_later_segment_matches_once() {
+    let s = set(r#"alert tcp any any -> any any (msg:"data"; content:"AB"; isdataat:2,relative; sid:1;)"#);
+    assert_eq!(scan_segments(&s, &[b"xxABCDE"]), [(1, 6)]);
+    assert_eq!(scan_segments(&s, &[b"xxAB", b"CDE", b"FG"]), [(1, 6)]);
+    assert_eq!(scan_segments(&s, &[b"xxAB", b"C", b"DE"]), [(1, 6)]);
+    assert_eq!(scan_segments(&s, &[b"xxAB", b"C"]), []);
+    let s = set(r#"alert tcp any any -> any any (msg:"data"; content:"AB"; isdataat:5; sid:1;)"#);
+    assert_eq!(scan_segments(&s, &[b"xxAB", b"CD", b"EF"]), [(1, 6)]);
+}
+
+#[test]
+fn byte_jump_on_bytes_of_a_later_segment_matches_once() {
+    // The jump lands before the bytes it read (from_beginning): the match
+    // still ends after them.
+    let s = set(
+        r#"alert tcp any any -> any any (msg:"jmp"; content:"JMP"; byte_jump:1,0,relative,from_beginning; sid:1;)"#,
+    );
+    assert_eq!(scan_segments(&s, &[b"JMP\x01rest"]), [(1, 4)]);
+    assert_eq!(scan_segments(&s, &[b"JMP", b"\x01rest", b"more"]), [(1, 4)]);
+    let s = set(
+        r#"alert tcp any any -> any any (msg:"jmp"; content:"JMP"; byte_jump:1,0,relative; content:"Z"; within:1; sid:1;)"#,
+    );
+    assert_eq!(scan_segments(&s, &[b"JMP", b"\x02", b"abZ", b"Z"]), [(1, 7)]);
+    assert_eq!(scan_segments(&s, &[b"JMP", b"\x02", b"aZ"]), []);
+}
+
+/// Alerts as (sid, stream offset).
+type Alerts = Vec<(u32, u64)>;
+
+/// Like [`scan_segments`], then ends the stream (as a FIN would) and scans
+/// once more.
+fn scan_and_close(s: &RuleSet, segments: &[&[u8]]) -> (Alerts, Alerts) {
+    let mut det = Detector::default();
+    let mut st = det.new_stream(s, 0);
+    let mut seq = 0u32;
+    let mut before = Vec::new();
+    for seg in segments {
+        st.insert(seq, seg);
+        seq += seg.len() as u32;
+        before.extend(scan(s, &mut det, &mut st));
+    }
+    st.close();
+    let mut at_end = scan(s, &mut det, &mut st);
+    at_end.extend(scan(s, &mut det, &mut st));
+    (before, at_end)
+}
+
+const NOT_B_AFTER_A: &str =
+    r#"alert tcp any any -> any any (msg:"a not b"; content:"a"; content:!"b"; within:1; sid:1;)"#;
+
+#[test]
+fn negated_content_at_a_segment_boundary_waits_for_the_next_byte() {
+    let s = set(NOT_B_AFTER_A);
+    assert_eq!(scan_and_close(&s, &[b"xxa", b"b"]), (vec![], vec![]), "b followed");
+    assert_eq!(
+        scan_and_close(&s, &[b"xxa", b"c", b"d"]),
+        (vec![(1, 4)], vec![]),
+        "something else followed: one alert, when it arrived"
+    );
+    assert_eq!(
+        scan_and_close(&s, &[b"xxa"]),
+        (vec![], vec![(1, 3)]),
+        "the stream ended after a: one alert, at its end"
+    );
+    assert_eq!(
+        scan_and_close(&s, &[b"xxac"]),
+        (vec![(1, 4)], vec![]),
+        "decided in one segment"
+    );
+    // A later "a" waits after an earlier one alerted.
+    assert_eq!(scan_and_close(&s, &[b"xac", b"xa"]), (vec![(1, 3)], vec![(1, 5)]));
+    assert_eq!(scan_and_close(&s, &[b"xac", b"xa", b"b"]), (vec![(1, 3)], vec![]));
+}
+
+#[test]
+fn negated_isdataat_waits_for_the_stream_end() {
+    let s = set(r#"alert tcp any any -> any any (msg:"short"; content:"AB"; isdataat:!2,relative; sid:1;)"#);
+    assert_eq!(scan_and_close(&s, &[b"xxAB", b"C"]), (vec![], vec![(1, 4)]));
+    assert_eq!(scan_and_close(&s, &[b"xxAB", b"C", b"D"]), (vec![], vec![]));
+    assert_eq!(scan_and_close(&s, &[b"xxABC", b"D"]), (vec![], vec![]));
+}
+
+#[test]
+fn reaching_the_depth_decides_what_waited() {
+    let s = set(NOT_B_AFTER_A);
+    let mut det = Detector::new(DetectorConfig {
+        stream: StreamConfig { depth: 4, window: 0 },
+        ..DetectorConfig::default()
+    });
+    let mut st = det.new_stream(&s, 0);
+    st.insert(0, b"xxa");
+    assert_eq!(scan(&s, &mut det, &mut st), []);
+    // The byte after "a" is past the depth: never inspected.
+    st.insert(3, b"xb");
+    assert_eq!(scan(&s, &mut det, &mut st), [(1, 4)]);
+    let mut st = det.new_stream(&s, 0);
+    st.insert(0, b"xya");
+    assert_eq!(scan(&s, &mut det, &mut st), []);
+    st.insert(3, b"b");
+    assert_eq!(scan(&s, &mut det, &mut st), [], "b is inside the depth");
+}
+
+/// A rule of one sid-1 alert from its options.
+fn rule(options: &str) -> RuleSet {
+    set(&format!(r#"alert tcp any any -> any any (msg:"r"; {options} sid:1;)"#))
+}
+
+#[test]
+fn pcre_split_across_segments() {
+    let s = rule(r#"pcre:"/\/adm[i]n\b/";"#);
+    assert_eq!(scan_segments(&s, &[b"GET /ad", b"min HTTP"]), [(1, 10)]);
+    assert_eq!(scan_segments(&s, &[b"GET /ad", b"minx"]), []);
+    // Relative to the content's end.
+    let s = rule(r#"content:"GET"; pcre:"/^ \/admin/R";"#);
+    assert_eq!(scan_segments(&s, &[b"GET /ad", b"min", b" /admin"]), [(1, 10)]);
+    assert_eq!(scan_segments(&s, &[b"GET", b" /admin"]), [(1, 10)]);
+    assert_eq!(scan_segments(&s, &[b"GET ", b"x/admin"]), [], "not right after GET");
+}
+
+#[test]
+fn nocase_split_across_segments() {
+    let s = rule(r#"content:"admin"; nocase;"#);
+    assert_eq!(scan_segments(&s, &[b"GET /AD", b"mIN"]), [(1, 10)]);
+    let s = rule(r#"content:"admin";"#);
+    assert_eq!(scan_segments(&s, &[b"GET /AD", b"MIN"]), []);
+}
+
+#[test]
+fn startswith_split_across_segments_is_the_stream_start() {
+    let s = rule(r#"content:"GET"; startswith;"#);
+    assert_eq!(scan_segments(&s, &[b"G", b"ET /", b"GET"]), [(1, 3)]);
+    assert_eq!(scan_segments(&s, &[b" G", b"ET /"]), []);
+    assert_eq!(scan_segments(&s, &[b"xx", b"GET"]), [], "not at the stream start");
+}
+
+#[test]
+fn endswith_is_the_end_of_the_data_scanned() {
+    let s = rule(r#"content:"END"; endswith;"#);
+    assert_eq!(scan_segments(&s, &[b"xxEN", b"D"]), [(1, 5)]);
+    // At the end of the data there was when it was scanned: later data
+    // does not undo it.
+    assert_eq!(scan_segments(&s, &[b"xxEND", b" more"]), [(1, 5)]);
+    assert_eq!(
+        scan_segments(&s, &[b"xxEN", b"D more"]),
+        [],
+        "not at the end of that chunk"
+    );
+}
+
+#[test]
+fn offset_and_depth_split_across_segments() {
+    let s = rule(r#"content:"ab"; offset:3; depth:4;"#);
+    assert_eq!(scan_segments(&s, &[b"xxxa", b"b"]), [(1, 5)]);
+    assert_eq!(scan_segments(&s, &[b"xxx", b"xxa", b"b"]), [(1, 7)]);
+    assert_eq!(scan_segments(&s, &[b"xxxxxxa", b"b"]), [], "past offset + depth");
+    assert_eq!(scan_segments(&s, &[b"xa", b"b"]), [], "before the offset");
+}
+
+#[test]
+fn checks_that_cannot_wait_are_decided_on_the_data_scanned() {
+    // Absolute: by the time byte 50 arrives, "USER" may be out of the
+    // window; decided at once, as before.
+    let s = rule(r#"content:"USER"; content:!"admin"; depth:50;"#);
+    assert_eq!(scan_and_close(&s, &[b"USER x", b"yyyy"]), (vec![(1, 4)], vec![]));
+    // A span wider than the stream window (within:2000 over a 1-byte
+    // content).
+    let s = rule(r#"content:"a"; content:!"b"; within:2000;"#);
+    assert!(s.stream_window() < 2001);
+    assert_eq!(scan_and_close(&s, &[b"xxa", b"c"]), (vec![(1, 3)], vec![]));
+}
