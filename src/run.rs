@@ -151,11 +151,7 @@ impl<'s> Rings<'s> {
     ) -> anyhow::Result<()> {
         let settings = self.settings;
         let interface = Interface::new(name, ifindex);
-        let sized_as = if veth && role == TapRole::Other {
-            TapRole::ContainerVeth
-        } else {
-            role
-        };
+        let sized_as = crate::host::sized_as(role, veth);
         let config = ring_config(sized_as, &settings.geometry, settings.promiscuous);
         let group = self
             .groups
@@ -326,7 +322,7 @@ pub fn run(settings: &RunSettings, origin: &crate::settings::Origin<'_>) -> anyh
     // reading; the threads take them from their control channels.
     let mut rings = Rings::new(settings, host.counters());
     for (ifindex, name, role) in &initial {
-        rings.open(*ifindex, name, *role, false, None)?;
+        rings.open(*ifindex, name, *role, host.is_veth(*ifindex), None)?;
     }
 
     let pool_config = &settings.pipeline.pool;
