@@ -85,6 +85,13 @@ impl PacketSink for Sink {
             Self::Dedup(stage) => stage.live_counts(out),
         }
     }
+
+    fn engine_counts(&self) -> Option<flow::SieveCounters> {
+        match self {
+            Self::Every(_) => None,
+            Self::Dedup(stage) => stage.engine_counts(),
+        }
+    }
 }
 
 /// The names of the interfaces the capture threads had rings on, each once.
@@ -410,9 +417,11 @@ pub fn run(settings: &RunSettings, origin: &crate::settings::Origin<'_>) -> anyh
         );
     }
 
+    let conntrack_live = Arc::new(Mutex::new(crate::nat_feed::NatFeedReport::default()));
     let nat_feed = match (&dedup, settings.conntrack) {
         (Some((shared, _)), true) => Some(
-            crate::nat_feed::start(Arc::clone(shared), Arc::clone(&stop)).context("starting the conntrack thread")?,
+            crate::nat_feed::start(Arc::clone(shared), Arc::clone(&stop), Arc::clone(&conntrack_live))
+                .context("starting the conntrack thread")?,
         ),
         _ => None,
     };
@@ -421,13 +430,28 @@ pub fn run(settings: &RunSettings, origin: &crate::settings::Origin<'_>) -> anyh
         Some(address) => {
             let (live, pool) = (Arc::clone(&live), pool.watcher());
             let (discovery, flows) = (host.counters(), Arc::clone(&live_flows));
+            let (nat, registry) = (
+                dedup.as_ref().map(|(shared, _)| Arc::clone(shared)),
+                Arc::clone(&registry),
+            );
+            let conntrack = nat_feed.is_some().then(|| Arc::clone(&conntrack_live));
             let server = MetricsServer::start(address, move || {
+                let dedup = nat.as_ref().map(|shared| {
+                    dedup_json(&live.engine().unwrap_or_default(), shared.nat().learned(), |id| {
+                        registry.label(id)
+                    })
+                });
+                let conntrack = conntrack
+                    .as_ref()
+                    .map(|report| report.lock().unwrap_or_else(PoisonError::into_inner).summary());
                 crate::metrics::render(&crate::metrics::Sources {
                     interfaces: &live.snapshot(),
                     pool: &pool.live(),
                     discovery: &discovery.snapshot(),
                     flows: &flows.snapshot(),
                     uptime_seconds: started.elapsed().as_secs_f64(),
+                    dedup: dedup.as_ref(),
+                    conntrack: conntrack.as_ref(),
                 })
             })
             .map_err(|e| SettingError {

@@ -328,6 +328,10 @@ impl<D: DeliveredSink> PacketSink for DedupStage<D> {
         }
     }
 
+    fn engine_counts(&self) -> Option<SieveCounters> {
+        Some(self.sieve.counters().clone())
+    }
+
     fn live_counts(&self, out: &mut LiveSnapshot) {
         for known in &self.interfaces {
             let entry = out.entry(known.interface.name().to_owned()).or_default();
