@@ -1,8 +1,8 @@
 //! `--metrics ADDR`: a Prometheus text endpoint (`GET /metrics`, exposition
 //! format 0.0.4) on a thread of its own, rendering the capture's live
 //! counters at each scrape: per interface (kernel, freezes, malformed
-//! blocks, captured, delivered, duplicates, malformed, queue drops by
-//! reason), the worker pool (queued, dropped), per worker (packets, latency
+//! blocks, captured, delivered, duplicates, malformed, copies held now,
+//! queue drops by reason), the worker pool (queued, dropped), per worker (packets, latency
 //! from kernel timestamp to receipt as a histogram and as quantiles, and
 //! with EVE output the flow tracker's packets, flows and records), the
 //! dedup engines (every counter of the exit summary's `dedup` object,
@@ -196,6 +196,20 @@ pub fn render(sources: &Sources<'_>) -> String {
         for (interface, counts) in interfaces {
             let _ = writeln!(out, "{name}{{interface=\"{}\"}} {}", label(interface), field(counts));
         }
+    }
+    family(
+        &mut out,
+        "ringsieve_held",
+        "gauge",
+        "Copies of the interface the dedup holds now, waiting for a better copy.",
+    );
+    for (interface, counts) in interfaces {
+        let _ = writeln!(
+            out,
+            "ringsieve_held{{interface=\"{}\"}} {}",
+            label(interface),
+            counts.held
+        );
     }
     family(
         &mut out,
@@ -652,6 +666,7 @@ mod tests {
             InterfaceLive {
                 freezes: 3,
                 malformed_blocks: 4,
+                held: 5,
                 ..InterfaceLive::default()
             },
         );
@@ -725,6 +740,7 @@ mod tests {
         for series in [
             "ringsieve_freezes_total{interface=\"eth0\"} 3\n",
             "ringsieve_malformed_blocks_total{interface=\"eth0\"} 4\n",
+            "ringsieve_held{interface=\"eth0\"} 5\n",
             "ringsieve_pool_queued_total 12\n",
             "ringsieve_pool_dropped_total 3\n",
             "ringsieve_dedup_released_after_window_total 5\n",
@@ -753,6 +769,7 @@ mod tests {
             ("ringsieve_delivered_total", "counter"),
             ("ringsieve_duplicates_total", "counter"),
             ("ringsieve_malformed_total", "counter"),
+            ("ringsieve_held", "gauge"),
             ("ringsieve_queue_drops_total", "counter"),
             ("ringsieve_pool_queued_total", "counter"),
             ("ringsieve_pool_dropped_total", "counter"),
@@ -779,14 +796,14 @@ mod tests {
         ] {
             assert!(has(name, kind), "{name} {kind}: {text}");
         }
-        // The dedup's and conntrack's numbers, and the 32 above: nothing
+        // The dedup's and conntrack's numbers, and the 33 above: nothing
         // else.
         let numbers = |object: &serde_json::Value| {
             object
                 .as_object()
                 .map_or(0, |o| o.values().filter(|v| v.is_u64() || v.is_boolean()).count())
         };
-        assert_eq!(families.len(), 32 + numbers(&dedup) + numbers(&conntrack), "{text}");
+        assert_eq!(families.len(), 33 + numbers(&dedup) + numbers(&conntrack), "{text}");
         // The buckets are cumulative.
         let buckets: Vec<f64> = text
             .lines()

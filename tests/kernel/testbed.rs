@@ -338,7 +338,8 @@ impl Metrics {
     /// `summary` against it: equal when `settled` (nothing happened between
     /// this scrape and the stop), else at most the summary's (counters only
     /// grow). Per interface: the kernel's, freezes, malformed blocks,
-    /// captured, delivered, duplicates, malformed, queue drops by reason;
+    /// captured, delivered, duplicates, malformed, queue drops by reason,
+    /// and the copies held now (none once settled);
     /// the pool's queued and dropped; per worker its packets, and its
     /// latency histogram (cumulative, its +Inf bucket its count, the
     /// quantile summary's count and sum the same, at most the summary's
@@ -383,6 +384,13 @@ impl Metrics {
             if let Some((_, key)) = per_interface.iter().find(|(family, _)| *family == name) {
                 let interface = label(series, "interface").expect("an interface label");
                 compare(series, *value, &interfaces[&interface][key], settled);
+            } else if name == "ringsieve_held" {
+                // Copies held now: none once settled, never more than
+                // were ever held.
+                if settled {
+                    assert_eq!(*value, 0.0, "{series}: {text}");
+                }
+                compare(series, *value, &summary["dedup"]["held"], false);
             } else if name == "ringsieve_queue_drops_total" {
                 let interface = label(series, "interface").expect("an interface label");
                 let reason = label(series, "reason").expect("a reason label");
