@@ -75,6 +75,7 @@ pub fn start(
         };
         report.available = true;
         publish(&report);
+        tracing::info!("following NAT bindings from conntrack");
         while !stop.load(Ordering::Relaxed) {
             match watcher.next_event(Some(Duration::from_millis(100))) {
                 Ok(Some(NatEvent::Bound(binding))) => {

@@ -272,6 +272,9 @@ fn conntrack_alone_puts_uplink_copies_in_their_containers_flows() {
         .env("RUST_LOG", "info");
     let mut ringsieve = Watched::spawn(command);
     ringsieve.wait_for("capturing", 2);
+    // Subscribed to conntrack's events before the first connection: its
+    // NEW event is then read before the connection's first uplink copy.
+    ringsieve.wait_for("following NAT bindings from conntrack", 1);
     for case in ["c2out-tcp", "published-tcp"] {
         println!("{}", bed.traffic(case));
     }
