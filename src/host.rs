@@ -43,6 +43,17 @@ pub fn ring_config(role: TapRole, overrides: &GeometryOverrides, promiscuous: bo
     config
 }
 
+/// The role whose ring size an interface of `role` gets: a veth not (yet)
+/// enslaved to a bridge is sized as a container veth, since Docker creates
+/// a veth before it enslaves it and a ring is not resized later.
+pub fn sized_as(role: TapRole, veth: bool) -> TapRole {
+    if veth && role == TapRole::Other {
+        TapRole::ContainerVeth
+    } else {
+        role
+    }
+}
+
 /// What the capture has to do after a discovery event.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HostChange {
@@ -320,6 +331,14 @@ impl Host {
                 (ifindex, link.name, role)
             })
             .collect()
+    }
+
+    /// Whether interface `ifindex` is a veth.
+    pub fn is_veth(&self, ifindex: i32) -> bool {
+        u32::try_from(ifindex)
+            .ok()
+            .and_then(|i| self.inventory.link(i))
+            .is_some_and(Link::is_veth)
     }
 
     /// The interface indexes of the bridges, selected or not: their

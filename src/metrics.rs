@@ -1,12 +1,16 @@
 //! `--metrics ADDR`: a Prometheus text endpoint (`GET /metrics`, exposition
 //! format 0.0.4) on a thread of its own, rendering the capture's live
-//! counters at each scrape: per interface (kernel, captured, delivered,
-//! duplicates, malformed, queue drops by reason), per worker (packets,
-//! latency quantiles from kernel timestamp to receipt, and with EVE output
-//! the flow tracker's packets, flows and records), and the discovery
-//! (interfaces that appeared and went, role changes, containers named,
-//! rtnetlink overflows and resyncs, rings opened and released, the time
-//! from an interface's event to its rings being open).
+//! counters at each scrape: per interface (kernel, freezes, malformed
+//! blocks, captured, delivered, duplicates, malformed, copies held now,
+//! queue drops by reason), the worker pool (queued, dropped), per worker (packets, latency
+//! from kernel timestamp to receipt as a histogram and as quantiles, and
+//! with EVE output the flow tracker's packets, flows and records), the
+//! dedup engines (every counter of the exit summary's `dedup` object,
+//! duplicates by tap pair), conntrack (every counter of its `conntrack`
+//! object) and the discovery (interfaces that appeared and went, role
+//! changes, containers named, rtnetlink overflows and resyncs, rings opened
+//! and released, the time from an interface's event to its rings being
+//! open).
 //!
 //! The HTTP side is `tiny_http` (a small, well-kept synchronous server: one
 //! endpoint, no async runtime needed); the text format is written here, as
@@ -20,7 +24,7 @@ use std::thread::JoinHandle;
 
 use eve::FlowTrackerCounters;
 use pipeline::live::LiveSnapshot;
-use pipeline::worker_pool::PoolLive;
+use pipeline::worker_pool::{PoolLive, LATENCY_BUCKET_BOUNDS_NS};
 
 use crate::host::DiscoverySnapshot;
 
@@ -121,6 +125,12 @@ pub struct Sources<'a> {
     pub flows: &'a [Option<FlowTrackerCounters>],
     /// Seconds since the capture started.
     pub uptime_seconds: f64,
+    /// The dedup engines' counters, as the exit summary's `dedup` object
+    /// (`None`: no dedup).
+    pub dedup: Option<&'a serde_json::Value>,
+    /// The conntrack feed's counters, as the exit summary's `conntrack`
+    /// object (`None`: no feed).
+    pub conntrack: Option<&'a serde_json::Value>,
 }
 
 /// The exposition text of `sources`.
@@ -131,6 +141,8 @@ pub fn render(sources: &Sources<'_>) -> String {
         discovery,
         flows,
         uptime_seconds,
+        dedup,
+        conntrack,
     } = *sources;
     let mut out = String::with_capacity(8192);
     family(
@@ -141,7 +153,7 @@ pub fn render(sources: &Sources<'_>) -> String {
     );
     let _ = writeln!(out, "ringsieve_uptime_seconds {uptime_seconds}");
     type Field = fn(&pipeline::live::InterfaceLive) -> u64;
-    let per_interface: [(&str, &str, Field); 6] = [
+    let per_interface: [(&str, &str, Field); 8] = [
         (
             "ringsieve_kernel_packets_total",
             "Packets the kernel put in the interface's rings.",
@@ -151,6 +163,16 @@ pub fn render(sources: &Sources<'_>) -> String {
             "ringsieve_kernel_drops_total",
             "Packets the kernel dropped because a ring was full.",
             |c| c.kernel_drops,
+        ),
+        (
+            "ringsieve_freezes_total",
+            "Times the kernel froze a ring's queue because it was full.",
+            |c| c.freezes,
+        ),
+        (
+            "ringsieve_malformed_blocks_total",
+            "Ring blocks whose headers did not hold together, skipped whole.",
+            |c| c.malformed_blocks,
         ),
         ("ringsieve_captured_total", "Packets read from the rings.", |c| {
             c.captured
@@ -177,6 +199,20 @@ pub fn render(sources: &Sources<'_>) -> String {
     }
     family(
         &mut out,
+        "ringsieve_held",
+        "gauge",
+        "Copies of the interface the dedup holds now, waiting for a better copy.",
+    );
+    for (interface, counts) in interfaces {
+        let _ = writeln!(
+            out,
+            "ringsieve_held{{interface=\"{}\"}} {}",
+            label(interface),
+            counts.held
+        );
+    }
+    family(
+        &mut out,
         "ringsieve_queue_drops_total",
         "counter",
         "Packets dropped between capture and a worker, by reason.",
@@ -192,6 +228,21 @@ pub fn render(sources: &Sources<'_>) -> String {
                 label(interface)
             );
         }
+    }
+    for (name, help, value) in [
+        (
+            "ringsieve_pool_queued_total",
+            "Packets handed to the workers' queues.",
+            pool.queued,
+        ),
+        (
+            "ringsieve_pool_dropped_total",
+            "Packets dropped at a full queue or a stopped worker.",
+            pool.dropped,
+        ),
+    ] {
+        family(&mut out, name, "counter", help);
+        let _ = writeln!(out, "{name} {value}");
     }
     family(
         &mut out,
@@ -223,13 +274,111 @@ pub fn render(sources: &Sources<'_>) -> String {
         }
         let _ = writeln!(
             out,
+            "ringsieve_worker_latency_seconds_sum{{worker=\"{index}\"}} {}",
+            latency.sum_ns as f64 / 1e9
+        );
+        let _ = writeln!(
+            out,
             "ringsieve_worker_latency_seconds_count{{worker=\"{index}\"}} {}",
             latency.count
         );
     }
+    let name = "ringsieve_worker_latency_histogram_seconds";
+    family(
+        &mut out,
+        name,
+        "histogram",
+        "From a packet's kernel timestamp to its worker taking it, refreshed every second (three significant digits).",
+    );
+    for (index, (_, latency)) in pool.workers.iter().enumerate() {
+        for (bound, count) in LATENCY_BUCKET_BOUNDS_NS.iter().zip(latency.buckets) {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{worker=\"{index}\",le=\"{}\"}} {count}",
+                *bound as f64 / 1e9
+            );
+        }
+        let _ = writeln!(out, "{name}_bucket{{worker=\"{index}\",le=\"+Inf\"}} {}", latency.count);
+        let _ = writeln!(out, "{name}_sum{{worker=\"{index}\"}} {}", latency.sum_ns as f64 / 1e9);
+        let _ = writeln!(out, "{name}_count{{worker=\"{index}\"}} {}", latency.count);
+    }
     render_flows(&mut out, flows);
+    if let Some(dedup) = dedup {
+        render_dedup(&mut out, dedup);
+    }
+    if let Some(conntrack) = conntrack {
+        render_conntrack(&mut out, conntrack);
+    }
     render_discovery(&mut out, discovery);
     out
+}
+
+/// Every counter of the summary's `dedup` object, `ringsieve_dedup_KEY_total`;
+/// its duplicates by tap pair labelled with the pair.
+fn render_dedup(out: &mut String, dedup: &serde_json::Value) {
+    let Some(object) = dedup.as_object() else {
+        return;
+    };
+    for (key, value) in object {
+        if let Some(value) = value.as_u64() {
+            let name = format!("ringsieve_dedup_{key}_total");
+            family(
+                out,
+                &name,
+                "counter",
+                &format!("The dedup engines' {key} (the exit summary's dedup.{key})."),
+            );
+            let _ = writeln!(out, "{name} {value}");
+        }
+    }
+    let name = "ringsieve_dedup_duplicates_by_tap_pair_total";
+    family(
+        out,
+        name,
+        "counter",
+        "Duplicates by the tap point of the copy kept and that of the copy suppressed.",
+    );
+    if let Some(pairs) = object.get("duplicates_by_tap_pair").and_then(|p| p.as_object()) {
+        for (pair, count) in pairs {
+            let (kept, suppressed) = pair.split_once(" > ").unwrap_or((pair, ""));
+            let _ = writeln!(
+                out,
+                "{name}{{kept=\"{}\",suppressed=\"{}\"}} {}",
+                label(kept),
+                label(suppressed),
+                count.as_u64().unwrap_or(0)
+            );
+        }
+    }
+}
+
+/// Every counter of the summary's `conntrack` object,
+/// `ringsieve_conntrack_KEY_total`, and whether conntrack could be read.
+fn render_conntrack(out: &mut String, conntrack: &serde_json::Value) {
+    let Some(object) = conntrack.as_object() else {
+        return;
+    };
+    for (key, value) in object {
+        if let Some(value) = value.as_u64() {
+            let name = format!("ringsieve_conntrack_{key}_total");
+            family(
+                out,
+                &name,
+                "counter",
+                &format!("The conntrack feed's {key} (the exit summary's conntrack.{key})."),
+            );
+            let _ = writeln!(out, "{name} {value}");
+        } else if let Some(flag) = value.as_bool() {
+            let name = format!("ringsieve_conntrack_{key}");
+            family(
+                out,
+                &name,
+                "gauge",
+                &format!("1 when the conntrack feed's {key} holds (conntrack.{key})."),
+            );
+            let _ = writeln!(out, "{name} {}", u8::from(flag));
+        }
+    }
 }
 
 /// The flow trackers' counters per worker; nothing without trackers.
@@ -407,6 +556,8 @@ mod tests {
                     p99: 2_000,
                     p999: 3_000,
                     max: 4_000,
+                    buckets: [5; LATENCY_BUCKET_BOUNDS_NS.len()],
+                    sum_ns: 10_000,
                 },
             )],
             queued: 5,
@@ -439,6 +590,8 @@ mod tests {
             discovery: &discovery,
             flows: &flows,
             uptime_seconds: 1.5,
+            dedup: None,
+            conntrack: None,
         });
         assert!(
             text.contains("ringsieve_captured_total{interface=\"veth\\\"x\"} 7\n"),
@@ -464,6 +617,11 @@ mod tests {
         }
         // A worker without a flow tracker has no flow series.
         assert!(!text.contains("worker=\"1\""), "{text}");
+        // Without a dedup or conntrack, none of their families.
+        assert!(
+            !text.contains("ringsieve_dedup_") && !text.contains("ringsieve_conntrack_"),
+            "{text}"
+        );
         let mut declared = Vec::new();
         for line in text.lines() {
             if let Some(rest) = line.strip_prefix("# TYPE ") {
@@ -480,7 +638,7 @@ mod tests {
             assert!(series.starts_with("ringsieve_"), "{line}");
             // Every sample follows its family's TYPE line.
             let name = series.split('{').next().expect("a name");
-            let family = ["", "_sum", "_count"]
+            let family = ["", "_sum", "_count", "_bucket"]
                 .iter()
                 .filter_map(|suffix| name.strip_suffix(suffix))
                 .find(|family| declared.iter().any(|d| d == family));
@@ -493,9 +651,167 @@ mod tests {
             discovery: &discovery,
             flows: &[None, None],
             uptime_seconds: 1.5,
+            dedup: None,
+            conntrack: None,
         });
         assert!(!text.contains("ringsieve_worker_flow"), "{text}");
         assert!(text.contains("ringsieve_discovery_resyncs_total 0\n"), "{text}");
+    }
+
+    #[test]
+    fn every_family_is_rendered_with_the_summary_s_counters() {
+        let mut interfaces = LiveSnapshot::new();
+        interfaces.insert(
+            "eth0".to_owned(),
+            InterfaceLive {
+                freezes: 3,
+                malformed_blocks: 4,
+                held: 5,
+                ..InterfaceLive::default()
+            },
+        );
+        let latency = LatencySummary {
+            count: 9,
+            buckets: [1, 2, 2, 3, 4, 5, 6, 7, 8, 8, 8, 8, 9, 9],
+            sum_ns: 1_500_000,
+            ..LatencySummary::default()
+        };
+        let pool = PoolLive {
+            workers: vec![(9, latency), (0, LatencySummary::default())],
+            queued: 12,
+            dropped: 3,
+        };
+        let mut counters = flow::SieveCounters {
+            copies: 20,
+            held: 6,
+            released_after_window: 5,
+            released_early: 1,
+            table_full_passes: 2,
+            late_duplicates: 7,
+            hold_overflow: 8,
+            ..flow::SieveCounters::default()
+        };
+        counters.by_tap_pair.insert((flow::TapId(0), flow::TapId(1)), 4);
+        let dedup = crate::dedup_summary::dedup_json(&counters, 2, |id| format!("tap{}", id.0));
+        let conntrack = crate::nat_feed::NatFeedReport {
+            available: true,
+            learned: 5,
+            counters: conntrack::WatcherCounters {
+                bound: 6,
+                destroy_events: 1,
+                ..conntrack::WatcherCounters::default()
+            },
+        }
+        .summary();
+        let text = render(&Sources {
+            interfaces: &interfaces,
+            pool: &pool,
+            discovery: &DiscoverySnapshot::default(),
+            flows: &[Some(FlowTrackerCounters::default()), None],
+            uptime_seconds: 2.0,
+            dedup: Some(&dedup),
+            conntrack: Some(&conntrack),
+        });
+        let families: Vec<(&str, &str)> = text
+            .lines()
+            .filter_map(|line| line.strip_prefix("# TYPE "))
+            .filter_map(|rest| rest.split_once(' '))
+            .collect();
+        let has = |name: &str, kind: &str| families.contains(&(name, kind));
+        // Every counter of the summary's dedup and conntrack objects, by
+        // the summary's key.
+        for (key, value) in dedup.as_object().expect("an object") {
+            if value.is_u64() {
+                let name = format!("ringsieve_dedup_{key}_total");
+                assert!(has(&name, "counter"), "{name}: {text}");
+                assert!(text.contains(&format!("\n{name} {value}\n")), "{name}: {text}");
+            }
+        }
+        for (key, value) in conntrack.as_object().expect("an object") {
+            let name = match value.as_u64() {
+                Some(_) => format!("ringsieve_conntrack_{key}_total"),
+                None => format!("ringsieve_conntrack_{key}"),
+            };
+            let kind = if value.is_u64() { "counter" } else { "gauge" };
+            let shown = value.as_u64().unwrap_or(u64::from(value == true));
+            assert!(has(&name, kind), "{name}: {text}");
+            assert!(text.contains(&format!("\n{name} {shown}\n")), "{name}: {text}");
+        }
+        for series in [
+            "ringsieve_freezes_total{interface=\"eth0\"} 3\n",
+            "ringsieve_malformed_blocks_total{interface=\"eth0\"} 4\n",
+            "ringsieve_held{interface=\"eth0\"} 5\n",
+            "ringsieve_pool_queued_total 12\n",
+            "ringsieve_pool_dropped_total 3\n",
+            "ringsieve_dedup_released_after_window_total 5\n",
+            "ringsieve_dedup_nat_bindings_total 2\n",
+            "ringsieve_dedup_duplicates_by_tap_pair_total{kept=\"tap0\",suppressed=\"tap1\"} 4\n",
+            "ringsieve_conntrack_bindings_learned_total 5\n",
+            "ringsieve_conntrack_available 1\n",
+            "ringsieve_worker_latency_seconds_sum{worker=\"0\"} 0.0015\n",
+            "ringsieve_worker_latency_histogram_seconds_bucket{worker=\"0\",le=\"0.00001\"} 1\n",
+            "ringsieve_worker_latency_histogram_seconds_bucket{worker=\"0\",le=\"1\"} 9\n",
+            "ringsieve_worker_latency_histogram_seconds_bucket{worker=\"0\",le=\"+Inf\"} 9\n",
+            "ringsieve_worker_latency_histogram_seconds_sum{worker=\"0\"} 0.0015\n",
+            "ringsieve_worker_latency_histogram_seconds_count{worker=\"0\"} 9\n",
+            "ringsieve_worker_latency_histogram_seconds_count{worker=\"1\"} 0\n",
+        ] {
+            assert!(text.contains(series), "{series} in {text}");
+        }
+        // Every family there is, each of its kind.
+        for (name, kind) in [
+            ("ringsieve_uptime_seconds", "gauge"),
+            ("ringsieve_kernel_packets_total", "counter"),
+            ("ringsieve_kernel_drops_total", "counter"),
+            ("ringsieve_freezes_total", "counter"),
+            ("ringsieve_malformed_blocks_total", "counter"),
+            ("ringsieve_captured_total", "counter"),
+            ("ringsieve_delivered_total", "counter"),
+            ("ringsieve_duplicates_total", "counter"),
+            ("ringsieve_malformed_total", "counter"),
+            ("ringsieve_held", "gauge"),
+            ("ringsieve_queue_drops_total", "counter"),
+            ("ringsieve_pool_queued_total", "counter"),
+            ("ringsieve_pool_dropped_total", "counter"),
+            ("ringsieve_worker_packets_total", "counter"),
+            ("ringsieve_worker_latency_seconds", "summary"),
+            ("ringsieve_worker_latency_histogram_seconds", "histogram"),
+            ("ringsieve_worker_flow_packets_total", "counter"),
+            ("ringsieve_worker_flows_started_total", "counter"),
+            ("ringsieve_worker_flows_active", "gauge"),
+            ("ringsieve_worker_flow_records_lost_total", "counter"),
+            ("ringsieve_worker_alerts_total", "counter"),
+            ("ringsieve_worker_anomalies_total", "counter"),
+            ("ringsieve_worker_flow_records_total", "counter"),
+            ("ringsieve_dedup_duplicates_by_tap_pair_total", "counter"),
+            ("ringsieve_discovery_interfaces_appeared_total", "counter"),
+            ("ringsieve_discovery_interfaces_disappeared_total", "counter"),
+            ("ringsieve_discovery_role_changes_total", "counter"),
+            ("ringsieve_discovery_containers_named_total", "counter"),
+            ("ringsieve_discovery_netlink_overflows_total", "counter"),
+            ("ringsieve_discovery_resyncs_total", "counter"),
+            ("ringsieve_discovery_rings_opened_total", "counter"),
+            ("ringsieve_discovery_rings_released_total", "counter"),
+            ("ringsieve_discovery_event_to_capture_seconds", "summary"),
+        ] {
+            assert!(has(name, kind), "{name} {kind}: {text}");
+        }
+        // The dedup's and conntrack's numbers, and the 33 above: nothing
+        // else.
+        let numbers = |object: &serde_json::Value| {
+            object
+                .as_object()
+                .map_or(0, |o| o.values().filter(|v| v.is_u64() || v.is_boolean()).count())
+        };
+        assert_eq!(families.len(), 33 + numbers(&dedup) + numbers(&conntrack), "{text}");
+        // The buckets are cumulative.
+        let buckets: Vec<f64> = text
+            .lines()
+            .filter(|l| l.starts_with("ringsieve_worker_latency_histogram_seconds_bucket{worker=\"0\""))
+            .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse().ok()))
+            .collect();
+        assert_eq!(buckets.len(), LATENCY_BUCKET_BOUNDS_NS.len() + 1);
+        assert!(buckets.windows(2).all(|w| w[0] <= w[1]), "{buckets:?}");
     }
 
     #[test]

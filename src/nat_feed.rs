@@ -7,9 +7,12 @@
 //!
 //! Without conntrack (no permission, module absent), it says so once and
 //! the dedup carries on with what it learns itself.
+//!
+//! Its counters are published as it goes (after each event, and every
+//! 100 ms when there is none) for the metrics endpoint.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -49,10 +52,16 @@ impl NatFeedReport {
     }
 }
 
-/// Starts the feed into `shared`'s NAT table; it runs until `stop`.
-pub fn start(shared: Arc<SieveShared>, stop: Arc<AtomicBool>) -> std::io::Result<JoinHandle<NatFeedReport>> {
+/// Starts the feed into `shared`'s NAT table; it runs until `stop`,
+/// keeping `live` up to date.
+pub fn start(
+    shared: Arc<SieveShared>,
+    stop: Arc<AtomicBool>,
+    live: Arc<Mutex<NatFeedReport>>,
+) -> std::io::Result<JoinHandle<NatFeedReport>> {
     std::thread::Builder::new().name("conntrack".to_owned()).spawn(move || {
         let mut report = NatFeedReport::default();
+        let publish = |report: &NatFeedReport| *live.lock().unwrap_or_else(PoisonError::into_inner) = *report;
         let mut watcher = match ConntrackWatcher::open() {
             Ok(watcher) => watcher,
             Err(ConntrackError::Unavailable(reason)) => {
@@ -65,6 +74,8 @@ pub fn start(shared: Arc<SieveShared>, stop: Arc<AtomicBool>) -> std::io::Result
             }
         };
         report.available = true;
+        publish(&report);
+        tracing::info!("following NAT bindings from conntrack");
         while !stop.load(Ordering::Relaxed) {
             match watcher.next_event(Some(Duration::from_millis(100))) {
                 Ok(Some(NatEvent::Bound(binding))) => {
@@ -80,8 +91,11 @@ pub fn start(shared: Arc<SieveShared>, stop: Arc<AtomicBool>) -> std::io::Result
                     break;
                 }
             }
+            report.counters = watcher.counters();
+            publish(&report);
         }
         report.counters = watcher.counters();
+        publish(&report);
         report
     })
 }

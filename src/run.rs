@@ -154,13 +154,9 @@ impl<'s> Rings<'s> {
     ) -> anyhow::Result<()> {
         let settings = self.settings;
         let interface = Interface::new(name, ifindex);
-        let sized_as = if veth && role == TapRole::Other {
-            TapRole::ContainerVeth
-        } else {
-            role
-        };
         // Sized once, by the role it has now: a later role change does not
         // resize it (see `RingGeometry::for_role`).
+        let sized_as = crate::host::sized_as(role, veth);
         let config = ring_config(sized_as, &settings.geometry, settings.promiscuous);
         let group = self
             .groups
@@ -334,7 +330,7 @@ pub fn run(settings: &RunSettings, origin: &crate::settings::Origin<'_>) -> anyh
     // reading; the threads take them from their control channels.
     let mut rings = Rings::new(settings, host.counters());
     for (ifindex, name, role) in &initial {
-        rings.open(*ifindex, name, *role, false, None)?;
+        rings.open(*ifindex, name, *role, host.is_veth(*ifindex), None)?;
     }
     // Containers are looked up from here on, on a thread of their own.
     host.start_attribution();
@@ -412,9 +408,11 @@ pub fn run(settings: &RunSettings, origin: &crate::settings::Origin<'_>) -> anyh
         });
     }
 
+    let conntrack_live = Arc::new(Mutex::new(crate::nat_feed::NatFeedReport::default()));
     let nat_feed = match (&dedup, settings.conntrack) {
         (Some((shared, _)), true) => Some(
-            crate::nat_feed::start(Arc::clone(shared), Arc::clone(&stop)).context("starting the conntrack thread")?,
+            crate::nat_feed::start(Arc::clone(shared), Arc::clone(&stop), Arc::clone(&conntrack_live))
+                .context("starting the conntrack thread")?,
         ),
         _ => None,
     };
@@ -423,13 +421,28 @@ pub fn run(settings: &RunSettings, origin: &crate::settings::Origin<'_>) -> anyh
         Some(address) => {
             let (live, pool) = (Arc::clone(&live), pool.watcher());
             let (discovery, flows) = (host.counters(), Arc::clone(&live_flows));
+            let (nat, registry) = (
+                dedup.as_ref().map(|(shared, _)| Arc::clone(shared)),
+                Arc::clone(&registry),
+            );
+            let conntrack = nat_feed.is_some().then(|| Arc::clone(&conntrack_live));
             let server = MetricsServer::start(address, move || {
+                let dedup = nat.as_ref().map(|shared| {
+                    dedup_json(&live.engine().unwrap_or_default(), shared.nat().learned(), |id| {
+                        registry.label(id)
+                    })
+                });
+                let conntrack = conntrack
+                    .as_ref()
+                    .map(|report| report.lock().unwrap_or_else(PoisonError::into_inner).summary());
                 crate::metrics::render(&crate::metrics::Sources {
                     interfaces: &live.snapshot(),
                     pool: &pool.live(),
                     discovery: &discovery.snapshot(),
                     flows: &flows.snapshot(),
                     uptime_seconds: started.elapsed().as_secs_f64(),
+                    dedup: dedup.as_ref(),
+                    conntrack: conntrack.as_ref(),
                 })
             })
             .map_err(|e| SettingError {

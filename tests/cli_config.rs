@@ -89,3 +89,39 @@ fn a_bad_bench_payload_exits_2_naming_the_flag_or_variable() {
         "{err}"
     );
 }
+
+#[test]
+fn the_interface_variables_select_and_a_bad_glob_exits_2_naming_the_variable() {
+    let (code, out, err) = config(
+        &["--json"],
+        &[
+            ("RINGSIEVE_EXCLUDE", "veth*,br-*"),
+            ("RINGSIEVE_INTERFACE", "eth0,docker0"),
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let settings: serde_json::Value = serde_json::from_str(&out).expect("one JSON object");
+    assert_eq!(settings["exclude"]["source"], "RINGSIEVE_EXCLUDE", "{settings}");
+    assert_eq!(settings["exclude"]["value"], "veth*,br-*", "{settings}");
+    assert_eq!(settings["interface"]["source"], "RINGSIEVE_INTERFACE", "{settings}");
+    assert_eq!(settings["interface"]["value"], "eth0,docker0", "{settings}");
+    // A flag wins over the variable.
+    let (code, out, err) = config(&["--json", "--exclude", "eth*"], &[("RINGSIEVE_EXCLUDE", "veth*")]);
+    assert_eq!(code, Some(0), "{err}");
+    let settings: serde_json::Value = serde_json::from_str(&out).expect("one JSON object");
+    assert_eq!(settings["exclude"]["source"], "--exclude", "{settings}");
+    assert_eq!(settings["exclude"]["value"], "eth*", "{settings}");
+    // An unclosed class is no glob.
+    let (code, _, err) = config(&[], &[("RINGSIEVE_EXCLUDE", "veth[0")]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("RINGSIEVE_EXCLUDE") && err.contains("veth[0") && err.contains("glob"),
+        "{err}"
+    );
+    let (code, _, err) = config(&[], &[("RINGSIEVE_INTERFACE", "eth0,a/b")]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("RINGSIEVE_INTERFACE") && err.contains("a/b"), "{err}");
+    let (code, _, err) = config(&[], &[("RINGSIEVE_INTERFACE", "br-[x")]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("RINGSIEVE_INTERFACE") && err.contains("br-[x"), "{err}");
+}

@@ -13,7 +13,8 @@
 //! container of the bed named. The captures are turned into connections by
 //! `testbed::fixtures` (its own header parsing, none of ringsieve's flow
 //! code). The `--metrics` endpoint is scraped before the stop; its
-//! discovery and flow-tracker series must be the summary's. Not timed:
+//! discovery, flow-tracker, per-interface, pool, worker, dedup and
+//! conntrack series must be the summary's. Not timed:
 //! every wait polls a condition under a generous deadline.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -297,7 +298,12 @@ fn flow_records_of_new_containers_match_their_own_captures_and_name_them() {
                 .map(|worker| metrics.value(&format!("{family}{{worker=\"{worker}\"}}")))
                 .sum()
         };
-        if sum("ringsieve_worker_flow_packets_total") == sum("ringsieve_worker_packets_total") {
+        // And the capture threads' counters (published about once a
+        // second) have every copy the workers were handed.
+        let handed = metrics.value("ringsieve_pool_queued_total") + metrics.value("ringsieve_pool_dropped_total");
+        if sum("ringsieve_worker_flow_packets_total") == sum("ringsieve_worker_packets_total")
+            && metrics.value("ringsieve_dedup_delivered_total") == handed
+        {
             break metrics;
         }
         assert!(
@@ -323,6 +329,9 @@ fn flow_records_of_new_containers_match_their_own_captures_and_name_them() {
         assert_eq!(veth["kernel_drops"], 0, "vethc{k}: {summary}");
     }
     println!("discovery: {}", summary["discovery"]);
+    // Every series with a counterpart in the summary is the summary's:
+    // per interface, the pool, the workers, the dedup, conntrack.
+    metrics.check_against(&summary, true);
 
     // The discovery in the metrics is the summary's, which counts what
     // happened: each new container's veth appeared, was timed from its

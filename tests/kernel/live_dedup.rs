@@ -239,3 +239,95 @@ fn flow_record_connection(event: &serde_json::Value) -> ((String, String, String
     let key = if a <= b { (protocol, a, b) } else { (protocol, b, a) };
     (key, packets)
 }
+
+/// With only the uplink and a container veth the NAT'd connections do not
+/// cross (c2's), the dedup never sees two copies of them: the uplink's
+/// copies reach their containers' flows (c1's 172.17.0.2, the MASQUERADE
+/// client and the DNAT server) only through the bindings conntrack feeds.
+/// Without that feed, their flow records would be in the uplink's
+/// addresses (198.18.0.2).
+#[test]
+fn conntrack_alone_puts_uplink_copies_in_their_containers_flows() {
+    let test = "conntrack_alone_puts_uplink_copies_in_their_containers_flows";
+    if !privileged(test) {
+        return;
+    }
+    let _serial = one_at_a_time();
+    let bed = Bed::up();
+    let dir = tempfile::tempdir().unwrap();
+    let eve_out: PathBuf = dir.path().join("eve.json");
+    let mut command = in_namespace(&bed.namespace("host"), RINGSIEVE);
+    command
+        .args([
+            "run",
+            "-i",
+            "eth0,vethc2",
+            "--workers",
+            "1",
+            "--stats-interval",
+            "0",
+            "--eve",
+        ])
+        .arg(&eve_out)
+        .env("RUST_LOG", "info");
+    let mut ringsieve = Watched::spawn(command);
+    ringsieve.wait_for("capturing", 2);
+    // Subscribed to conntrack's events before the first connection: its
+    // NEW event is then read before the connection's first uplink copy.
+    ringsieve.wait_for("following NAT bindings from conntrack", 1);
+    for case in ["c2out-tcp", "published-tcp"] {
+        println!("{}", bed.traffic(case));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let (code, lines) = ringsieve.stop("-TERM");
+    drop(bed);
+    assert_eq!(code, 0, "ringsieve run exit: {lines:?}");
+    let summary: serde_json::Value =
+        serde_json::from_str(lines.last().expect("a summary line")).expect("the last line is JSON");
+    let conntrack = &summary["conntrack"];
+    assert_eq!(conntrack["available"], true, "{summary}");
+    // No copy of these connections crossed two captured interfaces: every
+    // binding the dedup has came from conntrack.
+    assert_eq!(summary["dedup"]["duplicates"], 0, "{summary}");
+    let learned = conntrack["bindings_learned"].as_u64().unwrap_or(0);
+    assert!(learned >= 2, "MASQUERADE and DNAT bindings from conntrack: {summary}");
+    assert_eq!(summary["dedup"]["nat_bindings"], learned, "{summary}");
+
+    // One TCP flow record per connection, each in c1's address.
+    let text = std::fs::read_to_string(&eve_out).expect("the EVE file");
+    let mut records = Vec::new();
+    for line in text.lines() {
+        let event: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("EVE line {line:?}: {e}"));
+        if event["event_type"] == "flow" && event["proto"] == "TCP" {
+            records.push(flow_record_connection(&event).0);
+        }
+    }
+    let masquerade: Vec<_> = records
+        .iter()
+        .filter(|(_, a, b)| b == "198.18.0.1:5003" || a == "198.18.0.1:5003")
+        .collect();
+    let dnat: Vec<_> = records
+        .iter()
+        .filter(|(_, a, b)| [a, b].iter().any(|e| e.ends_with(":8080") || e.ends_with(":80")))
+        .collect();
+    assert_eq!(
+        masquerade.len(),
+        1,
+        "one record of the MASQUERADE connection: {records:?}"
+    );
+    assert!(
+        masquerade[0].1.starts_with("172.17.0.2:"),
+        "in c1's address: {records:?}"
+    );
+    assert_eq!(dnat.len(), 1, "one record of the DNAT connection: {records:?}");
+    assert!(
+        [&dnat[0].1, &dnat[0].2].contains(&&"172.17.0.2:80".to_owned()),
+        "to c1's port 80: {records:?}"
+    );
+    assert!(
+        records
+            .iter()
+            .all(|(_, a, b)| !a.starts_with("198.18.0.2") && !b.starts_with("198.18.0.2")),
+        "a record in the uplink's address: {records:?}"
+    );
+}

@@ -157,6 +157,17 @@ fn a_stalled_worker_drops_counted_packets_and_sigterm_mid_traffic_leaves_complet
         assert_eq!(code, 0, "ringsieve run exit: {lines:?}");
         let summary: serde_json::Value =
             serde_json::from_str(lines.last().expect("a summary line")).expect("the last line is JSON");
+        // Every series the scrape mid-traffic had is at most the summary's;
+        // the pool had dropped already, and the dedup counted. (The
+        // stalled worker's latency is not refreshed: its histogram may be
+        // empty still.)
+        metrics.check_against(&summary, false);
+        assert!(metrics.value("ringsieve_pool_dropped_total") > 0.0, "{}", metrics.text);
+        assert!(
+            metrics.value("ringsieve_dedup_captured_total") > 0.0,
+            "{}",
+            metrics.text
+        );
         let total = &summary["total"];
         assert_eq!(
             total["balanced"], true,

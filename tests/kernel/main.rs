@@ -6,6 +6,7 @@
 //! lacks CAP_NET_ADMIN and CAP_NET_RAW. CI runs as root, so there they run.
 
 mod capture;
+mod interfaces_cmd;
 mod live_agent;
 mod live_alerts;
 mod live_containers;

@@ -251,8 +251,9 @@ impl Metrics {
     /// conform: a metric name that is not `[a-zA-Z_:][a-zA-Z0-9_:]*`, a
     /// family without `# HELP` and `# TYPE` before its samples or declared
     /// twice, a sample whose family is not declared (a summary's `_sum` and
-    /// `_count` belong to it), a value that is not a number, a series given
-    /// twice.
+    /// `_count` belong to it, a histogram's `_bucket` with an `le` label,
+    /// `_sum` and `_count`, and nothing else), a value that is not a
+    /// number, a series given twice.
     pub(crate) fn parse(text: &str) -> Self {
         let valid_name = |name: &str| {
             let mut chars = name.chars();
@@ -298,10 +299,14 @@ impl Metrics {
                 name,
                 name.strip_suffix("_sum").unwrap_or(name),
                 name.strip_suffix("_count").unwrap_or(name),
+                name.strip_suffix("_bucket").unwrap_or(name),
             ]
             .into_iter()
             .find(|family| match typed.get(*family).map(String::as_str) {
-                Some("summary" | "histogram") => true,
+                // A histogram's samples are its _bucket (with an `le`), _sum
+                // and _count; a summary's its quantiles, _sum and _count.
+                Some("histogram") => *family != name && (!name.ends_with("_bucket") || series.contains("le=\"")),
+                Some("summary") => true,
                 Some(_) => *family == name,
                 None => false,
             })
@@ -327,6 +332,178 @@ impl Metrics {
     pub(crate) fn value(&self, series: &str) -> f64 {
         self.get(series)
             .unwrap_or_else(|| panic!("no {series} in the scrape:\n{}", self.text))
+    }
+
+    /// Checks every series that has a counterpart in `ringsieve run`'s exit
+    /// `summary` against it: equal when `settled` (nothing happened between
+    /// this scrape and the stop), else at most the summary's (counters only
+    /// grow). Per interface: the kernel's, freezes, malformed blocks,
+    /// captured, delivered, duplicates, malformed, queue drops by reason,
+    /// and the copies held now (none once settled);
+    /// the pool's queued and dropped; per worker its packets, and its
+    /// latency histogram (cumulative, its +Inf bucket its count, the
+    /// quantile summary's count and sum the same, at most the summary's
+    /// packets: the latency is refreshed every second); every counter of
+    /// the summary's `dedup` and `conntrack` objects (each must be
+    /// exported; of conntrack's, only the NAT bindings are compared equal:
+    /// other connections and time-outs come at any moment).
+    pub(crate) fn check_against(&self, summary: &serde_json::Value, settled: bool) {
+        let text = &self.text;
+        let compare = |series: &str, scraped: f64, expected: &serde_json::Value, exact: bool| {
+            let expected = expected
+                .as_u64()
+                .unwrap_or_else(|| panic!("{series}: no counterpart in the summary {summary}"))
+                as f64;
+            if exact {
+                assert_eq!(scraped, expected, "{series}: scrape against summary {summary}\n{text}");
+            } else {
+                assert!(
+                    scraped <= expected,
+                    "{series}: scraped {scraped} > summary's {expected}: {summary}\n{text}"
+                );
+            }
+        };
+        let label = |series: &str, name: &str| -> Option<String> {
+            let start = series.find(&format!("{name}=\""))? + name.len() + 2;
+            let end = series[start..].find('"')? + start;
+            Some(series[start..end].to_owned())
+        };
+        let interfaces = &summary["interfaces"];
+        for (series, value) in &self.samples {
+            let name = series.split('{').next().unwrap_or_default();
+            let per_interface = [
+                ("ringsieve_kernel_packets_total", "received"),
+                ("ringsieve_kernel_drops_total", "kernel_drops"),
+                ("ringsieve_freezes_total", "freezes"),
+                ("ringsieve_malformed_blocks_total", "malformed_blocks"),
+                ("ringsieve_captured_total", "captured"),
+                ("ringsieve_delivered_total", "delivered"),
+                ("ringsieve_duplicates_total", "duplicates"),
+                ("ringsieve_malformed_total", "malformed"),
+            ];
+            if let Some((_, key)) = per_interface.iter().find(|(family, _)| *family == name) {
+                let interface = label(series, "interface").expect("an interface label");
+                compare(series, *value, &interfaces[&interface][key], settled);
+            } else if name == "ringsieve_held" {
+                // Copies held now: none once settled, never more than
+                // were ever held.
+                if settled {
+                    assert_eq!(*value, 0.0, "{series}: {text}");
+                }
+                compare(series, *value, &summary["dedup"]["held"], false);
+            } else if name == "ringsieve_queue_drops_total" {
+                let interface = label(series, "interface").expect("an interface label");
+                let reason = label(series, "reason").expect("a reason label");
+                compare(
+                    series,
+                    *value,
+                    &interfaces[&interface]["queue_drops_by_reason"][&reason],
+                    settled,
+                );
+            } else if name == "ringsieve_pool_queued_total" {
+                compare(series, *value, &summary["total"]["delivered"], settled);
+            } else if name == "ringsieve_pool_dropped_total" {
+                compare(series, *value, &summary["total"]["queue_drops"], settled);
+            } else if name == "ringsieve_worker_packets_total" {
+                let worker: usize = label(series, "worker").and_then(|w| w.parse().ok()).expect("a worker");
+                compare(series, *value, &summary["workers"]["each"][worker]["packets"], settled);
+            } else if name == "ringsieve_dedup_duplicates_by_tap_pair_total" {
+                let pair = format!(
+                    "{} > {}",
+                    label(series, "kept").expect("kept"),
+                    label(series, "suppressed").expect("suppressed")
+                );
+                compare(
+                    series,
+                    *value,
+                    &summary["dedup"]["duplicates_by_tap_pair"][&pair],
+                    settled,
+                );
+            } else if let Some(key) = name
+                .strip_prefix("ringsieve_dedup_")
+                .and_then(|k| k.strip_suffix("_total"))
+            {
+                compare(series, *value, &summary["dedup"][key], settled);
+            } else if let Some(key) = name
+                .strip_prefix("ringsieve_conntrack_")
+                .and_then(|k| k.strip_suffix("_total"))
+            {
+                // Any new connection in the namespace is a NEW event (most
+                // not NAT'd), and entries time out at any moment: only the
+                // NAT bindings are settled once the NAT'd traffic is.
+                let settles = ["bindings_learned", "bound", "malformed"];
+                compare(
+                    series,
+                    *value,
+                    &summary["conntrack"][key],
+                    settled && settles.contains(&key),
+                );
+            }
+        }
+        // Every counter of the dedup and conntrack objects is exported.
+        for (object, prefix) in [("dedup", "ringsieve_dedup_"), ("conntrack", "ringsieve_conntrack_")] {
+            for (key, value) in summary[object].as_object().into_iter().flatten() {
+                if value.is_u64() {
+                    self.value(&format!("{prefix}{key}_total"));
+                }
+            }
+        }
+        if summary["conntrack"].is_object() {
+            let available = f64::from(u8::from(summary["conntrack"]["available"] == true));
+            assert_eq!(self.value("ringsieve_conntrack_available"), available, "{text}");
+        }
+        // The latency histogram per worker.
+        let workers = summary["workers"]["each"].as_array().expect("workers");
+        for (index, worker) in workers.iter().enumerate() {
+            let histogram = "ringsieve_worker_latency_histogram_seconds";
+            let prefix = format!("{histogram}_bucket{{worker=\"{index}\",le=\"");
+            let mut ordered: Vec<(f64, f64)> = self
+                .samples
+                .iter()
+                .filter(|(series, _)| series.starts_with(&prefix))
+                .map(|(series, value)| {
+                    let le = &series[prefix.len()..series.len() - 2];
+                    (
+                        if le == "+Inf" {
+                            f64::INFINITY
+                        } else {
+                            le.parse().expect("a bound")
+                        },
+                        *value,
+                    )
+                })
+                .collect();
+            ordered.sort_by(|a, b| a.0.total_cmp(&b.0));
+            assert!(ordered.len() > 1, "worker {index}'s buckets: {text}");
+            assert!(
+                ordered.windows(2).all(|w| w[0].1 <= w[1].1),
+                "cumulative buckets: {ordered:?}"
+            );
+            let count = self.value(&format!("{histogram}_count{{worker=\"{index}\"}}"));
+            let last = ordered.last().expect("a bucket");
+            assert_eq!(
+                (last.0, last.1),
+                (f64::INFINITY, count),
+                "the +Inf bucket is the count: {text}"
+            );
+            let quantiles = "ringsieve_worker_latency_seconds";
+            assert_eq!(
+                self.value(&format!("{quantiles}_count{{worker=\"{index}\"}}")),
+                count,
+                "{text}"
+            );
+            assert_eq!(
+                self.value(&format!("{quantiles}_sum{{worker=\"{index}\"}}")),
+                self.value(&format!("{histogram}_sum{{worker=\"{index}\"}}")),
+                "{text}"
+            );
+            compare(
+                &format!("{histogram}_count"),
+                count,
+                &worker["latency"]["packets"],
+                false,
+            );
+        }
     }
 }
 

@@ -234,6 +234,8 @@ mod tests {
             link_netnsid: None,
             peer_ifindex: None,
             mtu: 1500,
+            promiscuous: false,
+            promiscuity: 0,
         }
     }
 

@@ -45,6 +45,14 @@ pub struct Link {
     pub peer_ifindex: Option<u32>,
     /// MTU (`IFLA_MTU`).
     pub mtu: u32,
+    /// `IFF_PROMISC` in the message's flags: promiscuity asked for through
+    /// the interface's flags (`ip link set promisc on`); the kernel reports
+    /// only that one there, not a bridge's or a packet socket's.
+    pub promiscuous: bool,
+    /// How many holders keep it promiscuous (`IFLA_PROMISCUITY`: the flag,
+    /// a bridge for its ports, packet-socket memberships); 0 when the
+    /// message did not carry it.
+    pub promiscuity: u32,
 }
 
 /// Operational state (`IF_OPER_*`).
@@ -134,6 +142,8 @@ impl Link {
             link_netnsid: None,
             peer_ifindex: None,
             mtu: 0,
+            promiscuous: flags.contains(LinkFlags::Promisc),
+            promiscuity: 0,
         };
         let mut named = false;
         for attribute in &message.attributes {
@@ -149,6 +159,7 @@ impl Link {
                 LinkAttribute::LinkNetNsId(id) if *id >= 0 => link.link_netnsid = Some(*id),
                 LinkAttribute::Link(peer) if *peer != 0 => link.peer_ifindex = Some(*peer),
                 LinkAttribute::Mtu(mtu) => link.mtu = *mtu,
+                LinkAttribute::Promiscuity(count) => link.promiscuity = *count,
                 _ => {}
             }
         }
@@ -156,6 +167,12 @@ impl Link {
             return Err(LinkMessageError::NoName);
         }
         Ok(link)
+    }
+
+    /// Whether the interface is in promiscuous mode now, for whatever
+    /// reason.
+    pub fn in_promiscuous_mode(&self) -> bool {
+        self.promiscuous || self.promiscuity > 0
     }
 
     /// Whether the link kind is `veth`.
@@ -240,7 +257,11 @@ pub(crate) mod tests {
 
     #[test]
     fn veth_message_gives_every_field() {
-        let link = Link::from_message(&round_trip(veth_message(7, "vethc1", Some(3), true))).unwrap();
+        // Promiscuous, held so by two (a bridge and a packet socket).
+        let mut message = veth_message(7, "vethc1", Some(3), true);
+        message.header.flags |= LinkFlags::Promisc;
+        message.attributes.push(LinkAttribute::Promiscuity(2));
+        let link = Link::from_message(&round_trip(message)).unwrap();
         assert_eq!(
             link,
             Link {
@@ -256,9 +277,18 @@ pub(crate) mod tests {
                 link_netnsid: Some(0),
                 peer_ifindex: Some(2),
                 mtu: 1500,
+                promiscuous: true,
+                promiscuity: 2,
             }
         );
-        assert!(link.is_veth() && !link.is_bridge());
+        assert!(link.is_veth() && !link.is_bridge() && link.in_promiscuous_mode());
+        // A bridge port: promiscuous, not through its flags.
+        let port = Link {
+            promiscuous: false,
+            promiscuity: 1,
+            ..link.clone()
+        };
+        assert!(port.in_promiscuous_mode());
         assert_eq!(link.mac_string().as_deref(), Some("02:42:ac:11:00:02"));
     }
 
@@ -268,6 +298,8 @@ pub(crate) mod tests {
         assert_eq!(link.master, None);
         assert!(!link.admin_up && !link.lower_up);
         assert_eq!(link.oper_state, OperState::Down);
+        assert!(!link.promiscuous && !link.in_promiscuous_mode());
+        assert_eq!(link.promiscuity, 0);
     }
 
     #[test]

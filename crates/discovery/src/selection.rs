@@ -318,6 +318,8 @@ mod tests {
             link_netnsid: None,
             peer_ifindex: None,
             mtu: 65536,
+            promiscuous: false,
+            promiscuity: 0,
         };
         assert!(!Selection::all().selects_link(&lo));
         assert!(!Selection::new(&["lo"], &[]).unwrap().selects_link(&lo));

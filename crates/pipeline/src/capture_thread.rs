@@ -47,6 +47,11 @@ pub trait PacketSink: Send {
     fn live_counts(&self, out: &mut LiveSnapshot) {
         let _ = out;
     }
+
+    /// The dedup engine's counters so far, when it has one.
+    fn engine_counts(&self) -> Option<flow::SieveCounters> {
+        None
+    }
 }
 
 /// A change to the rings of a running capture thread.
@@ -182,6 +187,7 @@ pub fn run_controlled<S: PacketSink>(
             rings.update_counters();
             if let Some(live) = &live {
                 live.counters.publish(live.slot, book.snapshot(&rings, &sink));
+                live.counters.publish_engine(live.slot, sink.engine_counts());
             }
             last_counters = Instant::now();
         }
@@ -225,6 +231,7 @@ pub fn run_controlled<S: PacketSink>(
     book.retire_closed(&mut rings, &mut sink);
     if let Some(live) = &live {
         live.counters.publish(live.slot, book.snapshot(&rings, &sink));
+        live.counters.publish_engine(live.slot, sink.engine_counts());
     }
     let Bookkeeping {
         open,
@@ -275,18 +282,25 @@ impl Bookkeeping {
     /// What the rings (open and closed) and the sink counted, by interface.
     fn snapshot<S: PacketSink>(&self, rings: &RingSet, sink: &S) -> LiveSnapshot {
         let mut out = LiveSnapshot::new();
-        let mut add = |interface: &Interface, counters: KernelCounters, captured: u64| {
+        let mut add = |interface: &Interface, counters: KernelCounters, captured: u64, malformed_blocks: u64| {
             let entry = out.entry(interface.name().to_owned()).or_default();
             entry.kernel_received += counters.received();
             entry.kernel_drops += counters.drops;
+            entry.freezes += counters.freezes;
             entry.captured += captured;
+            entry.malformed_blocks += malformed_blocks;
         };
         for report in &self.finished {
-            add(&report.interface, report.counters, report.captured);
+            add(
+                &report.interface,
+                report.counters,
+                report.captured,
+                report.malformed_blocks,
+            );
         }
         for (id, ring) in rings.rings() {
             let captured = self.captured.get(id.index()).copied().unwrap_or(0);
-            add(ring.interface(), ring.counters(), captured);
+            add(ring.interface(), ring.counters(), captured, ring.malformed_blocks());
         }
         sink.live_counts(&mut out);
         out

@@ -151,6 +151,8 @@ struct KnownInterface {
     counts: InterfaceDedup,
     /// Last timestamp read from it in the current turn, if any.
     last_this_turn: Option<u64>,
+    /// Its copies held now.
+    held_now: u64,
 }
 
 /// The dedup stage of one capture thread.
@@ -202,6 +204,7 @@ impl<D: DeliveredSink> DedupStage<D> {
             outgoing,
             counts: InterfaceDedup::default(),
             last_this_turn: None,
+            held_now: 0,
         };
         self.interfaces.push(known);
         let index = self.interfaces.len() - 1;
@@ -232,7 +235,9 @@ impl<D: DeliveredSink> DedupStage<D> {
         let mut suppressed = Vec::new();
         let mut end_hold = |end: HoldEnd<'_, HeldMeta>| match end {
             HoldEnd::Suppressed { meta, copy } => {
-                interfaces[meta.interface].counts.duplicates += 1;
+                let known = &mut interfaces[meta.interface];
+                known.counts.duplicates += 1;
+                known.held_now = known.held_now.saturating_sub(1);
                 if notices {
                     suppressed.push((meta.interface, copy));
                 }
@@ -241,6 +246,7 @@ impl<D: DeliveredSink> DedupStage<D> {
                 let meta = released.meta;
                 let known = &mut interfaces[meta.interface];
                 known.counts.delivered += 1;
+                known.held_now = known.held_now.saturating_sub(1);
                 inner.delivered(&LivePacket {
                     interface: &known.interface,
                     timestamp_ns: released.timestamp_ns,
@@ -316,7 +322,7 @@ impl<D: DeliveredSink> PacketSink for DedupStage<D> {
                     delivery,
                 });
             }
-            Outcome::Held => {}
+            Outcome::Held => known.held_now += 1,
             Outcome::Duplicate(_, copy) => {
                 known.counts.duplicates += 1;
                 if self.inner.wants_suppressed() {
@@ -328,11 +334,16 @@ impl<D: DeliveredSink> PacketSink for DedupStage<D> {
         }
     }
 
+    fn engine_counts(&self) -> Option<SieveCounters> {
+        Some(self.sieve.counters().clone())
+    }
+
     fn live_counts(&self, out: &mut LiveSnapshot) {
         for known in &self.interfaces {
             let entry = out.entry(known.interface.name().to_owned()).or_default();
             entry.duplicates += known.counts.duplicates;
             entry.malformed += known.counts.malformed;
+            entry.held += known.held_now;
         }
         self.inner.live_counts(out);
     }

@@ -11,6 +11,8 @@
 use std::collections::BTreeMap;
 use std::sync::{Mutex, PoisonError};
 
+use flow::SieveCounters;
+
 /// One interface's counters as one capture thread saw it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct InterfaceLive {
@@ -32,6 +34,10 @@ pub struct InterfaceLive {
     pub queue_full: u64,
     /// Dropped because a worker had stopped.
     pub worker_stopped: u64,
+    /// Times the kernel froze the ring's queue because it was full.
+    pub freezes: u64,
+    /// Ring blocks whose headers did not hold together (skipped whole).
+    pub malformed_blocks: u64,
 }
 
 impl InterfaceLive {
@@ -46,16 +52,20 @@ impl InterfaceLive {
         self.held += other.held;
         self.queue_full += other.queue_full;
         self.worker_stopped += other.worker_stopped;
+        self.freezes += other.freezes;
+        self.malformed_blocks += other.malformed_blocks;
     }
 }
 
 /// Counters by interface name.
 pub type LiveSnapshot = BTreeMap<String, InterfaceLive>;
 
-/// The latest snapshot of every capture thread.
+/// The latest snapshot of every capture thread, and of its dedup engine's
+/// counters when it has one.
 #[derive(Debug, Default)]
 pub struct LiveCounters {
     threads: Mutex<Vec<LiveSnapshot>>,
+    engines: Mutex<Vec<Option<SieveCounters>>>,
 }
 
 impl LiveCounters {
@@ -71,6 +81,26 @@ impl LiveCounters {
             threads.resize(thread + 1, LiveSnapshot::new());
         }
         threads[thread] = snapshot;
+    }
+
+    /// Replaces the dedup engine counters of capture thread `thread`.
+    pub fn publish_engine(&self, thread: usize, counters: Option<SieveCounters>) {
+        let mut engines = self.engines.lock().unwrap_or_else(PoisonError::into_inner);
+        if engines.len() <= thread {
+            engines.resize(thread + 1, None);
+        }
+        engines[thread] = counters;
+    }
+
+    /// Every thread's latest dedup engine counters summed; `None` without
+    /// a dedup.
+    pub fn engine(&self) -> Option<SieveCounters> {
+        let engines = self.engines.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut sum: Option<SieveCounters> = None;
+        for counters in engines.iter().flatten() {
+            sum.get_or_insert_with(SieveCounters::default).add(counters);
+        }
+        sum
     }
 
     /// Every thread's latest snapshot summed, by interface.
@@ -108,5 +138,14 @@ mod tests {
         live.publish(1, one(5));
         live.publish(0, one(12));
         assert_eq!(live.snapshot()["eth0"].captured, 17);
+        assert!(live.engine().is_none());
+        let engine = |copies| SieveCounters {
+            copies,
+            ..SieveCounters::default()
+        };
+        live.publish_engine(1, Some(engine(4)));
+        live.publish_engine(0, Some(engine(2)));
+        live.publish_engine(1, Some(engine(5)));
+        assert_eq!(live.engine().map(|e| e.copies), Some(7));
     }
 }

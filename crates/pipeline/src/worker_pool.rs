@@ -184,7 +184,27 @@ impl RecentRate {
     }
 }
 
-/// Latency percentiles of one worker, in nanoseconds.
+/// The upper bounds (ns) of the latency histogram's buckets as
+/// [`LatencySummary::buckets`] counts them, from 10 µs to 1 s; the last,
+/// unbounded bucket is [`LatencySummary::count`].
+pub const LATENCY_BUCKET_BOUNDS_NS: [u64; 14] = [
+    10_000,
+    50_000,
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    25_000_000,
+    50_000_000,
+    100_000_000,
+    250_000_000,
+    1_000_000_000,
+];
+
+/// Latency percentiles and histogram of one worker, in nanoseconds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LatencySummary {
     /// Packets recorded.
@@ -197,17 +217,37 @@ pub struct LatencySummary {
     pub p999: u64,
     /// Largest.
     pub max: u64,
+    /// Packets whose latency was at most each bound of
+    /// [`LATENCY_BUCKET_BOUNDS_NS`] (cumulative, to the histogram's three
+    /// significant digits).
+    pub buckets: [u64; LATENCY_BUCKET_BOUNDS_NS.len()],
+    /// The sum of every latency recorded, each as the histogram keeps it
+    /// (three significant digits).
+    pub sum_ns: u64,
 }
 
 impl LatencySummary {
     /// The summary of `histogram`.
     pub fn of(histogram: &Histogram<u64>) -> Self {
+        let mut buckets = [0; LATENCY_BUCKET_BOUNDS_NS.len()];
+        for (bucket, bound) in buckets.iter_mut().zip(LATENCY_BUCKET_BOUNDS_NS) {
+            *bucket = histogram.count_between(0, bound);
+        }
+        let sum_ns = histogram.iter_recorded().fold(0u64, |sum, value| {
+            sum.saturating_add(
+                histogram
+                    .median_equivalent(value.value_iterated_to())
+                    .saturating_mul(value.count_at_value()),
+            )
+        });
         Self {
             count: histogram.len(),
             p50: histogram.value_at_quantile(0.5),
             p99: histogram.value_at_quantile(0.99),
             p999: histogram.value_at_quantile(0.999),
             max: histogram.max(),
+            buckets,
+            sum_ns,
         }
     }
 }
@@ -872,6 +912,21 @@ mod tests {
 
     use super::*;
     use crate::interfaces::InterfaceInfo;
+
+    #[test]
+    fn latency_summary_counts_cumulative_buckets_and_the_sum() {
+        let mut histogram = Histogram::<u64>::new_with_bounds(1, LATENCY_MAX_NS, 3).unwrap();
+        for ns in [5_000, 60_000, 2_000_000, 2_000_000_000] {
+            histogram.record(ns).unwrap();
+        }
+        let summary = LatencySummary::of(&histogram);
+        assert_eq!(summary.count, 4);
+        // <= 10 us, 50 us, 100 us, 250 us, 500 us, 1 ms, 2.5 ms, ... 1 s.
+        assert_eq!(summary.buckets, [1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3]);
+        let sum = 5_000 + 60_000 + 2_000_000 + 2_000_000_000u64;
+        assert!(summary.sum_ns.abs_diff(sum) <= sum / 1000, "{summary:?}");
+        assert_eq!(LatencySummary::default().buckets, [0; LATENCY_BUCKET_BOUNDS_NS.len()]);
+    }
 
     /// Remembers which flow hashes and timestamps it saw, optionally
     /// sleeping per batch (a stalled IDS).
