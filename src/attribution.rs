@@ -4,7 +4,10 @@
 //! never delays the opening of a ring, and a veth whose container is not
 //! known yet (Docker creates the sandbox namespace, and the veth, before
 //! the container's first process exists) is looked at again on later
-//! ticks, with a growing pause, a bounded number of times.
+//! ticks, with a growing pause, a bounded number of times. Only the
+//! containers of the veths present at start are looked up before capture
+//! starts (`host::Host::start_attribution`), so that the first packets of
+//! the containers already running are attributed.
 //!
 //! [`Retries`] is the schedule, with no I/O; [`AttributionThread`] does the
 //! lookups; `host::Host` ties them to the interfaces it captures.
@@ -118,6 +121,15 @@ impl Retries {
 /// was found behind its peer.
 pub type Answer = (Link, io::Result<Option<ContainerInfo>>);
 
+/// The container behind `link` in a scan of the host's namespaces
+/// ([`Attributor::scan`], by namespace id).
+pub fn container_in(scan: &io::Result<BTreeMap<i32, ContainerInfo>>, link: &Link) -> io::Result<Option<ContainerInfo>> {
+    match scan {
+        Ok(found) => Ok(link.link_netnsid.and_then(|nsid| found.get(&nsid).cloned())),
+        Err(error) => Err(io::Error::new(error.kind(), error.to_string())),
+    }
+}
+
 /// The thread that looks containers up: it takes links, scans once for
 /// every link queued, and answers each. It ends when its requests' sender
 /// is dropped (after the lookup it is doing).
@@ -141,10 +153,7 @@ impl AttributionThread {
                     links.extend(asked.try_iter());
                     let scan = attributor.scan();
                     for link in links {
-                        let found = match &scan {
-                            Ok(found) => Ok(link.link_netnsid.and_then(|nsid| found.get(&nsid).cloned())),
-                            Err(error) => Err(io::Error::new(error.kind(), error.to_string())),
-                        };
+                        let found = container_in(&scan, &link);
                         if answer.send((link, found)).is_err() {
                             return;
                         }

@@ -22,7 +22,7 @@ use hdrhistogram::Histogram;
 use pipeline::host_book::{ContainerLabel, HostBook, HostInterface};
 use serde_json::json;
 
-use crate::attribution::{AttributionThread, Outcome, Retries};
+use crate::attribution::{container_in, AttributionThread, Outcome, Retries};
 use crate::settings::GeometryOverrides;
 
 /// The ring role of a discovered interface.
@@ -408,12 +408,31 @@ impl Host {
         self.book.remove(ifindex as i32);
     }
 
-    /// Moves the container lookups to a thread of their own; from here on
-    /// [`Self::attribute_pending`] asks it and never blocks.
+    /// Looks up the containers of the container veths captured from the
+    /// start, on the calling thread (one scan of /proc, the Docker API when
+    /// its socket exists), then moves the lookups to a thread of their own;
+    /// from here on [`Self::attribute_pending`] asks it and never blocks.
+    /// Call it before the capture threads start: the first packets of the
+    /// containers already running are then attributed (the stages read the
+    /// book when they first meet an interface).
     pub fn start_attribution(&mut self) {
-        let Some(attributor) = self.attributor.take() else {
+        let Some(mut attributor) = self.attributor.take() else {
             return;
         };
+        let now = Instant::now();
+        let due = self.retries.take_due(now);
+        if !due.is_empty() {
+            let scan = attributor.scan();
+            for ifindex in due {
+                let Some(link) = self.inventory.link(ifindex).cloned() else {
+                    self.retries.forget(ifindex);
+                    continue;
+                };
+                let found = container_in(&scan, &link);
+                // No stage has met the interface yet: the book is enough.
+                let _ = self.take_answer(&link, found, now);
+            }
+        }
         match AttributionThread::start(attributor) {
             Ok(thread) => self.attribution = Some(thread),
             Err(error) => tracing::warn!(%error, "containers will not be named: no attribution thread"),
@@ -437,26 +456,7 @@ impl Host {
         };
         let now = Instant::now();
         for (link, found) in answers {
-            if !self.retries.in_flight(link.ifindex) {
-                continue;
-            }
-            let label = match found {
-                Ok(found) => found.map(label_of),
-                Err(error) => {
-                    tracing::debug!(interface = %link.name, %error, "no container found");
-                    None
-                }
-            };
-            let complete = label.as_ref().is_some_and(|l| l.id.is_some());
-            let outcome = self.retries.answered(link.ifindex, complete, now);
-            if outcome == Outcome::GaveUp {
-                tracing::debug!(interface = %link.name, "no container id found: left as it is");
-            }
-            if let Some(label) = label {
-                if let Some(change) = self.book_label(link.ifindex, label) {
-                    out.push(change);
-                }
-            }
+            out.extend(self.take_answer(&link, found, now));
         }
         let due = self.retries.take_due(now);
         for ifindex in due {
@@ -474,6 +474,33 @@ impl Host {
             }
         }
         out
+    }
+
+    /// Takes the answer of a lookup of `link`'s container: books the
+    /// container when it is new (the change for the stages) and schedules
+    /// the next lookup while no container id is known.
+    fn take_answer(
+        &mut self,
+        link: &Link,
+        found: io::Result<Option<ContainerInfo>>,
+        now: Instant,
+    ) -> Option<HostChange> {
+        if !self.retries.in_flight(link.ifindex) {
+            return None;
+        }
+        let label = match found {
+            Ok(found) => found.map(label_of),
+            Err(error) => {
+                tracing::debug!(interface = %link.name, %error, "no container found");
+                None
+            }
+        };
+        let complete = label.as_ref().is_some_and(|l| l.id.is_some());
+        let outcome = self.retries.answered(link.ifindex, complete, now);
+        if outcome == Outcome::GaveUp {
+            tracing::debug!(interface = %link.name, "no container id found: left as it is");
+        }
+        self.book_label(link.ifindex, label?)
     }
 
     /// Books `label` as the container of captured container veth
