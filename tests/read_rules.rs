@@ -436,3 +436,38 @@ fn stream_depth_and_memcap_are_accepted_and_bad_values_are_exit_2() {
         assert!(stderr.contains(flag) && stderr.contains(bad), "{flag} {bad}: {stderr}");
     }
 }
+
+/// The stream depth given on the command line reaches the reassembly: in
+/// the bulk upload (1 MiB in 64 KiB writes of the bytes `i % 251`), the
+/// bytes 15..=24 then 0..=4 stand only where one write ends and the next
+/// begins, the first time 65 526 bytes into the stream.
+#[test]
+fn the_stream_depth_decides_how_far_into_a_connection_content_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dedup/bulk-c2c.pcap");
+    let rules = write_rules(
+        dir.path(),
+        "alert tcp any any -> any any (msg:\"write boundary\"; \
+         content:\"|0f 10 11 12 13 14 15 16 17 18 00 01 02 03 04|\"; sid:9;)\n",
+    );
+    let eve = dir.path().join("eve.json");
+    let alerts = |depth: &str| {
+        let _ = std::fs::remove_file(&eve);
+        let (output, stderr) = read(
+            &capture,
+            &[
+                "--rules".as_ref(),
+                rules.as_os_str(),
+                "--eve".as_ref(),
+                eve.as_os_str(),
+                "--stream-depth".as_ref(),
+                depth.as_ref(),
+            ],
+        );
+        assert!(output.status.success(), "{depth}: {stderr}");
+        alerts_of(&eve_events(&eve), 9)
+    };
+    assert_eq!(alerts("32K"), 0, "the first boundary is past 32 KiB");
+    assert!(alerts("1M") > 0, "within the default depth");
+    assert_eq!(alerts("0"), alerts("1M"), "0 is no limit");
+}

@@ -325,7 +325,8 @@ impl StreamReassembler {
             data = &data[(-start) as usize..];
             start = 0;
         }
-        let depth = self.depth as i64;
+        // No limit (u64::MAX) must not wrap to a negative depth.
+        let depth = i64::try_from(self.depth).unwrap_or(i64::MAX);
         if end > depth {
             let past = (end - start.max(depth)) as u64;
             self.stats.bytes_past_depth += past;

@@ -197,6 +197,23 @@ fn depth_is_honored() {
 }
 
 #[test]
+fn a_depth_of_u64_max_is_no_limit() {
+    let s = set(ADMIN);
+    let mut det = Detector::new(DetectorConfig {
+        stream: StreamConfig {
+            depth: u64::MAX,
+            window: 0,
+        },
+        ..DetectorConfig::default()
+    });
+    let mut st = det.new_stream(&s, 0);
+    let out = st.insert(0, b"GET /admin HTTP/1.1");
+    assert_eq!((out.new_bytes, out.anomalies.len()), (19, 0));
+    assert_eq!(scan(&s, &mut det, &mut st).len(), 1);
+    assert!(!st.stats().depth_reached);
+}
+
+#[test]
 fn memory_cap_drops_out_of_order_data_and_skips_the_gap() {
     let s = set(ADMIN);
     let mut det = Detector::new(DetectorConfig {
