@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::netns::privileged;
-use crate::process::{in_namespace, Watched};
+use crate::process::{in_namespace, start_agent, Watched};
 use crate::testbed::{one_at_a_time, traffic_binary, Bed};
 
 const RINGSIEVE: &str = env!("CARGO_BIN_EXE_ringsieve");
@@ -113,13 +113,7 @@ fn the_agent_follows_containers_names_them_and_leaks_nothing_over_100_cycles() {
     let prefix = bed.prefix().to_owned();
     let dir = tempfile::tempdir().unwrap();
     let eve = dir.path().join("eve.json");
-    let mut command = in_namespace(&bed.namespace("host"), RINGSIEVE);
-    command
-        .args(["run", "--workers", "2", "--stats-interval", "0", "--eve"])
-        .arg(&eve)
-        .env("RUST_LOG", "info");
-    let mut ringsieve = Watched::spawn(command);
-    ringsieve.wait_for("capture started", 1);
+    let ringsieve = start_agent(&bed.namespace("host"), &eve, None);
     let pid = ringsieve.pid();
 
     // A container starts while the agent runs and pings another at once:
@@ -293,15 +287,7 @@ fn a_flow_that_began_before_its_veth_was_enslaved_and_attributed_is_named() {
     let eve = dir.path().join("eve.json");
     const METRICS_PORT: u16 = 19187;
     const PINGS: u64 = 40;
-    let mut command = in_namespace(&host, RINGSIEVE);
-    command
-        .args(["run", "--workers", "2", "--stats-interval", "0", "--metrics"])
-        .arg(METRICS_PORT.to_string())
-        .arg("--eve")
-        .arg(&eve)
-        .env("RUST_LOG", "info");
-    let mut ringsieve = Watched::spawn(command);
-    ringsieve.wait_for("capture started", 1);
+    let mut ringsieve = start_agent(&host, &eve, Some(METRICS_PORT));
 
     // The bridge learns container 1's MAC, so the requests to it are not
     // flooded to the other containers' veths.

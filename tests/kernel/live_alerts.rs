@@ -29,6 +29,9 @@ alert tcp $EXTERNAL_NET any -> $HOME_NET 80 (msg:"marker in through DNAT"; flow:
 alert tcp any any -> any 5004 (msg:"split marker"; flow:to_server,established; content:"RS-SPLIT-MARKER"; sid:102; rev:1;)
 "#;
 
+/// Datagrams sent while the rules are reloaded twice.
+const ACROSS_RELOADS: u64 = 2000;
+
 const RELOADED: &str = r#"alert tcp any any -> any 5004 (msg:"split marker"; flow:to_server,established; content:"RS-SPLIT-MARKER"; sid:102; rev:1;)
 alert tcp any any -> any 5005 (msg:"after reload"; flow:to_server,established; content:"RS-RELOADED"; sid:103; rev:1;)
 "#;
@@ -181,6 +184,33 @@ fn each_marker_alerts_once_in_the_containers_address_space() {
         .output(),
     );
 
+    // Datagrams from c1 to the outside all through both reloads below: a
+    // reload must neither stop the capture nor lose a packet.
+    let sink_ready = dir.path().join("sink-ready");
+    let across = ACROSS_RELOADS.to_string();
+    let mut sink = traffic(
+        &bed,
+        "out",
+        &["udp-sink", "--listen", "198.18.0.1:5020", "--count", &across],
+    )
+    .args(["--ready-file", sink_ready.to_str().unwrap()])
+    .stdout(std::process::Stdio::null())
+    .spawn()
+    .expect("the sink starts");
+    for _ in 0..1000 {
+        if sink_ready.exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(sink_ready.exists(), "the UDP sink listens");
+    let mut sender = traffic(&bed, "c1", &["udp-send", "--to", "198.18.0.1:5020", "--count", &across])
+        .args(["--interval-ms", "2"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("the sender starts");
+    std::thread::sleep(Duration::from_millis(300));
+
     // A new rule file, then SIGHUP: the new rule alerts.
     std::fs::write(&rules, RELOADED).unwrap();
     let hup = |ringsieve: &Watched| {
@@ -190,8 +220,16 @@ fn each_marker_alerts_once_in_the_containers_address_space() {
             .expect("kill runs");
         assert!(status.success());
     };
+    assert!(
+        matches!(sender.try_wait(), Ok(None)),
+        "the datagrams flow while the rules are reloaded"
+    );
     hup(&ringsieve);
     ringsieve.wait_for("rules reloaded", 1);
+    assert!(
+        matches!(sender.try_wait(), Ok(None)),
+        "the datagrams flow until the rules were reloaded"
+    );
     exchange(
         &bed,
         ("out", &["tcp-server", "--listen", "198.18.0.1:5005", "--mode", "sink"]),
@@ -219,6 +257,12 @@ fn each_marker_alerts_once_in_the_containers_address_space() {
             ],
         ),
         &ready,
+    );
+
+    assert!(sender.wait().expect("the sender ends").success(), "udp-send");
+    assert!(
+        sink.wait().expect("the sink ends").success(),
+        "every datagram reached the outside"
     );
 
     // The alerts in the metrics, once every worker has published them.
@@ -303,6 +347,18 @@ fn each_marker_alerts_once_in_the_containers_address_space() {
         reloaded.len(),
         2,
         "the new rule, before and after the failed reload: {reloaded:?}"
+    );
+
+    let across: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["event_type"] == "flow" && e["proto"] == "UDP" && e["dest_port"] == 5020)
+        .collect();
+    assert_eq!(across.len(), 1, "one flow for the datagrams: {across:?}");
+    assert_eq!(across[0]["src_ip"], "172.17.0.2", "{}", across[0]);
+    assert_eq!(
+        across[0]["flow"]["pkts_toserver"], ACROSS_RELOADS,
+        "every datagram sent across the reloads: {}",
+        across[0]
     );
 
     let anomalies: Vec<&serde_json::Value> = events.iter().filter(|e| e["event_type"] == "anomaly").collect();

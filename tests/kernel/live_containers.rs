@@ -27,10 +27,9 @@ use testbed::fixtures::DirectedCounts;
 
 use crate::live_dedup::touches_a_container;
 use crate::netns::privileged;
-use crate::process::{in_namespace, Watched};
+use crate::process::{in_namespace, start_agent};
 use crate::testbed::{namespaces, one_at_a_time, traffic_binary, Bed};
 
-const RINGSIEVE: &str = env!("CARGO_BIN_EXE_ringsieve");
 /// The containers started under the agent (the bed has 1..=3 already).
 const NEW_CONTAINERS: std::ops::RangeInclusive<usize> = 4..=7;
 /// Echo messages, datagrams or pings of each kind per container.
@@ -177,15 +176,7 @@ fn flow_records_of_new_containers_match_their_own_captures_and_name_them() {
     let containers = NEW_CONTAINERS.count();
     let serving = containers.to_string();
 
-    let mut command = in_namespace(&host, RINGSIEVE);
-    command
-        .args(["run", "--workers", "2", "--stats-interval", "0", "--metrics"])
-        .arg(METRICS_PORT.to_string())
-        .arg("--eve")
-        .arg(&eve)
-        .env("RUST_LOG", "info");
-    let mut ringsieve = Watched::spawn(command);
-    ringsieve.wait_for("capture started", 1);
+    let mut ringsieve = start_agent(&host, &eve, Some(METRICS_PORT));
 
     // The servers every new container talks to: one connection each.
     let echo = |listen: &str| strings(&["tcp-server", "--listen", listen, "--connections", &serving]);

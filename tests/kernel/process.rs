@@ -98,6 +98,24 @@ impl Drop for Watched {
     }
 }
 
+/// `ringsieve run` as the live tests start the agent in namespace `host`:
+/// two workers, no stats events, info logs, flow records to `eve`, the
+/// metrics endpoint on `metrics_port` when given; returned once its
+/// capture has started.
+pub(crate) fn start_agent(host: &str, eve: &std::path::Path, metrics_port: Option<u16>) -> Watched {
+    let mut command = in_namespace(host, env!("CARGO_BIN_EXE_ringsieve"));
+    command
+        .args(["run", "--workers", "2", "--stats-interval", "0", "--eve"])
+        .arg(eve)
+        .env("RUST_LOG", "info");
+    if let Some(port) = metrics_port {
+        command.arg("--metrics").arg(port.to_string());
+    }
+    let mut agent = Watched::spawn(command);
+    agent.wait_for("capture started", 1);
+    agent
+}
+
 pub(crate) fn in_namespace(namespace: &str, program: &str) -> Command {
     let mut command = Command::new("ip");
     command.args(["netns", "exec", namespace, program]);
