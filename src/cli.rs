@@ -341,6 +341,14 @@ pub struct RunArgs {
     #[arg(long, env = "RINGSIEVE_CAPTURE_CPUS", value_name = "LIST")]
     pub capture_cpus: Option<String>,
 
+    /// Container-veth rings kept prepared per capture thread, 0 to 64, so
+    /// that a new container's veth only binds one (preparing a ring can
+    /// take 100 ms). Docker creates a veth pair in the host and moves one
+    /// end, so each container start takes two: raise it where containers
+    /// start in bursts. Each costs a container-veth ring's memory.
+    #[arg(long, env = "RINGSIEVE_SPARE_RINGS", value_name = "N", default_value = "2")]
+    pub spare_rings: String,
+
     /// How the kernel spreads an interface over the capture threads: hash
     /// (by flow, both directions together), cpu, lb (round robin) or qm (by
     /// NIC queue).

@@ -120,9 +120,6 @@ struct Rings<'s> {
     spares: Receiver<UnboundRing>,
 }
 
-/// Spare rings kept ready per capture thread.
-const SPARE_RINGS_PER_THREAD: usize = 2;
-
 impl<'s> Rings<'s> {
     fn new(settings: &'s RunSettings, counters: Arc<DiscoveryCounters>) -> Self {
         let (senders, receivers) = (0..settings.capture_threads).map(|_| mpsc::channel()).unzip();
@@ -247,11 +244,16 @@ impl<'s> Rings<'s> {
 
 /// Starts the thread that keeps container-veth rings ready (socket, ring
 /// memory and mapping done, not bound): it blocks once it has
-/// [`SPARE_RINGS_PER_THREAD`] per capture thread waiting, and ends when the
-/// receiver is dropped. It runs in the namespace of the calling thread,
-/// where the rings' sockets are then created.
+/// `--spare-rings` per capture thread waiting, and ends when the receiver
+/// is dropped. It runs in the namespace of the calling thread, where the
+/// rings' sockets are then created. With `--spare-rings 0` there is no such
+/// thread: each new veth's ring is prepared when it appears.
 fn spare_rings(settings: &RunSettings) -> Receiver<UnboundRing> {
-    let (sender, receiver) = mpsc::sync_channel(SPARE_RINGS_PER_THREAD * settings.capture_threads);
+    let waiting = settings.spare_rings * settings.capture_threads;
+    let (sender, receiver) = mpsc::sync_channel(waiting.saturating_sub(1));
+    if waiting == 0 {
+        return receiver;
+    }
     let config = ring_config(TapRole::ContainerVeth, &settings.geometry, settings.promiscuous);
     let spawned = std::thread::Builder::new()
         .name("spare-rings".to_owned())

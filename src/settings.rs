@@ -161,6 +161,8 @@ pub struct RunSettings {
     pub capture_threads: usize,
     /// CPU per capture thread, when pinned.
     pub capture_cpus: Option<Vec<usize>>,
+    /// Container-veth rings kept prepared per capture thread.
+    pub spare_rings: usize,
     /// Fanout mode when there is more than one capture thread.
     pub fanout: FanoutMode,
     /// The dedup engine's settings; `None` delivers every copy.
@@ -310,6 +312,7 @@ impl RunSettings {
             promiscuous,
             capture_threads,
             capture_cpus,
+            spare_rings: parse_in_range(origin, "spare_rings", &args.spare_rings, 0..=64)? as usize,
             fanout,
             dedup,
             pipeline,

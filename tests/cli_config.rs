@@ -125,3 +125,24 @@ fn the_interface_variables_select_and_a_bad_glob_exits_2_naming_the_variable() {
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("RINGSIEVE_INTERFACE") && err.contains("br-[x"), "{err}");
 }
+
+#[test]
+fn spare_rings_is_a_setting_and_a_bad_count_exits_2() {
+    let (code, out, err) = config(&["--json"], &[("RINGSIEVE_SPARE_RINGS", "8")]);
+    assert_eq!(code, Some(0), "{err}");
+    let settings: serde_json::Value = serde_json::from_str(&out).expect("one JSON object");
+    assert_eq!(settings["spare-rings"]["value"], "8");
+    assert_eq!(settings["spare-rings"]["source"], "RINGSIEVE_SPARE_RINGS");
+    let (code, out, err) = config(&["--json"], &[]);
+    assert_eq!(code, Some(0), "{err}");
+    let settings: serde_json::Value = serde_json::from_str(&out).expect("one JSON object");
+    assert_eq!(settings["spare-rings"]["value"], "2");
+    for bad in ["65", "some"] {
+        let (code, _, err) = config(&["--spare-rings", bad], &[]);
+        assert_eq!(code, Some(2), "{bad}: {err}");
+        assert!(
+            err.contains("--spare-rings") && err.contains(bad) && err.contains("0 to 64"),
+            "{bad}: {err}"
+        );
+    }
+}
