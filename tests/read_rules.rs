@@ -471,3 +471,38 @@ fn the_stream_depth_decides_how_far_into_a_connection_content_is_found() {
     assert!(alerts("1M") > 0, "within the default depth");
     assert_eq!(alerts("0"), alerts("1M"), "0 is no limit");
 }
+
+#[test]
+fn a_rules_flag_given_twice_loads_both_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = fixture("c2c-udp");
+    let datagrams = expected_alerts(&fixture).values().sum::<u64>();
+    let first = dir.path().join("first.rules");
+    std::fs::write(
+        &first,
+        "alert udp any any -> any any (msg:\"first\"; content:\"RSv1\"; sid:11;)\n",
+    )
+    .unwrap();
+    let second = dir.path().join("second.rules");
+    std::fs::write(
+        &second,
+        "alert udp any any -> any any (msg:\"second\"; content:\"RSv1\"; sid:12;)\n",
+    )
+    .unwrap();
+    let eve = dir.path().join("eve.json");
+    let (output, stderr) = read(
+        &fixture.host_capture,
+        &[
+            "--rules".as_ref(),
+            first.as_os_str(),
+            "--rules".as_ref(),
+            second.as_os_str(),
+            "--eve".as_ref(),
+            eve.as_os_str(),
+        ],
+    );
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("2 rules loaded, 0 skipped"), "{stderr}");
+    let events = eve_events(&eve);
+    assert_eq!((alerts_of(&events, 11), alerts_of(&events, 12)), (datagrams, datagrams));
+}
