@@ -86,6 +86,11 @@ impl Retries {
         matches!(self.waiting.get(&ifindex), Some((Slot::InFlight, _)))
     }
 
+    /// Whether any lookup was asked for and has not answered.
+    pub fn any_in_flight(&self) -> bool {
+        self.waiting.values().any(|(slot, _)| *slot == Slot::InFlight)
+    }
+
     /// The answer for `ifindex` came: `complete` when it named the
     /// container in full (its id found).
     pub fn answered(&mut self, ifindex: u32, complete: bool, now: Instant) -> Outcome {
@@ -184,6 +189,24 @@ impl AttributionThread {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lookup_is_in_flight_from_its_ask_to_its_answer() {
+        let now = Instant::now();
+        let mut retries = Retries::default();
+        retries.schedule(7, now);
+        retries.schedule(8, now + Duration::from_secs(60));
+        assert!(!retries.any_in_flight(), "scheduled, not asked yet");
+        assert_eq!(retries.take_due(now), vec![7]);
+        assert!(retries.any_in_flight());
+        retries.answered(7, false, now);
+        assert!(!retries.any_in_flight(), "answered: the next one waits its pause");
+        retries.take_due(now + Duration::from_secs(3600));
+        assert!(retries.any_in_flight());
+        retries.forget(7);
+        retries.forget(8);
+        assert!(!retries.any_in_flight());
+    }
 
     #[test]
     fn an_unnamed_veth_is_retried_with_growing_pauses_then_given_up() {

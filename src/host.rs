@@ -503,6 +503,12 @@ impl Host {
         self.book_label(link.ifindex, label?)
     }
 
+    /// Whether a container lookup is on its way: its answer should be
+    /// taken soon, before the container's first flows end unnamed.
+    pub fn awaiting_containers(&self) -> bool {
+        self.attribution.is_some() && self.retries.any_in_flight()
+    }
+
     /// Books `label` as the container of captured container veth
     /// `ifindex` when it is new, returning the change for the stages.
     fn book_label(&mut self, ifindex: u32, label: ContainerLabel) -> Option<HostChange> {

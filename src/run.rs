@@ -493,8 +493,11 @@ pub fn run(settings: &RunSettings, origin: &crate::settings::Origin<'_>) -> anyh
                 next_stats = Some(due + every);
             }
         }
-        // Waits for discovery events up to 50 ms, the loop's tick.
-        match host.poll(std::time::Duration::from_millis(50)) {
+        // Waits for discovery events up to 50 ms, the loop's tick, or 1 ms
+        // while a container lookup is on its way: a new container's flows
+        // are named from the moment its answer is booked.
+        let tick = if host.awaiting_containers() { 1 } else { 50 };
+        match host.poll(std::time::Duration::from_millis(tick)) {
             Ok(changes) => {
                 for change in changes {
                     rings.apply(change);
