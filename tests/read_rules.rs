@@ -108,9 +108,24 @@ fn fixture(case: &str) -> Fixture {
 }
 
 fn write_rules(dir: &Path, text: &str) -> PathBuf {
-    let path = dir.join("test.rules");
+    write_rules_as(dir, "test.rules", text)
+}
+
+/// `text` written to the rule file `name` in `dir`.
+fn write_rules_as(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
     std::fs::write(&path, text).expect("rules written");
     path
+}
+
+/// A rule file `name` in `dir` with one rule, `sid`, alerting on every
+/// datagram of the UDP fixtures (their payloads start with "RSv1").
+fn any_datagram_rule(dir: &Path, name: &str, sid: u64) -> PathBuf {
+    write_rules_as(
+        dir,
+        name,
+        &format!("alert udp any any -> any any (msg:\"{name}\"; content:\"RSv1\"; sid:{sid};)\n"),
+    )
 }
 
 /// Runs `read --rules --eve` on a fixture; returns the EVE events.
@@ -325,12 +340,7 @@ fn rules_and_vars_from_the_environment() {
         "alert udp $HOME_NET any -> $HOME_NET any (msg:\"inside\"; content:\"RSv1\"; sid:3;)\n",
     )
     .unwrap();
-    let any = dir.path().join("any.rules");
-    std::fs::write(
-        &any,
-        "alert udp any any -> any any (msg:\"any\"; content:\"RSv1\"; sid:6;)\n",
-    )
-    .unwrap();
+    let any = any_datagram_rule(dir.path(), "any.rules", 6);
     let list = format!("{},{}", inside.display(), any.display());
     let run = |home_net: &str| {
         let eve = dir.path().join(format!("eve-env-{}.json", home_net.len()));
@@ -353,12 +363,7 @@ fn rules_and_vars_from_the_environment() {
 fn a_rules_flag_takes_a_path_with_a_comma_as_one_file() {
     let dir = tempfile::tempdir().unwrap();
     let fixture = fixture("c2c-udp");
-    let rules = dir.path().join("local,extra.rules");
-    std::fs::write(
-        &rules,
-        "alert udp any any -> any any (msg:\"any\"; content:\"RSv1\"; sid:6;)\n",
-    )
-    .unwrap();
+    let rules = any_datagram_rule(dir.path(), "local,extra.rules", 6);
     let eve = dir.path().join("eve.json");
     let (output, stderr) = read(
         &fixture.host_capture,
@@ -477,18 +482,8 @@ fn a_rules_flag_given_twice_loads_both_files() {
     let dir = tempfile::tempdir().unwrap();
     let fixture = fixture("c2c-udp");
     let datagrams = expected_alerts(&fixture).values().sum::<u64>();
-    let first = dir.path().join("first.rules");
-    std::fs::write(
-        &first,
-        "alert udp any any -> any any (msg:\"first\"; content:\"RSv1\"; sid:11;)\n",
-    )
-    .unwrap();
-    let second = dir.path().join("second.rules");
-    std::fs::write(
-        &second,
-        "alert udp any any -> any any (msg:\"second\"; content:\"RSv1\"; sid:12;)\n",
-    )
-    .unwrap();
+    let first = any_datagram_rule(dir.path(), "first.rules", 11);
+    let second = any_datagram_rule(dir.path(), "second.rules", 12);
     let eve = dir.path().join("eve.json");
     let (output, stderr) = read(
         &fixture.host_capture,

@@ -136,6 +136,20 @@ struct Bed {
 }
 
 impl Bed {
+    /// A container veth of the container named `container`.
+    fn container_veth(&self, name: &str, ifindex: i32, container: &str) -> InterfaceId {
+        self.interfaces.intern(InterfaceInfo {
+            name: name.to_owned(),
+            role: TapRole::ContainerVeth,
+            ifindex,
+            link_type: 1,
+            container: Some(pipeline::host_book::ContainerLabel {
+                name: Some(container.to_owned()),
+                ..Default::default()
+            }),
+        })
+    }
+
     fn new() -> Self {
         let interfaces = Arc::new(InterfaceTable::new());
         let add = |name: &str, role, ifindex| {
@@ -877,20 +891,8 @@ fn write_failures_are_counted_not_fatal() {
 #[test]
 fn containers_are_named_from_the_veths_that_showed_the_flow() {
     let mut bed = Bed::new();
-    let add = |name: &str, ifindex, container: &str| {
-        bed.interfaces.intern(InterfaceInfo {
-            name: name.to_owned(),
-            role: TapRole::ContainerVeth,
-            ifindex,
-            link_type: 1,
-            container: Some(pipeline::host_book::ContainerLabel {
-                name: Some(container.to_owned()),
-                ..Default::default()
-            }),
-        })
-    };
-    let web = add("vethweb", 10, "web");
-    let db = add("vethdb", 11, "db");
+    let web = bed.container_veth("vethweb", 10, "web");
+    let db = bed.container_veth("vethdb", 11, "db");
     bed.veth = web;
     let mut tracker = bed.tracker(1024);
     // web (the client) sends on its veth; the copy on db's veth going out
@@ -919,24 +921,12 @@ fn containers_are_named_from_the_veths_that_showed_the_flow() {
 
 #[test]
 fn a_unicast_frame_the_bridge_flooded_to_another_container_does_not_name_it() {
-    let container_veth = |bed: &Bed, name: &str, ifindex, container: &str| {
-        bed.interfaces.intern(InterfaceInfo {
-            name: name.to_owned(),
-            role: TapRole::ContainerVeth,
-            ifindex,
-            link_type: 1,
-            container: Some(pipeline::host_book::ContainerLabel {
-                name: Some(container.to_owned()),
-                ..Default::default()
-            }),
-        })
-    };
     let dest = |records: &[serde_json::Value]| records[0].get("dest_container").cloned();
     let setup = || {
         let mut bed = Bed::new();
-        let web = container_veth(&bed, "vethweb", 10, "web");
-        let db = container_veth(&bed, "vethdb", 11, "db");
-        let cache = container_veth(&bed, "vethcache", 12, "cache");
+        let web = bed.container_veth("vethweb", 10, "web");
+        let db = bed.container_veth("vethdb", 11, "db");
+        let cache = bed.container_veth("vethcache", 12, "cache");
         bed.veth = web;
         (bed, web, db, cache)
     };
