@@ -373,8 +373,12 @@ fn a_flow_that_began_before_its_veth_was_enslaved_and_attributed_is_named() {
     let flow = &flows[0];
     assert_eq!(flow["dest_ip"], "172.17.0.2", "{flow}");
     assert_eq!(
-        flow["flow"]["pkts_toserver"], PINGS,
-        "every request, before and after the change: {flow}"
+        flow["flow"]["pkts_toserver"],
+        PINGS,
+        "every request, before and after the change: {flow}\nvethc9: {}\ndedup: {}\nall flows: {}",
+        summary["interfaces"]["vethc9"],
+        summary["dedup"],
+        std::fs::read_to_string(&eve).unwrap_or_default()
     );
     assert_eq!(flow["src_container"]["name"], c9, "{flow}");
     assert_eq!(flow["dest_container"]["name"], c1, "{flow}");
