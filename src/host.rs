@@ -458,16 +458,11 @@ impl Host {
         for (link, found) in answers {
             out.extend(self.take_answer(&link, found, now));
         }
-        let due = self.retries.take_due(now);
-        for ifindex in due {
-            let link = self.inventory.link(ifindex).cloned();
-            let asked = match (&self.attribution, link) {
-                (Some(thread), Some(link)) => thread.ask(link),
-                (_, None) => {
-                    self.retries.forget(ifindex);
-                    true
-                }
-                (None, Some(_)) => false,
+        for ifindex in self.retries.take_due(now) {
+            // Gone from the inventory, or the thread gone: no lookup.
+            let asked = match (self.inventory.link(ifindex), &self.attribution) {
+                (Some(link), Some(thread)) => thread.ask(link.clone()),
+                _ => false,
             };
             if !asked {
                 self.retries.forget(ifindex);

@@ -3,8 +3,9 @@
 //! whether `ringsieve run` with the same options would capture each.
 //!
 //! Promiscuity is the kernel's, from the rtnetlink dump (`IFF_PROMISC` or
-//! a nonzero `IFLA_PROMISCUITY`: a bridge's ports are promiscuous), shown beside whether `run` would make the interface
-//! promiscuous (`--promisc`, for an interface it captures). The ring is the
+//! a nonzero `IFLA_PROMISCUITY`: a bridge's ports are promiscuous), shown
+//! beside whether `run` would make the interface promiscuous
+//! (`--promisc`, for an interface it captures). The ring is the
 //! one `run` would open: a veth not (yet) enslaved is sized as a container
 //! veth, as `run` sizes it.
 

@@ -2,9 +2,10 @@
 //! format 0.0.4) on a thread of its own, rendering the capture's live
 //! counters at each scrape: per interface (kernel, freezes, malformed
 //! blocks, captured, delivered, duplicates, malformed, copies held now,
-//! queue drops by reason), the worker pool (queued, dropped), per worker (packets, latency
-//! from kernel timestamp to receipt as a histogram and as quantiles, and
-//! with EVE output the flow tracker's packets, flows and records), the
+//! queue drops by reason), the worker pool (queued, dropped), per worker
+//! (packets, latency from kernel timestamp to receipt as a histogram and as
+//! quantiles, and with EVE output the flow tracker's packets, flows and
+//! records), the
 //! dedup engines (every counter of the exit summary's `dedup` object,
 //! duplicates by tap pair), conntrack (every counter of its `conntrack`
 //! object) and the discovery (interfaces that appeared and went, role
@@ -313,24 +314,35 @@ pub fn render(sources: &Sources<'_>) -> String {
     out
 }
 
+/// Each whole-number counter of the exit summary's object `section`, as
+/// `ringsieve_SECTION_KEY_total`; `whose` starts its help text.
+fn render_summary_counters(
+    out: &mut String,
+    object: &serde_json::Map<String, serde_json::Value>,
+    section: &str,
+    whose: &str,
+) {
+    for (key, value) in object {
+        if let Some(value) = value.as_u64() {
+            let name = format!("ringsieve_{section}_{key}_total");
+            family(
+                out,
+                &name,
+                "counter",
+                &format!("{whose} {key} (the exit summary's {section}.{key})."),
+            );
+            let _ = writeln!(out, "{name} {value}");
+        }
+    }
+}
+
 /// Every counter of the summary's `dedup` object, `ringsieve_dedup_KEY_total`;
 /// its duplicates by tap pair labelled with the pair.
 fn render_dedup(out: &mut String, dedup: &serde_json::Value) {
     let Some(object) = dedup.as_object() else {
         return;
     };
-    for (key, value) in object {
-        if let Some(value) = value.as_u64() {
-            let name = format!("ringsieve_dedup_{key}_total");
-            family(
-                out,
-                &name,
-                "counter",
-                &format!("The dedup engines' {key} (the exit summary's dedup.{key})."),
-            );
-            let _ = writeln!(out, "{name} {value}");
-        }
-    }
+    render_summary_counters(out, object, "dedup", "The dedup engines'");
     let name = "ringsieve_dedup_duplicates_by_tap_pair_total";
     family(
         out,
@@ -358,17 +370,9 @@ fn render_conntrack(out: &mut String, conntrack: &serde_json::Value) {
     let Some(object) = conntrack.as_object() else {
         return;
     };
+    render_summary_counters(out, object, "conntrack", "The conntrack feed's");
     for (key, value) in object {
-        if let Some(value) = value.as_u64() {
-            let name = format!("ringsieve_conntrack_{key}_total");
-            family(
-                out,
-                &name,
-                "counter",
-                &format!("The conntrack feed's {key} (the exit summary's conntrack.{key})."),
-            );
-            let _ = writeln!(out, "{name} {value}");
-        } else if let Some(flag) = value.as_bool() {
+        if let Some(flag) = value.as_bool() {
             let name = format!("ringsieve_conntrack_{key}");
             family(
                 out,
