@@ -355,6 +355,13 @@ fn a_flow_that_began_before_its_veth_was_enslaved_and_attributed_is_named() {
         "-n", &host, "link", "add", "vethc9", "type", "veth", "peer", "name", "eth0", "netns", &c9,
     ]);
     ip(&["-n", &c9, "addr", "add", "172.17.0.10/16", "dev", "eth0"]);
+    // The host end comes up first, as Docker orders it: eth0 then gets its
+    // carrier, and its transmit queue, as it comes up. Up before its peer,
+    // it would get its queue only when the kernel's linkwatch work ran
+    // (asynchronously: more than 0.6 s late once, under load), and until
+    // then drop what it sends in its noop qdisc: the ping's first requests
+    // were lost so, before any tap point.
+    ip(&["-n", &host, "link", "set", "vethc9", "up"]);
     ip(&["-n", &c9, "link", "set", "eth0", "up"]);
     ip(&[
         "-n",
@@ -369,14 +376,11 @@ fn a_flow_that_began_before_its_veth_was_enslaved_and_attributed_is_named() {
         "nud",
         "permanent",
     ]);
-    ip(&["-n", &host, "link", "set", "vethc9", "up"]);
     let captured = ringsieve.wait_for_all(&["capturing", "vethc9"]);
     assert!(captured.contains("role=other"), "{captured}");
     // The yardstick the flow is held to: the requests the kernel carried to
     // vethc9, where the agent captures them. A request the kernel drops
-    // before any tap point is no capture's to see (the first ones were
-    // dropped so in c9, into eth0's noop qdisc: eth0 came up before vethc9
-    // and its transmit queue was attached late, by the linkwatch work).
+    // before any tap point is no capture's to see.
     let requests_file = dir.path().join("vethc9-requests.pcap");
     let requests = yardstick(
         &host,
