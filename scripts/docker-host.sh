@@ -28,7 +28,8 @@
 #                  sends or receives. (libpcap refuses a link that is down, so
 #                  the container end is set up first, without an address; it
 #                  has no carrier until the host end is up, and nothing is
-#                  sent before.) `stop K` ends every tcpdump in the container
+#                  sent before; `start` then waits for its operstate UP, when
+#                  the kernel has given it its transmit queue.) `stop K` ends every tcpdump in the container
 #                  with SIGINT and waits for it to exit before deleting the
 #                  namespace, so the pcap is complete and the log ends with
 #                  tcpdump's "packets dropped by kernel" line.
@@ -245,6 +246,15 @@ start_container() {
     ipn "$ns" addr add "172.17.0.$((k + 1))/16" dev eth0
     ipn "$ns" link set eth0 up
     ipn "$ns" route add default via 172.17.0.1
+    # An eth0 that came up before its peer (--tcpdump) gets its transmit
+    # queue only when the kernel's linkwatch work sees the carrier, which
+    # is late under load; until then it drops what it sends. Its operstate
+    # turns UP in that same work, so the container sends nothing before.
+    local tries=0
+    until ipn "$ns" -o link show eth0 | grep -q "state UP"; do
+        ((++tries < 200)) || die "c$k: eth0 did not come up"
+        sleep 0.01
+    done
 }
 
 # `start K`: container K joins a running bed; `stop K`: it leaves (its
