@@ -336,7 +336,6 @@ fn a_flow_that_began_before_its_veth_was_enslaved_and_attributed_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let eve = dir.path().join("eve.json");
     const METRICS_PORT: u16 = 19187;
-    const PINGS: u64 = 40;
     let mut ringsieve = start_agent(&host, &eve, Some(METRICS_PORT));
 
     // The bridge learns container 1's MAC, so the requests to it are not
@@ -388,19 +387,11 @@ fn a_flow_that_began_before_its_veth_was_enslaved_and_attributed_is_named() {
         "icmp[icmptype] == icmp-echo and src host 172.17.0.10",
         &requests_file,
     );
+    // Until stopped: how long the agent takes to see the first requests
+    // and the change is the machine's, not the test's, to decide.
     let mut ping = Background(
         in_namespace(&c9, "ping")
-            .args([
-                "-n",
-                "-q",
-                "-c",
-                &PINGS.to_string(),
-                "-i",
-                "0.1",
-                "-W",
-                "1",
-                "172.17.0.2",
-            ])
+            .args(["-n", "-q", "-i", "0.1", "172.17.0.2"])
             .stdout(Stdio::null())
             .spawn()
             .expect("ping starts"),
@@ -419,13 +410,16 @@ fn a_flow_that_began_before_its_veth_was_enslaved_and_attributed_is_named() {
         assert!(Instant::now() < deadline, "nothing captured on vethc9");
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(
-        matches!(ping.0.try_wait(), Ok(None)),
-        "the ping ended before the veth was enslaved"
-    );
     ip(&["-n", &host, "link", "set", "vethc9", "master", "docker0"]);
     ringsieve.wait_for_all(&["role changed", "vethc9", "to=container-veth"]);
     ringsieve.wait_for_all(&["container named", "vethc9", &c9]);
+    // Requests after the change too (their replies, below, say they came).
+    std::thread::sleep(Duration::from_secs(1));
+    let interrupted = std::process::Command::new("kill")
+        .args(["-INT", &ping.0.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(interrupted.success(), "SIGINT to the ping");
     let _ = ping.0.wait();
     let carried = yardstick_frames(requests, &requests_file);
 
@@ -442,11 +436,16 @@ fn a_flow_that_began_before_its_veth_was_enslaved_and_attributed_is_named() {
     assert_eq!(
         flow["flow"]["pkts_toserver"],
         carried,
-        "every request that reached vethc9 (tcpdump there saw {carried} of the {PINGS} sent), \
+        "every request that reached vethc9 (tcpdump there saw {carried}), \
          before and after the change: {flow}\nvethc9: {}\ndedup: {}\nall flows: {}",
         summary["interfaces"]["vethc9"],
         summary["dedup"],
         std::fs::read_to_string(&eve).unwrap_or_default()
+    );
+    // Only requests sent after the change crossed the bridge to be answered.
+    assert!(
+        flow["flow"]["pkts_toclient"].as_u64().unwrap_or(0) > 0,
+        "replies after the change: {flow}"
     );
     assert_eq!(flow["src_container"]["name"], c9, "{flow}");
     assert_eq!(flow["dest_container"]["name"], c1, "{flow}");
