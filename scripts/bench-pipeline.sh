@@ -14,6 +14,12 @@
 #    on a large multi-interface capture (`ringsieve-docker-mix`), both from
 #    the page cache, median of REPEATS: the target is within 3 times.
 #
+# With two CPUs or more, the runs with one worker pin the capture thread to
+# CPU 0 and the worker to CPU 1 (PIN=0: neither pinned). Unpinned, the two
+# threads sometimes share a CPU and a run takes twice as long (2026-11-28:
+# 6 of 8 unpinned runs of `bench --dedup false` at about 220 ns per copy,
+# 8 of 8 pinned ones at 106 to 126).
+#
 # Prints Markdown on stdout; JSON lines go to bench-out/pipeline/.
 # Usage: scripts/bench-pipeline.sh
 #   PACKETS=2M FLOWS=100K REPEATS=3 READ_PACKETS=700000 scripts/bench-pipeline.sh
@@ -27,12 +33,21 @@ packets=${PACKETS:-2M}
 flows=${FLOWS:-100K}
 repeats=${REPEATS:-3}
 read_packets=${READ_PACKETS:-700000}
+pin=${PIN:-1}
 out=bench-out/pipeline
 mkdir -p "$out"
 cargo build --release -p ringsieve -p testbed --bin ringsieve --bin ringsieve-docker-mix >&2
 ringsieve=target/release/ringsieve
 
 median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
+# pinning WORKERS: the bench options that pin the capture thread and a
+# single worker to CPUs of their own, when PIN allows and there are two.
+pinning() {
+    if [[ "$pin" == 1 && "$(nproc)" -ge 2 && "$1" == 1 ]]; then
+        echo "--capture-cpus 0 --worker-cpus 1"
+    fi
+}
 
 # bench NAME ARGS...: REPEATS runs, each JSON line kept; prints the line of
 # the median copies per second.
@@ -57,7 +72,8 @@ for dedup in false true; do
     for worker in null flows; do
         for workers in 1 2; do
             name="dedup-$dedup-$worker-$workers"
-            line=$(bench "$name" --dedup "$dedup" --worker "$worker" --workers "$workers")
+            # shellcheck disable=SC2046 # the options are words
+            line=$(bench "$name" --dedup "$dedup" --worker "$worker" --workers "$workers" $(pinning "$workers"))
             max[$name]=$(jq -r '.copies_per_second' <<<"$line")
             jq -r --arg n "$name" '"| \($n) | \(.copies_per_second | floor) | \(.packets_per_second | floor) | \(.ns_per_copy * 10 | floor / 10) | \(.ns_per_packet * 10 | floor / 10) |"' <<<"$line"
         done
@@ -70,7 +86,8 @@ echo "| run | paced copies/s | p50 µs | p99 µs | p99.9 µs | max µs | queue d
 echo "|---|---:|---:|---:|---:|---:|---:|"
 for dedup in false true; do
     half=$(awk -v m="${max[dedup-$dedup-null-1]}" 'BEGIN { printf "%d", m / 2 }')
-    line=$(bench "half-load-dedup-$dedup" --dedup "$dedup" --rate "$half")
+    # shellcheck disable=SC2046 # the options are words
+    line=$(bench "half-load-dedup-$dedup" --dedup "$dedup" --rate "$half" $(pinning 1))
     jq -r --arg n "dedup $dedup" '"| \($n) | \(.paced_copies_per_second) | \(.latency.p50_us) | \(.latency.p99_us) | \(.latency.p99_9_us) | \(.latency.max_us) | \(.queue_drops) |"' <<<"$line"
 done
 

@@ -246,6 +246,11 @@ pub fn bench(settings: &BenchSettings) -> anyhow::Result<ExitCode> {
     let mut pipeline_time = Duration::ZERO;
     let mut fill_time = Duration::ZERO;
     let mut handover_late = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("valid bounds");
+    // Pinned only now: the worker threads, started above, would otherwise
+    // inherit this thread's CPU.
+    if let Some(cpu) = settings.capture_cpu {
+        af_packet::cpu::pin_current_thread(cpu).map_err(|e| anyhow::anyhow!("pinning the capture thread: {e}"))?;
+    }
     let capture_cpu_before = thread_cpu_ns();
     let started = Instant::now();
     // Paced: the first copy arrives 10 ms from now.
@@ -321,6 +326,8 @@ pub fn bench(settings: &BenchSettings) -> anyhow::Result<ExitCode> {
         "released_early": dedup.counters.released_early,
         "queue_drops": fanout.drops().total(),
         "workers": workers,
+        "capture_cpu": settings.capture_cpu,
+        "worker_cpus": pool_config.cpus,
         "worker": settings.worker.name(),
         "dedup": shared.is_some(),
         "paced_copies_per_second": settings.rate,

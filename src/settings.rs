@@ -269,22 +269,7 @@ impl RunSettings {
             .filter(|n| (1..=64).contains(n))
             .ok_or_else(|| origin.error("capture_threads", &args.capture_threads, threads_expected))?;
 
-        let capture_cpus = match &args.capture_cpus {
-            None => None,
-            Some(text) => {
-                let cpus = af_packet::cpu::parse_cpu_list(text).map_err(|why| {
-                    origin.error("capture_cpus", text, format!("a CPU list such as 0,1 or 0-3 ({why})"))
-                })?;
-                if cpus.len() < capture_threads {
-                    return Err(origin.error(
-                        "capture_cpus",
-                        text,
-                        format!("one CPU per capture thread ({capture_threads} threads)"),
-                    ));
-                }
-                Some(cpus)
-            }
-        };
+        let capture_cpus = capture_cpus(origin, args.capture_cpus.as_deref(), capture_threads)?;
 
         let fanout = args
             .fanout
@@ -471,6 +456,27 @@ pub struct PipelineSettings {
     /// in timestamp order within it (`pipeline::reorder`). Set by each
     /// subcommand from its dedup window and retire timeout.
     pub reorder_window_ns: u64,
+}
+
+/// The `--capture-cpus` list: one CPU per capture thread at least.
+fn capture_cpus(
+    origin: &Origin<'_>,
+    text: Option<&str>,
+    capture_threads: usize,
+) -> Result<Option<Vec<usize>>, SettingError> {
+    let Some(text) = text else {
+        return Ok(None);
+    };
+    let cpus = af_packet::cpu::parse_cpu_list(text)
+        .map_err(|why| origin.error("capture_cpus", text, format!("a CPU list such as 0,1 or 0-3 ({why})")))?;
+    if cpus.len() < capture_threads {
+        return Err(origin.error(
+            "capture_cpus",
+            text,
+            format!("one CPU per capture thread ({capture_threads} threads)"),
+        ));
+    }
+    Ok(Some(cpus))
 }
 
 /// How late a packet can reach the workers after a later one: a dedup
@@ -748,6 +754,8 @@ pub struct BenchSettings {
     pub worker: crate::bench::BenchWorker,
     /// The dedup, or `None`.
     pub dedup: Option<flow::SieveConfig>,
+    /// The CPU the capture thread is pinned to, if any.
+    pub capture_cpu: Option<usize>,
     /// Workers and queues.
     pub pipeline: PipelineSettings,
 }
@@ -809,6 +817,7 @@ impl BenchSettings {
                 ..pipeline_settings(&args.pipeline, origin, Overflow::Wait, PoolClock::Wall)?
             },
             dedup: dedup_on.then_some(sieve),
+            capture_cpu: capture_cpus(origin, args.capture_cpus.as_deref(), 1)?.map(|cpus| cpus[0]),
         })
     }
 }

@@ -90,6 +90,48 @@ fn a_bad_bench_payload_exits_2_naming_the_flag_or_variable() {
     );
 }
 
+/// `bench --capture-cpus` pins the capture thread (named in the JSON
+/// line), and a list that is not one exits 2 naming the flag or variable.
+#[test]
+fn bench_capture_cpus_pins_or_exits_2_naming_the_flag_or_variable() {
+    let bench = |args: &[&str], env: &[(&str, &str)]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ringsieve"));
+        command
+            .arg("bench")
+            .args(["--packets", "2000", "--flows", "100"])
+            .args(args)
+            .env_remove("RINGSIEVE_CAPTURE_CPUS")
+            .env_remove("RINGSIEVE_WORKER_CPUS");
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let out = command.output().expect("ringsieve runs");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = bench(&["--capture-cpus", "0", "--worker-cpus", "0"], &[]);
+    assert_eq!(code, Some(0), "{err}");
+    let line: serde_json::Value = serde_json::from_str(out.lines().last().unwrap_or_default()).expect("a JSON line");
+    assert_eq!(line["capture_cpu"], 0, "{line}");
+    assert_eq!(line["worker_cpus"], serde_json::json!([0]), "{line}");
+    let (_, out, _) = bench(&[], &[]);
+    let line: serde_json::Value = serde_json::from_str(out.lines().last().unwrap_or_default()).expect("a JSON line");
+    assert!(line["capture_cpu"].is_null(), "{line}");
+
+    let (code, _, err) = bench(&["--capture-cpus", "first"], &[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("--capture-cpus") && err.contains("\"first\"") && err.contains("a CPU list"),
+        "{err}"
+    );
+    let (code, _, err) = bench(&[], &[("RINGSIEVE_CAPTURE_CPUS", "1-")]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("RINGSIEVE_CAPTURE_CPUS") && err.contains("1-"), "{err}");
+}
+
 #[test]
 fn the_interface_variables_select_and_a_bad_glob_exits_2_naming_the_variable() {
     let (code, out, err) = config(
