@@ -4,9 +4,14 @@
 
 use std::process::Command;
 
-fn config(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+/// `ringsieve ARGS...` with `env` set and the `unset` variables removed:
+/// its exit code, stdout and stderr.
+fn ringsieve(args: &[&str], env: &[(&str, &str)], unset: &[&str]) -> (Option<i32>, String, String) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_ringsieve"));
-    command.arg("config").args(args);
+    command.args(args);
+    for key in unset {
+        command.env_remove(key);
+    }
     for (key, value) in env {
         command.env(key, value);
     }
@@ -16,6 +21,10 @@ fn config(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) 
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+fn config(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    ringsieve(&[&["config"], args].concat(), env, &[])
 }
 
 #[test]
@@ -68,13 +77,8 @@ fn the_worker_poll_is_a_setting_and_a_bad_one_exits_2() {
 #[test]
 fn a_bad_bench_payload_exits_2_naming_the_flag_or_variable() {
     let bench = |args: &[&str], env: &[(&str, &str)]| {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_ringsieve"));
-        command.arg("bench").args(args).env_remove("RINGSIEVE_BENCH_PAYLOAD");
-        for (key, value) in env {
-            command.env(key, value);
-        }
-        let out = command.output().expect("ringsieve runs");
-        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+        let (code, _, err) = ringsieve(&[&["bench"], args].concat(), env, &["RINGSIEVE_BENCH_PAYLOAD"]);
+        (code, err)
     };
     let (code, err) = bench(&["--payload", "xml"], &[]);
     assert_eq!(code, Some(2), "{err}");
@@ -95,21 +99,10 @@ fn a_bad_bench_payload_exits_2_naming_the_flag_or_variable() {
 #[test]
 fn bench_capture_cpus_pins_or_exits_2_naming_the_flag_or_variable() {
     let bench = |args: &[&str], env: &[(&str, &str)]| {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_ringsieve"));
-        command
-            .arg("bench")
-            .args(["--packets", "2000", "--flows", "100"])
-            .args(args)
-            .env_remove("RINGSIEVE_CAPTURE_CPUS")
-            .env_remove("RINGSIEVE_WORKER_CPUS");
-        for (key, value) in env {
-            command.env(key, value);
-        }
-        let out = command.output().expect("ringsieve runs");
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ringsieve(
+            &[&["bench", "--packets", "2000", "--flows", "100"], args].concat(),
+            env,
+            &["RINGSIEVE_CAPTURE_CPUS", "RINGSIEVE_WORKER_CPUS"],
         )
     };
     let (code, out, err) = bench(&["--capture-cpus", "0", "--worker-cpus", "0"], &[]);
