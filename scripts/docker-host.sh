@@ -29,10 +29,11 @@
 #                  the container end is set up first, without an address; it
 #                  has no carrier until the host end is up, and nothing is
 #                  sent before; `start` then waits for its operstate UP, when
-#                  the kernel has given it its transmit queue.) `stop K` ends every tcpdump in the container
-#                  with SIGINT and waits for it to exit before deleting the
-#                  namespace, so the pcap is complete and the log ends with
-#                  tcpdump's "packets dropped by kernel" line.
+#                  the kernel has given it its transmit queue.) `stop K`
+#                  ends every tcpdump in the container with SIGINT and
+#                  waits for it to exit before deleting the namespace, so
+#                  the pcap is complete and the log ends with tcpdump's
+#                  "packets dropped by kernel" line.
 #   --publish PORT tcp PORT on the host is published as the container's port
 #                  80, with the rules Docker adds for `-p PORT:80` (DNAT in
 #                  the DOCKER chain, the FORWARD accept, the hairpin

@@ -92,9 +92,10 @@ pub struct BenchArgs {
     #[arg(long = "dedup", env = "RINGSIEVE_DEDUP", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", default_value = "true")]
     pub dedup_enabled: String,
 
-    /// The CPU to pin the capture thread to (the bench has one; it also
-    /// hands the blocks over), as `run --capture-cpus` pins its capture
-    /// threads. Unpinned, it can share a CPU with a worker.
+    /// The CPU to pin the capture thread to, the first of LIST (the bench
+    /// has one capture thread; it also hands the blocks over), as `run
+    /// --capture-cpus` pins its capture threads. Unpinned, it can share a
+    /// CPU with a worker.
     #[arg(long, env = "RINGSIEVE_CAPTURE_CPUS", value_name = "LIST")]
     pub capture_cpus: Option<String>,
 

@@ -5,10 +5,9 @@
 //! queue drops by reason), the worker pool (queued, dropped), per worker
 //! (packets, latency from kernel timestamp to receipt as a histogram and as
 //! quantiles, and with EVE output the flow tracker's packets, flows and
-//! records), the
-//! dedup engines (every counter of the exit summary's `dedup` object,
-//! duplicates by tap pair), conntrack (every counter of its `conntrack`
-//! object) and the discovery (interfaces that appeared and went, role
+//! records), the dedup engines (every counter of the exit summary's
+//! `dedup` object, duplicates by tap pair), conntrack (every counter of its
+//! `conntrack` object) and the discovery (interfaces that appeared and went, role
 //! changes, containers named, rtnetlink overflows and resyncs, rings opened
 //! and released, the time from an interface's event to its rings being
 //! open).

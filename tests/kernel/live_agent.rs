@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use capture_file::CaptureFile;
 
 use crate::netns::privileged;
-use crate::process::{in_namespace, start_agent, Watched};
+use crate::process::{in_namespace, start_agent, tcpdump, Watched};
 use crate::testbed::{one_at_a_time, traffic_binary, Bed};
 
 const RINGSIEVE: &str = env!("CARGO_BIN_EXE_ringsieve");
@@ -89,34 +89,8 @@ fn flows_from(eve: &Path, src_ip: &str, proto: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// tcpdump on `interface` in `namespace`, writing the frames that match
-/// `filter` to `file` (not promiscuous, each frame as it arrives): the
-/// yardstick of what the kernel carried there. Returned once it listens.
-fn yardstick(namespace: &str, interface: &str, filter: &str, file: &Path) -> Watched {
-    let mut command = in_namespace(namespace, "tcpdump");
-    command
-        .args([
-            "-i",
-            interface,
-            "-p",
-            "-n",
-            "-s",
-            "0",
-            "--immediate-mode",
-            "-U",
-            "-Z",
-            "root",
-            "-w",
-        ])
-        .arg(file)
-        .arg(filter);
-    let mut tcpdump = Watched::spawn(command);
-    tcpdump.wait_for("listening on", 1);
-    tcpdump
-}
-
-/// Stops a [`yardstick`] and counts the frames it wrote to `file`; it must
-/// have lost none.
+/// Stops a [`tcpdump`] yardstick and counts the frames it wrote to
+/// `file`; it must have lost none.
 fn yardstick_frames(tcpdump: Watched, file: &Path) -> u64 {
     let (_, lines) = tcpdump.stop("-INT");
     assert!(
@@ -381,7 +355,7 @@ fn a_flow_that_began_before_its_veth_was_enslaved_and_attributed_is_named() {
     // vethc9, where the agent captures them. A request the kernel drops
     // before any tap point is no capture's to see.
     let requests_file = dir.path().join("vethc9-requests.pcap");
-    let requests = yardstick(
+    let requests = tcpdump(
         &host,
         "vethc9",
         "icmp[icmptype] == icmp-echo and src host 172.17.0.10",

@@ -53,12 +53,12 @@ fn succeeded(what: &str, output: std::io::Result<Output>) {
     );
 }
 
-/// A server in the background, and the client that talks to it.
-fn exchange(bed: &Bed, server: (&str, &[&str]), client: (&str, &[&str]), ready: &Path) {
+/// The traffic server `args` in `namespace`, in the background, returned
+/// once it listens (it touches `ready`).
+fn serve(bed: &Bed, namespace: &str, args: &[&str], ready: &Path) -> std::process::Child {
     let _ = std::fs::remove_file(ready);
-    let mut serve = traffic(bed, server.0, server.1);
-    serve.args(["--ready-file", ready.to_str().unwrap()]);
-    let mut serve = serve
+    let server = traffic(bed, namespace, args)
+        .args(["--ready-file", ready.to_str().unwrap()])
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("the server starts");
@@ -68,7 +68,13 @@ fn exchange(bed: &Bed, server: (&str, &[&str]), client: (&str, &[&str]), ready: 
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    assert!(ready.exists(), "the server listens: {server:?}");
+    assert!(ready.exists(), "the server listens: {namespace} {args:?}");
+    server
+}
+
+/// A server in the background, and the client that talks to it.
+fn exchange(bed: &Bed, server: (&str, &[&str]), client: (&str, &[&str]), ready: &Path) {
+    let mut serve = serve(bed, server.0, server.1, ready);
     succeeded(&format!("{client:?}"), traffic(bed, client.0, client.1).output());
     let status = serve.wait().expect("the server ends");
     assert!(status.success(), "{server:?}");
@@ -188,22 +194,12 @@ fn each_marker_alerts_once_in_the_containers_address_space() {
     // reload must neither stop the capture nor lose a packet.
     let sink_ready = dir.path().join("sink-ready");
     let across = ACROSS_RELOADS.to_string();
-    let mut sink = traffic(
+    let mut sink = serve(
         &bed,
         "out",
         &["udp-sink", "--listen", "198.18.0.1:5020", "--count", &across],
-    )
-    .args(["--ready-file", sink_ready.to_str().unwrap()])
-    .stdout(std::process::Stdio::null())
-    .spawn()
-    .expect("the sink starts");
-    for _ in 0..1000 {
-        if sink_ready.exists() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    assert!(sink_ready.exists(), "the UDP sink listens");
+        &sink_ready,
+    );
     let mut sender = traffic(&bed, "c1", &["udp-send", "--to", "198.18.0.1:5020", "--count", &across])
         .args(["--interval-ms", "2"])
         .stdout(std::process::Stdio::null())

@@ -15,7 +15,7 @@ use std::time::Duration;
 use capture_file::{CaptureFile, LinkKind};
 
 use crate::netns::privileged;
-use crate::process::{in_namespace, Watched};
+use crate::process::{in_namespace, tcpdump, Watched};
 use crate::testbed::{one_at_a_time, Bed};
 
 const RINGSIEVE: &str = env!("CARGO_BIN_EXE_ringsieve");
@@ -66,27 +66,14 @@ fn run_delivers_each_packet_once_as_the_containers_saw_it() {
     let mut containers = Vec::new();
     for n in 1..=3 {
         let file = dir.path().join(format!("c{n}.pcap"));
-        let mut command = in_namespace(&bed.namespace(&format!("c{n}")), "tcpdump");
-        command
-            .args([
-                "-i",
-                "eth0",
-                "-p",
-                "-s",
-                "0",
-                "-B",
-                "65536",
-                "--immediate-mode",
-                "-Z",
-                "root",
-                "-w",
-            ])
-            .arg(&file)
-            // Unicast only: the host's own IGMP reports on docker0 come and
-            // go with the bed's timing and touch no container's address.
-            .arg("ip and not ip multicast");
-        let mut watched = Watched::spawn(command);
-        watched.wait_for("listening on", 1);
+        // Unicast only: the host's own IGMP reports on docker0 come and go
+        // with the bed's timing and touch no container's address.
+        let watched = tcpdump(
+            &bed.namespace(&format!("c{n}")),
+            "eth0",
+            "ip and not ip multicast",
+            &file,
+        );
         containers.push((watched, file));
     }
     let mut command = in_namespace(&bed.namespace("host"), RINGSIEVE);

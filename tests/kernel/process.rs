@@ -116,6 +116,35 @@ pub(crate) fn start_agent(host: &str, eve: &std::path::Path, metrics_port: Optio
     agent
 }
 
+/// tcpdump on `interface` in `namespace`, writing the frames that match
+/// `filter` to `file` (not promiscuous, whole frames, each written as it
+/// arrives): what the kernel carried there, the yardstick of a capture.
+/// Returned once it listens; stop it with SIGINT for its drop count.
+pub(crate) fn tcpdump(namespace: &str, interface: &str, filter: &str, file: &std::path::Path) -> Watched {
+    let mut command = in_namespace(namespace, "tcpdump");
+    command
+        .args([
+            "-i",
+            interface,
+            "-p",
+            "-n",
+            "-s",
+            "0",
+            "-B",
+            "65536",
+            "--immediate-mode",
+            "-U",
+            "-Z",
+            "root",
+            "-w",
+        ])
+        .arg(file)
+        .arg(filter);
+    let mut tcpdump = Watched::spawn(command);
+    tcpdump.wait_for("listening on", 1);
+    tcpdump
+}
+
 pub(crate) fn in_namespace(namespace: &str, program: &str) -> Command {
     let mut command = Command::new("ip");
     command.args(["netns", "exec", namespace, program]);

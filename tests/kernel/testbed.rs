@@ -345,8 +345,8 @@ impl Metrics {
     /// [`SETTLED_SLACK`] below it (the host's own stray packets, a
     /// neighbour probe a few seconds after the traffic, can still come
     /// between the scrape and the stop), else at most the summary's
-    /// (counters only grow). Per interface: the kernel's, freezes, malformed blocks,
-    /// captured, delivered, duplicates, malformed, queue drops by reason,
+    /// (counters only grow). Per interface: the kernel's, freezes,
+    /// malformed blocks, captured, delivered, duplicates, malformed, queue drops by reason,
     /// and the copies held now (none once settled);
     /// the pool's queued and dropped; per worker its packets, and its
     /// latency histogram (cumulative, its +Inf bucket its count, the
