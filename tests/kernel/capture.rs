@@ -3,7 +3,8 @@
 //! byte. Covers mixed and jumbo sizes in both directions, VLAN tags the kernel
 //! moves out of band, ring-full drops and the statistics that count them,
 //! interfaces going down or away under a `RingSet`, fanout groups,
-//! promiscuous membership and kernel timestamps. Not the Docker-host test bed
+//! promiscuous membership, kernel timestamps, and a stop that leaves no frame
+//! the kernel counted unread. Not the Docker-host test bed
 //! (that is `testbed.rs`) nor the binary (`run_command.rs`).
 //!
 //! Links are built by [`Link`], which turns IPv6 off in both namespaces before
@@ -1251,4 +1252,90 @@ fn rings_added_and_removed_while_a_capture_thread_runs_are_each_reported() {
     assert_eq!(snapshot["cb1"].captured, 50, "{snapshot:?}");
     assert_eq!(snapshot["cb1"].kernel_received, 50, "{snapshot:?}");
     assert_eq!(snapshot["cb2"].captured, cb2.captured, "{snapshot:?}");
+}
+
+// ---------------------------------------------------------------------------
+// 8. Stopping: every frame the kernel counted is a frame that was read
+// ---------------------------------------------------------------------------
+
+#[test]
+fn a_ring_that_stopped_accepting_neither_holds_nor_counts_later_frames() {
+    if !privileged("a_ring_that_stopped_accepting_neither_holds_nor_counts_later_frames") {
+        return;
+    }
+    let link = Link::new("stp", "sa", "sb");
+    link.wait_until_frames_pass("sa", "sb");
+    let mut ring = open_ring(&link.b, "sb", small_config());
+    let sender = open_sender(&link.a, "sa");
+    let before = frames(40, 0, sized);
+    send_all(&sender, &before);
+    let mut read = capture(&mut ring, before.len());
+    assert_exactly(&read, &before, "before the stop");
+
+    ring.stop_accepting().unwrap();
+    send_all(&sender, &frames(40, 40, sized));
+    // Longer than several retire timeouts: a frame the ring took would show.
+    let grace = Instant::now() + Duration::from_millis(100);
+    while Instant::now() < grace {
+        read_ready(&mut ring, 10, &mut read);
+    }
+    assert_exactly(&read, &before, "after the stop");
+    let counters = ring.update_counters().unwrap();
+    assert_eq!(counters.packets, before.len() as u64, "{counters:?}");
+    assert_eq!(counters.drops, 0, "{counters:?}");
+}
+
+#[test]
+fn a_capture_thread_stopped_mid_flood_read_every_frame_the_kernel_counted() {
+    if !privileged("a_capture_thread_stopped_mid_flood_read_every_frame_the_kernel_counted") {
+        return;
+    }
+    let link = Link::new("fld", "fa", "fb");
+    link.wait_until_frames_pass("fa", "fb");
+    let ring = open_ring(&link.b, "fb", small_config());
+    let sender = open_sender(&link.a, "fa");
+    let sink = CountingSink::default();
+    let capture_stop = Arc::new(AtomicBool::new(false));
+    let capture = {
+        let (sink, stop) = (sink.clone(), Arc::clone(&capture_stop));
+        std::thread::spawn(move || {
+            let mut rings = RingSet::new().unwrap();
+            rings.add(ring).unwrap();
+            pipeline::capture_thread::run(rings, pipeline::CaptureThreadConfig::default(), &stop, sink)
+        })
+    };
+    // The flood goes on until the capture thread has returned, so frames
+    // reach the ring at every moment of its stop: after its last read,
+    // before and after it reads the counters.
+    let flood_stop = Arc::new(AtomicBool::new(false));
+    let flood = {
+        let stop = Arc::clone(&flood_stop);
+        std::thread::spawn(move || {
+            let mut sent = 0u64;
+            let mut seq = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                let batch = frames(64, seq, sized);
+                seq = seq.wrapping_add(64) % PROBE_BASE;
+                let refs: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
+                sent += sender.send(&refs).unwrap() as u64;
+            }
+            sent
+        })
+    };
+    sink.wait_for("frames under the flood", |counts, _| {
+        counts.get("fb").is_some_and(|&n| n > 10_000)
+    });
+    capture_stop.store(true, Ordering::Relaxed);
+    let report = capture.join().unwrap();
+    flood_stop.store(true, Ordering::Relaxed);
+    let sent = flood.join().unwrap();
+
+    assert!(report.error.is_none(), "{report:?}");
+    let [fb] = report.interfaces.as_slice() else {
+        panic!("one ring: {report:?}");
+    };
+    let context = format!("{fb:?}, {sent} frames sent");
+    assert_eq!(fb.captured, fb.counters.received(), "{context}");
+    assert_eq!(sink.counts.lock().unwrap().get("fb"), Some(&fb.captured), "{context}");
+    assert!(fb.captured < sent, "the flood outlasted the capture: {context}");
 }

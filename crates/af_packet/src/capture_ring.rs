@@ -307,6 +307,17 @@ impl CaptureRing {
         Ok(self.counters)
     }
 
+    /// Stops the kernel from putting any more frames in this ring, and from
+    /// counting them. What the ring already holds stays readable, so a
+    /// capture that ends calls this, reads the ring to its end, then reads the
+    /// counters: every frame the kernel counted is then one that was read.
+    pub fn stop_accepting(&self) -> Result<(), SyscallError> {
+        syscall(Syscall::AttachRejectAllFilter {
+            fd: self.fd.as_raw_fd(),
+        })
+        .map(drop)
+    }
+
     /// The running totals as of the last [`CaptureRing::update_counters`].
     pub fn counters(&self) -> KernelCounters {
         self.counters

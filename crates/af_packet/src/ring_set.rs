@@ -227,6 +227,17 @@ impl RingSet {
         }
     }
 
+    /// Stops every open ring from taking more frames
+    /// ([`CaptureRing::stop_accepting`]); a ring that refuses is logged and
+    /// drained as it is.
+    pub fn stop_accepting(&mut self) {
+        for ring in self.rings.iter().flatten() {
+            if let Err(e) = ring.stop_accepting() {
+                tracing::warn!(interface = ring.interface().name(), error = %e, "ring still accepting frames at stop");
+            }
+        }
+    }
+
     /// Reads the kernel statistics of every open ring into its totals, and
     /// closes the rings whose interface is gone (a deletion the kernel did
     /// not report, such as that of a link that was already down).

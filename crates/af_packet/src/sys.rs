@@ -159,6 +159,11 @@ pub(crate) enum Syscall<'a> {
         call: &'static str,
         value: &'a mut [u8],
     },
+    /// `setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER)` with the one-instruction
+    /// classic BPF program `ret #0`: from then on the socket accepts no frame.
+    /// The kernel runs a packet socket's filter before it counts a frame in
+    /// `PACKET_STATISTICS`, so the counters freeze too.
+    AttachRejectAllFilter { fd: RawFd },
     /// `bind(fd, sockaddr_ll { ifindex, protocol })`.
     BindPacket { fd: RawFd, ifindex: i32, protocol_be: u16 },
     /// `getsockname(fd)` of a packet socket: writes the `sll_ifindex` it is
@@ -272,6 +277,32 @@ fn real_syscall(call: Syscall<'_>) -> Result<i64, SyscallError> {
             // `len` is a valid socklen_t the kernel updates in place.
             let ret = unsafe { libc::getsockopt(fd, level, name, value.as_mut_ptr().cast(), &mut len) };
             check(call, ret.into()).map(|_| i64::from(len))
+        }
+        Syscall::AttachRejectAllFilter { fd } => {
+            // BPF_RET | BPF_K with k = 0: keep no byte of the frame.
+            let mut reject_all = [libc::sock_filter {
+                code: (libc::BPF_RET | libc::BPF_K) as u16,
+                jt: 0,
+                jf: 0,
+                k: 0,
+            }];
+            let program = libc::sock_fprog {
+                len: reject_all.len() as u16,
+                filter: reject_all.as_mut_ptr(),
+            };
+            // SAFETY: `program` and the instruction array it points to live
+            // on this stack frame for the whole call; the kernel copies the
+            // program before returning and never keeps the pointer.
+            let ret = unsafe {
+                libc::setsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    libc::SO_ATTACH_FILTER,
+                    std::ptr::from_ref(&program).cast(),
+                    std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+                )
+            };
+            check("setsockopt(SO_ATTACH_FILTER)", ret.into())
         }
         Syscall::BindPacket {
             fd,

@@ -194,8 +194,11 @@ pub fn run_controlled<S: PacketSink>(
     }
 
     // Stop requested: whatever the rings already hold was captured and is
-    // delivered. The kernel hands over a partly filled block only on the
-    // retire timeout, so wait for one last turn of it.
+    // delivered. First the rings stop taking frames, so that none the kernel
+    // counts after the last read goes unread; then, as the kernel hands over
+    // a partly filled block only on the retire timeout, they are read for one
+    // last turn of it, and only then are the counters read.
+    rings.stop_accepting();
     let retire = rings
         .rings()
         .map(|(_, r)| r.geometry().retire_timeout_ms)
