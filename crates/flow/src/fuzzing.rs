@@ -8,6 +8,7 @@
 //! Not for production paths: the checks cost more than the parse.
 
 use crate::error::ParseError;
+use crate::flow_key::FlowTuple;
 use crate::ipv6::{Ipv6Packet, MAX_EXTENSION_HEADERS};
 use crate::parse::{
     parse_frame, parse_frame_by_layers, parse_network, parse_network_by_layers, LinkKind, ParsedPacket, Transport,
@@ -53,6 +54,14 @@ pub fn parse_everything(data: &[u8]) {
     }
     let tagged = parse_frame(data, Some(OUT_OF_BAND_TAG));
     assert_same_parse(&tagged, &parse_frame_by_layers(data, Some(OUT_OF_BAND_TAG)));
+    for (vlan, parsed) in [(None, &plain), (Some(OUT_OF_BAND_TAG), &tagged)] {
+        let tuple = parsed.as_ref().ok().and_then(FlowTuple::of);
+        assert_eq!(
+            FlowTuple::of_frame(data, vlan),
+            tuple,
+            "the fan-out's tuple is the parse's"
+        );
+    }
     match (&plain, &tagged) {
         (Ok(plain), Ok(tagged)) => {
             check(data, tagged);

@@ -403,6 +403,17 @@ pub struct ParsedPacket<'a> {
 /// the header bytes; every other frame, and every malformed one (so every
 /// error), takes the layer-by-layer parse.
 pub fn parse_frame(frame: &[u8], out_of_band_vlan: Option<(u16, u16)>) -> Result<ParsedPacket<'_>, ParseError> {
+    parse_frame_inlined(frame, out_of_band_vlan)
+}
+
+/// [`parse_frame`], inlined into its caller: a caller that keeps a few
+/// fields of the result (as [`crate::FlowTuple::of_frame`] does) lets the
+/// compiler drop the rest of the common path's work.
+#[inline(always)]
+pub(crate) fn parse_frame_inlined(
+    frame: &[u8],
+    out_of_band_vlan: Option<(u16, u16)>,
+) -> Result<ParsedPacket<'_>, ParseError> {
     if let Some((offset, IPV4_ETHERTYPE, vlan)) = common_ethernet(frame, out_of_band_vlan) {
         if let Some(parsed) = common_ipv4(frame, offset, vlan) {
             return Ok(parsed);

@@ -11,9 +11,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 
 use af_packet::{Direction, Interface, Packet};
-use flow::{
-    parse_frame, Delivery, FlowHasher, FlowKey, FlowTuple, SuppressedCopy, TapDirection, TapPoint, TapRegistry,
-};
+use flow::{Delivery, FlowHasher, FlowKey, FlowTuple, SuppressedCopy, TapDirection, TapPoint, TapRegistry};
 
 use crate::by_ifindex::ByIfindex;
 use crate::clock::wall_clock_ns;
@@ -220,7 +218,7 @@ impl PacketSink for EveryCopy {
         meta.packet_type = Some(packet.packet_type());
         meta.vlan = packet.vlan();
         let vlan = packet.vlan().map(|tag| (tag.tpid, tag.tci));
-        let tuple = parse_frame(packet.data(), vlan).ok().and_then(|p| FlowTuple::of(&p));
+        let tuple = FlowTuple::of_frame(packet.data(), vlan);
         match tuple {
             Some(tuple) => {
                 let hash = self.hasher.symmetric(&tuple);
