@@ -387,17 +387,16 @@ fn apply_commands<S: PacketSink>(
                     .rings()
                     .find(|(_, ring)| ring.interface().ifindex() == ifindex)
                     .map(|(id, _)| id);
-                if let Some((id, ring)) = found.and_then(|id| rings.rings().find(|(i, _)| *i == id)) {
+                if let Some(id) = found {
                     // The kernel hands over the block it is filling only at
                     // the retire timeout: keep reading the ring until then,
                     // so the last packets of a container deleted right after
                     // sending them are delivered. Its slot stays taken until
-                    // it closes. It takes no new frame meanwhile, so its
-                    // final counters count only frames that were read.
-                    if let Err(error) = ring.stop_accepting() {
-                        tracing::debug!(interface = ring.interface().name(), %error, "closing ring still accepting frames");
-                    }
-                    let retire = ring.geometry().retire_timeout_ms;
+                    // it closes.
+                    let retire = rings
+                        .rings()
+                        .find(|(i, _)| *i == id)
+                        .map_or(0, |(_, ring)| ring.geometry().retire_timeout_ms);
                     let at = Instant::now() + Duration::from_millis(u64::from(retire) * 2 + 10);
                     if !book.closing.iter().any(|(closing, _, _)| *closing == id) {
                         book.closing.push((id, reason, at));
