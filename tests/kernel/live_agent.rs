@@ -136,7 +136,7 @@ fn the_agent_follows_containers_names_them_and_leaks_nothing_over_100_cycles() {
     let prefix = bed.prefix().to_owned();
     let dir = tempfile::tempdir().unwrap();
     let eve = dir.path().join("eve.json");
-    let ringsieve = start_agent(&bed.namespace("host"), &eve, None);
+    let ringsieve = start_agent(&bed.namespace("host"), &eve, None, &[]);
     let pid = ringsieve.pid();
 
     // A container starts while the agent runs and pings another at once:
@@ -310,7 +310,7 @@ fn a_flow_that_began_before_its_veth_was_enslaved_and_attributed_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let eve = dir.path().join("eve.json");
     const METRICS_PORT: u16 = 19187;
-    let mut ringsieve = start_agent(&host, &eve, Some(METRICS_PORT));
+    let mut ringsieve = start_agent(&host, &eve, Some(METRICS_PORT), &[]);
 
     // The bridge learns container 1's MAC, so the requests to it are not
     // flooded to the other containers' veths.

@@ -18,6 +18,7 @@
 //! every wait polls a condition under a generous deadline.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -144,6 +145,68 @@ fn frames_in(path: &Path) -> Option<u64> {
     Some(frames)
 }
 
+/// The frames of connection `key` (protocol, client, server) as tshark
+/// shows them, in the agent's delivered packets and in the containers'
+/// captures: matched by the client's port (NAT keeps it for a connection
+/// from the outside, and a container's own port is its own), or for ICMP
+/// by the container's address.
+fn frames_of_connection(key: &(String, String, String), delivered: &Path, captures: &[PathBuf]) -> String {
+    let (protocol, client, server) = key;
+    let filter = match client.split_once(':') {
+        Some((_, port)) => format!("{}.port == {port}", protocol.to_lowercase()),
+        None => {
+            let container = [client, server]
+                .into_iter()
+                .find(|ip| ip.starts_with("172.17."))
+                .unwrap_or(client);
+            format!("icmp && ip.addr == {container}")
+        }
+    };
+    let mut out = format!("{protocol} {client} -> {server} ({filter}):");
+    for file in std::iter::once(delivered).chain(captures.iter().map(PathBuf::as_path)) {
+        let shown = Command::new("tshark")
+            .arg("-r")
+            .arg(file)
+            .args(["-Y", &filter, "-T", "fields", "-E", "separator= "])
+            .args([
+                "-e",
+                "frame.time_epoch",
+                "-e",
+                "frame.interface_name",
+                "-e",
+                "frame.packet_flags_direction",
+            ])
+            .args(["-e", "ip.src", "-e", "ip.dst", "-e", "ip.id", "-e", "ip.ttl"])
+            .args([
+                "-e",
+                "tcp.srcport",
+                "-e",
+                "tcp.dstport",
+                "-e",
+                "tcp.flags.str",
+                "-e",
+                "tcp.seq_raw",
+            ])
+            .args([
+                "-e",
+                "tcp.ack_raw",
+                "-e",
+                "tcp.len",
+                "-e",
+                "udp.srcport",
+                "-e",
+                "udp.dstport",
+            ])
+            .output();
+        let text = match shown {
+            Ok(output) => String::from_utf8_lossy(&output.stdout).into_owned(),
+            Err(e) => format!("tshark: {e}"),
+        };
+        out.push_str(&format!("\n  {}:\n{text}", file.display()));
+    }
+    out
+}
+
 /// The container of the bed at `ip` (172.17.0.(K+1) is container K).
 fn container_at(prefix: &str, ip: &str) -> Option<String> {
     let host: u8 = ip.strip_prefix("172.17.0.")?.parse().ok()?;
@@ -176,7 +239,15 @@ fn flow_records_of_new_containers_match_their_own_captures_and_name_them() {
     let containers = NEW_CONTAINERS.count();
     let serving = containers.to_string();
 
-    let mut ringsieve = start_agent(&host, &eve, Some(METRICS_PORT));
+    // The delivered packets too: when a record and a capture disagree,
+    // the message lists the connection's frames in both.
+    let delivered = dir.path().join("delivered.pcapng");
+    let mut ringsieve = start_agent(
+        &host,
+        &eve,
+        Some(METRICS_PORT),
+        &[OsStr::new("-w"), delivered.as_os_str()],
+    );
 
     // The servers every new container talks to: one connection each.
     let echo = |listen: &str| strings(&["tcp-server", "--listen", listen, "--connections", &serving]);
@@ -479,11 +550,23 @@ fn flow_records_of_new_containers_match_their_own_captures_and_name_them() {
         expected.len(),
         found.len()
     );
+    let frames_of_disagreements = if missing.is_empty() && extra.is_empty() && differing.is_empty() {
+        String::new()
+    } else {
+        let keys = missing
+            .iter()
+            .map(|(k, _)| *k)
+            .chain(extra.iter().map(|(k, _)| *k))
+            .chain(differing.iter().map(|(k, _, _)| *k));
+        keys.map(|key| frames_of_connection(key, &delivered, &files))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
     assert!(
         missing.is_empty() && extra.is_empty() && differing.is_empty(),
         "flow records against the containers' captures (client, server: packets to server, to client):\n\
          in the captures, no record: {missing:#?}\nrecords no capture shows: {extra:#?}\n\
-         counts differ (capture, record): {differing:#?}"
+         counts differ (capture, record): {differing:#?}\n{frames_of_disagreements}"
     );
     assert!(misnamed.is_empty(), "containers named wrong: {misnamed:#?}");
     // Every kind of traffic took part: per container, two connections to

@@ -100,9 +100,14 @@ impl Drop for Watched {
 
 /// `ringsieve run` as the live tests start the agent in namespace `host`:
 /// two workers, no stats events, info logs, flow records to `eve`, the
-/// metrics endpoint on `metrics_port` when given; returned once its
-/// capture has started.
-pub(crate) fn start_agent(host: &str, eve: &std::path::Path, metrics_port: Option<u16>) -> Watched {
+/// metrics endpoint on `metrics_port` when given, then `extra_args`;
+/// returned once its capture has started.
+pub(crate) fn start_agent(
+    host: &str,
+    eve: &std::path::Path,
+    metrics_port: Option<u16>,
+    extra_args: &[&std::ffi::OsStr],
+) -> Watched {
     let mut command = in_namespace(host, env!("CARGO_BIN_EXE_ringsieve"));
     command
         .args(["run", "--workers", "2", "--stats-interval", "0", "--eve"])
@@ -111,6 +116,7 @@ pub(crate) fn start_agent(host: &str, eve: &std::path::Path, metrics_port: Optio
     if let Some(port) = metrics_port {
         command.arg("--metrics").arg(port.to_string());
     }
+    command.args(extra_args);
     let mut agent = Watched::spawn(command);
     agent.wait_for("capture started", 1);
     agent
