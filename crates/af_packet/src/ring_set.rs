@@ -238,15 +238,21 @@ impl RingSet {
         }
     }
 
-    /// Reads the kernel statistics of every open ring into its totals, and
-    /// closes the rings whose interface is gone (a deletion the kernel did
-    /// not report, such as that of a link that was already down).
-    pub fn update_counters(&mut self) {
+    /// Reads the kernel statistics of every open ring into its totals (and
+    /// nothing else: see [`RingSet::update_counters`]).
+    pub fn read_counters(&mut self) {
         for ring in self.rings.iter_mut().flatten() {
             if let Err(e) = ring.update_counters() {
                 tracing::debug!(interface = ring.interface().name(), error = %e, "statistics not read");
             }
         }
+    }
+
+    /// Reads the kernel statistics of every open ring into its totals, and
+    /// closes the rings whose interface is gone (a deletion the kernel did
+    /// not report, such as that of a link that was already down).
+    pub fn update_counters(&mut self) {
+        self.read_counters();
         for slot in 0..self.rings.len() {
             self.close_if_gone(slot);
         }

@@ -143,6 +143,16 @@ pub struct LivePublisher {
     pub slot: usize,
 }
 
+/// How long a stopping thread waits, once its rings stopped taking frames,
+/// for the frames the kernel was already counting: they passed the filter
+/// just before it was attached, and are counted within microseconds.
+const STOP_IN_FLIGHT: Duration = Duration::from_millis(1);
+
+/// The longest a stopping thread reads its rings for the frames the kernel
+/// counted: far past a retire timeout, for a kernel whose timers run late.
+/// Only frames lost in a malformed block make it wait this long.
+const STOP_READ_LIMIT: Duration = Duration::from_secs(1);
+
 /// [`run`], also taking ring changes from `control`; with a control
 /// channel the thread runs until `stop` even with no ring.
 pub fn run_controlled<S: PacketSink>(
@@ -194,24 +204,27 @@ pub fn run_controlled<S: PacketSink>(
     }
 
     // Stop requested: whatever the rings already hold was captured and is
-    // delivered. First the rings stop taking frames, so that none the kernel
-    // counts after the last read goes unread; then, as the kernel hands over
-    // a partly filled block only on the retire timeout, they are read for one
-    // last turn of it, and only then are the counters read.
+    // delivered. First the rings stop taking frames, so the kernel's counts
+    // stop too; then they are read until every frame the kernel counted has
+    // been read. The kernel hands over a partly filled block only on the
+    // retire timeout, and later when the machine is loaded, so this waits
+    // for what is counted rather than for a fixed time.
     rings.stop_accepting();
-    let retire = rings
-        .rings()
-        .map(|(_, r)| r.geometry().retire_timeout_ms)
-        .max()
-        .unwrap_or(0);
-    let deadline = Instant::now() + Duration::from_millis(u64::from(retire) * 2 + 10);
+    std::thread::sleep(STOP_IN_FLIGHT);
+    let deadline = Instant::now() + STOP_READ_LIMIT;
     loop {
         let read = rings.drain_ready(usize::MAX, |id, interface, packet| {
             book.captured[id.index()] += 1;
             sink.packet(interface, packet);
         });
         sink.end_of_turn();
+        rings.read_counters();
+        let unread = book.unread(&rings);
+        if unread == 0 {
+            break;
+        }
         if Instant::now() >= deadline {
+            tracing::warn!(unread, "frames the kernel counted were still unread at stop");
             break;
         }
         if read == 0 {
@@ -280,6 +293,19 @@ impl Bookkeeping {
             malformed_blocks: 0,
         });
         self.captured[slot] = 0;
+    }
+
+    /// Frames the open rings' kernel counters (as last read) hold that this
+    /// thread has not read yet. A block the walk gave up on as malformed
+    /// leaves its frames here for good.
+    fn unread(&self, rings: &RingSet) -> u64 {
+        rings
+            .rings()
+            .map(|(id, ring)| {
+                let read = self.captured.get(id.index()).copied().unwrap_or(0);
+                ring.counters().received().saturating_sub(read)
+            })
+            .sum()
     }
 
     /// What the rings (open and closed) and the sink counted, by interface.
