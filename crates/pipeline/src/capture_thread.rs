@@ -353,7 +353,25 @@ impl Bookkeeping {
         sink.end_of_turn();
         let (due, waiting): (Vec<_>, Vec<_>) = self.closing.drain(..).partition(|(_, _, at)| *at <= now);
         self.closing = waiting;
-        for (id, reason, _) in due {
+        for (id, reason, at) in due {
+            // A block the kernel has not handed over yet (its retire timer
+            // runs late on a loaded machine) holds counted frames: wait for
+            // them, as at stop, up to the same limit.
+            let unread = rings.ring_mut(id).map_or(0, |ring| {
+                let _ = ring.update_counters();
+                let read = self.captured.get(id.index()).copied().unwrap_or(0);
+                ring.counters().received().saturating_sub(read)
+            });
+            if unread > 0 && now < at + STOP_READ_LIMIT {
+                self.closing.push((id, reason, at));
+                continue;
+            }
+            if unread > 0 {
+                tracing::warn!(
+                    unread,
+                    "frames the kernel counted were still unread when the ring closed"
+                );
+            }
             rings.close(id, reason);
         }
     }
