@@ -1304,6 +1304,54 @@ fn a_ring_that_stopped_accepting_neither_holds_nor_counts_later_frames() {
     assert_eq!(counters.drops, 0, "{counters:?}");
 }
 
+/// Frames sent as fast as the kernel takes them, from a thread, until
+/// [`Flood::stop`], so that they reach a ring at every moment of a stop.
+struct Flood {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<u64>,
+}
+
+impl Flood {
+    fn start(sender: FrameSender) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let (mut sent, mut seq) = (0u64, 0u32);
+                while !stop.load(Ordering::Relaxed) {
+                    let batch = frames(64, seq, sized);
+                    seq = seq.wrapping_add(64) % PROBE_BASE;
+                    let refs: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
+                    sent += sender.send(&refs).unwrap() as u64;
+                }
+                sent
+            })
+        };
+        Self { stop, thread }
+    }
+
+    /// Stops it; returns the frames sent.
+    fn stop(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap()
+    }
+}
+
+/// Asserts that `report`'s ring read exactly the frames its kernel
+/// counters counted, that `sink` had every one, and that `sent` (the flood
+/// outlasted the ring) was more.
+fn assert_read_all_counted(report: &pipeline::InterfaceReport, sink: &CountingSink, sent: u64) {
+    let context = format!("{report:?}, {sent} frames sent");
+    let name = report.interface.name();
+    assert_eq!(report.captured, report.counters.received(), "{context}");
+    assert_eq!(
+        sink.counts.lock().unwrap().get(name),
+        Some(&report.captured),
+        "{context}"
+    );
+    assert!(report.captured < sent, "the flood outlasted the ring: {context}");
+}
+
 #[test]
 fn a_capture_thread_stopped_mid_flood_read_every_frame_the_kernel_counted() {
     if !privileged("a_capture_thread_stopped_mid_flood_read_every_frame_the_kernel_counted") {
@@ -1312,49 +1360,84 @@ fn a_capture_thread_stopped_mid_flood_read_every_frame_the_kernel_counted() {
     let link = Link::new("fld", "fa", "fb");
     link.wait_until_frames_pass("fa", "fb");
     let ring = open_ring(&link.b, "fb", small_config());
-    let sender = open_sender(&link.a, "fa");
     let sink = CountingSink::default();
-    let capture_stop = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
     let capture = {
-        let (sink, stop) = (sink.clone(), Arc::clone(&capture_stop));
+        let (sink, stop) = (sink.clone(), Arc::clone(&stop));
         std::thread::spawn(move || {
             let mut rings = RingSet::new().unwrap();
             rings.add(ring).unwrap();
             pipeline::capture_thread::run(rings, pipeline::CaptureThreadConfig::default(), &stop, sink)
         })
     };
-    // The flood goes on until the capture thread has returned, so frames
-    // reach the ring at every moment of its stop: after its last read,
-    // before and after it reads the counters.
-    let flood_stop = Arc::new(AtomicBool::new(false));
-    let flood = {
-        let stop = Arc::clone(&flood_stop);
-        std::thread::spawn(move || {
-            let mut sent = 0u64;
-            let mut seq = 0u32;
-            while !stop.load(Ordering::Relaxed) {
-                let batch = frames(64, seq, sized);
-                seq = seq.wrapping_add(64) % PROBE_BASE;
-                let refs: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
-                sent += sender.send(&refs).unwrap() as u64;
-            }
-            sent
-        })
-    };
+    // Until the capture thread has returned: after its last read, before
+    // and after it reads the counters.
+    let flood = Flood::start(open_sender(&link.a, "fa"));
     sink.wait_for("frames under the flood", |counts, _| {
         counts.get("fb").is_some_and(|&n| n > 10_000)
     });
-    capture_stop.store(true, Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
     let report = capture.join().unwrap();
-    flood_stop.store(true, Ordering::Relaxed);
-    let sent = flood.join().unwrap();
+    let sent = flood.stop();
 
     assert!(report.error.is_none(), "{report:?}");
     let [fb] = report.interfaces.as_slice() else {
         panic!("one ring: {report:?}");
     };
-    let context = format!("{fb:?}, {sent} frames sent");
-    assert_eq!(fb.captured, fb.counters.received(), "{context}");
-    assert_eq!(sink.counts.lock().unwrap().get("fb"), Some(&fb.captured), "{context}");
-    assert!(fb.captured < sent, "the flood outlasted the capture: {context}");
+    assert_read_all_counted(fb, &sink, sent);
+}
+
+#[test]
+fn a_ring_closed_mid_flood_read_every_frame_the_kernel_counted() {
+    if !privileged("a_ring_closed_mid_flood_read_every_frame_the_kernel_counted") {
+        return;
+    }
+    // As when the agent releases a renamed interface: it is still there,
+    // and its traffic goes on after the ring's closing time.
+    let link = Link::new("fcl", "ga", "gb");
+    link.wait_until_frames_pass("ga", "gb");
+    // A long retire timeout: whenever the ring's closing time comes, the
+    // block the kernel is filling most likely holds frames.
+    let mut config = small_config();
+    config.geometry.retire_timeout_ms = 200;
+    let ring = open_ring(&link.b, "gb", config);
+    let ifindex = ring.interface().ifindex();
+    let sink = CountingSink::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (control, commands) = mpsc::channel();
+    let capture = {
+        let (sink, stop) = (sink.clone(), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            pipeline::capture_thread::run_controlled(
+                RingSet::new().unwrap(),
+                pipeline::CaptureThreadConfig::default(),
+                &stop,
+                sink,
+                Some(commands),
+                None,
+            )
+        })
+    };
+    control.send(pipeline::capture_thread::RingCommand::Add(ring)).unwrap();
+    let flood = Flood::start(open_sender(&link.a, "ga"));
+    sink.wait_for("frames under the flood", |counts, _| {
+        counts.get("gb").is_some_and(|&n| n > 10_000)
+    });
+    control
+        .send(pipeline::capture_thread::RingCommand::Remove {
+            ifindex,
+            reason: CloseReason::InterfaceGone,
+        })
+        .unwrap();
+    sink.wait_for("gb's ring to close", |_, closed| closed == ["gb"]);
+    let sent = flood.stop();
+    stop.store(true, Ordering::Relaxed);
+    let report = capture.join().unwrap();
+
+    assert!(report.error.is_none(), "{report:?}");
+    let [gb] = report.interfaces.as_slice() else {
+        panic!("one ring: {report:?}");
+    };
+    assert_eq!(gb.closed, Some(CloseReason::InterfaceGone), "{gb:?}");
+    assert_read_all_counted(gb, &sink, sent);
 }

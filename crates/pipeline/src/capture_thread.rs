@@ -232,8 +232,8 @@ pub fn run_controlled<S: PacketSink>(
         }
     }
     // Rings that were closing are done now too.
-    for (id, reason, _) in std::mem::take(&mut book.closing) {
-        rings.close(id, reason);
+    for closing in std::mem::take(&mut book.closing) {
+        rings.close(closing.id, closing.reason);
     }
     rings.update_counters();
     sink.finish();
@@ -273,9 +273,19 @@ struct Bookkeeping {
     open: Vec<Option<InterfaceReport>>,
     captured: Vec<u64>,
     finished: Vec<InterfaceReport>,
-    /// Rings asked to close, read until their last block is handed over:
-    /// (ring, reason, when to close it).
-    closing: Vec<(RingId, CloseReason, Instant)>,
+    /// Rings asked to close, read until their last block is handed over.
+    closing: Vec<Closing>,
+}
+
+/// A ring asked to close.
+struct Closing {
+    id: RingId,
+    reason: CloseReason,
+    /// When it stops taking frames: the end of the retire timeout during
+    /// which the kernel may still hand over the block it was filling.
+    at: Instant,
+    /// When its reject-all filter was attached.
+    stopped_at: Option<Instant>,
 }
 
 impl Bookkeeping {
@@ -342,7 +352,7 @@ impl Bookkeeping {
             return;
         }
         let now = Instant::now();
-        if !self.closing.iter().any(|(_, _, at)| *at <= now) {
+        if !self.closing.iter().any(|closing| closing.at <= now) {
             return;
         }
         let captured = &mut self.captured;
@@ -351,19 +361,32 @@ impl Bookkeeping {
             sink.packet(interface, packet);
         });
         sink.end_of_turn();
-        let (due, waiting): (Vec<_>, Vec<_>) = self.closing.drain(..).partition(|(_, _, at)| *at <= now);
+        let (due, waiting): (Vec<_>, Vec<_>) = self.closing.drain(..).partition(|closing| closing.at <= now);
         self.closing = waiting;
-        for (id, reason, at) in due {
-            // A block the kernel has not handed over yet (its retire timer
-            // runs late on a loaded machine) holds counted frames: wait for
-            // them, as at stop, up to the same limit.
-            let unread = rings.ring_mut(id).map_or(0, |ring| {
-                let _ = ring.update_counters();
-                let read = self.captured.get(id.index()).copied().unwrap_or(0);
-                ring.counters().received().saturating_sub(read)
+        for mut closing in due {
+            // From its closing time the ring takes no new frame (an
+            // interface renamed is captured again by a new ring by then),
+            // and a block the kernel has not handed over yet (its retire
+            // timer runs late on a loaded machine) holds counted frames:
+            // it is read until they are, as at stop, up to the same limit.
+            let Some(ring) = rings.ring_mut(closing.id) else {
+                continue;
+            };
+            let stopped_at = *closing.stopped_at.get_or_insert_with(|| {
+                if let Err(error) = ring.stop_accepting() {
+                    tracing::debug!(interface = ring.interface().name(), %error, "closing ring still accepting frames");
+                }
+                now
             });
-            if unread > 0 && now < at + STOP_READ_LIMIT {
-                self.closing.push((id, reason, at));
+            if now < stopped_at + STOP_IN_FLIGHT {
+                self.closing.push(closing);
+                continue;
+            }
+            let _ = ring.update_counters();
+            let read = self.captured.get(closing.id.index()).copied().unwrap_or(0);
+            let unread = ring.counters().received().saturating_sub(read);
+            if unread > 0 && now < stopped_at + STOP_READ_LIMIT {
+                self.closing.push(closing);
                 continue;
             }
             if unread > 0 {
@@ -372,7 +395,7 @@ impl Bookkeeping {
                     "frames the kernel counted were still unread when the ring closed"
                 );
             }
-            rings.close(id, reason);
+            rings.close(closing.id, closing.reason);
         }
     }
 
@@ -442,8 +465,13 @@ fn apply_commands<S: PacketSink>(
                         .find(|(i, _)| *i == id)
                         .map_or(0, |(_, ring)| ring.geometry().retire_timeout_ms);
                     let at = Instant::now() + Duration::from_millis(u64::from(retire) * 2 + 10);
-                    if !book.closing.iter().any(|(closing, _, _)| *closing == id) {
-                        book.closing.push((id, reason, at));
+                    if !book.closing.iter().any(|closing| closing.id == id) {
+                        book.closing.push(Closing {
+                            id,
+                            reason,
+                            at,
+                            stopped_at: None,
+                        });
                     }
                 }
             }
