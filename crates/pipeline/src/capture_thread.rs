@@ -1,6 +1,10 @@
 //! One capture thread: waits on its rings, reads every ready block, hands each
 //! packet to its sink, refreshes the kernel counters periodically, and on stop
-//! drains what the rings still hold before reporting.
+//! drains what the rings still hold before reporting. A ring that stops (the
+//! thread stopping, or the ring closing) first takes no new frame, through a
+//! reject-all socket filter, and is then read until every frame its kernel
+//! counters counted has been read, so a report's `captured` is its
+//! `counters.received()` whatever traffic still arrives.
 //!
 //! A thread started with [`run_controlled`] also takes rings to add and
 //! remove while it runs ([`RingCommand`], checked at every turn of its loop),
