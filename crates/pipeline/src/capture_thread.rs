@@ -310,16 +310,17 @@ impl Bookkeeping {
     }
 
     /// Frames the open rings' kernel counters (as last read) hold that this
-    /// thread has not read yet. A block the walk gave up on as malformed
-    /// leaves its frames here for good.
+    /// thread has not read yet.
     fn unread(&self, rings: &RingSet) -> u64 {
-        rings
-            .rings()
-            .map(|(id, ring)| {
-                let read = self.captured.get(id.index()).copied().unwrap_or(0);
-                ring.counters().received().saturating_sub(read)
-            })
-            .sum()
+        rings.rings().map(|(id, ring)| self.unread_in(id, ring)).sum()
+    }
+
+    /// Frames `ring`'s kernel counters (as last read) hold that this thread
+    /// has not read yet. A block the walk gave up on as malformed leaves its
+    /// frames here for good.
+    fn unread_in(&self, id: RingId, ring: &CaptureRing) -> u64 {
+        let read = self.captured.get(id.index()).copied().unwrap_or(0);
+        ring.counters().received().saturating_sub(read)
     }
 
     /// What the rings (open and closed) and the sink counted, by interface.
@@ -387,8 +388,7 @@ impl Bookkeeping {
                 continue;
             }
             let _ = ring.update_counters();
-            let read = self.captured.get(closing.id.index()).copied().unwrap_or(0);
-            let unread = ring.counters().received().saturating_sub(read);
+            let unread = self.unread_in(closing.id, ring);
             if unread > 0 && now < stopped_at + STOP_READ_LIMIT {
                 self.closing.push(closing);
                 continue;
