@@ -145,6 +145,25 @@ fn frames_in(path: &Path) -> Option<u64> {
     Some(frames)
 }
 
+/// What [`frames_of_connection`] shows of each frame.
+const FRAME_FIELDS: [&str; 15] = [
+    "frame.time_epoch",
+    "frame.interface_name",
+    "frame.packet_flags_direction",
+    "ip.src",
+    "ip.dst",
+    "ip.id",
+    "ip.ttl",
+    "tcp.srcport",
+    "tcp.dstport",
+    "tcp.flags.str",
+    "tcp.seq_raw",
+    "tcp.ack_raw",
+    "tcp.len",
+    "udp.srcport",
+    "udp.dstport",
+];
+
 /// The frames of connection `key` (protocol, client, server) as tshark
 /// shows them, in the agent's delivered packets and in the containers'
 /// captures: matched by the client's port (NAT keeps it for a connection
@@ -164,40 +183,13 @@ fn frames_of_connection(key: &(String, String, String), delivered: &Path, captur
     };
     let mut out = format!("{protocol} {client} -> {server} ({filter}):");
     for file in std::iter::once(delivered).chain(captures.iter().map(PathBuf::as_path)) {
-        let shown = Command::new("tshark")
-            .arg("-r")
-            .arg(file)
-            .args(["-Y", &filter, "-T", "fields", "-E", "separator= "])
-            .args([
-                "-e",
-                "frame.time_epoch",
-                "-e",
-                "frame.interface_name",
-                "-e",
-                "frame.packet_flags_direction",
-            ])
-            .args(["-e", "ip.src", "-e", "ip.dst", "-e", "ip.id", "-e", "ip.ttl"])
-            .args([
-                "-e",
-                "tcp.srcport",
-                "-e",
-                "tcp.dstport",
-                "-e",
-                "tcp.flags.str",
-                "-e",
-                "tcp.seq_raw",
-            ])
-            .args([
-                "-e",
-                "tcp.ack_raw",
-                "-e",
-                "tcp.len",
-                "-e",
-                "udp.srcport",
-                "-e",
-                "udp.dstport",
-            ])
-            .output();
+        let mut tshark = Command::new("tshark");
+        tshark.arg("-r").arg(file);
+        tshark.args(["-Y", &filter, "-T", "fields", "-E", "separator= "]);
+        for field in FRAME_FIELDS {
+            tshark.args(["-e", field]);
+        }
+        let shown = tshark.output();
         let text = match shown {
             Ok(output) => String::from_utf8_lossy(&output.stdout).into_owned(),
             Err(e) => format!("tshark: {e}"),

@@ -230,7 +230,7 @@ impl RingSet {
     /// Stops every open ring from taking more frames
     /// ([`CaptureRing::stop_accepting`]); a ring that refuses is logged and
     /// drained as it is.
-    pub fn stop_accepting(&mut self) {
+    pub fn stop_accepting(&self) {
         for ring in self.rings.iter().flatten() {
             if let Err(e) = ring.stop_accepting() {
                 tracing::warn!(interface = ring.interface().name(), error = %e, "ring still accepting frames at stop");
