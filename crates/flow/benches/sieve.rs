@@ -75,6 +75,10 @@
 //! taking turns, so only the flow-related state changes with it.
 //! `RINGSIEVE_BENCH_PACKETS` sets those packets (for quicker instruction
 //! counts: `RINGSIEVE_BENCH_FLOWS=100000 RINGSIEVE_BENCH_PACKETS=200000`).
+//! `RINGSIEVE_BENCH_RATE` sets the copies per second of kernel time, and so
+//! the table's size (4 times the packets of 40 ms): at 200000 it is 16 Ki
+//! entries (1 MiB), small enough to stay in cache, which shows what the
+//! engine costs without its table's cache misses.
 //!
 //! With `RINGSIEVE_BENCH_ONCE=<what>` (`memcpy`, `parse`, `identity`,
 //! `sieve`, or several separated by commas; 1 for all) the binary skips
@@ -303,6 +307,11 @@ impl Scale {
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(least_packets);
+        let copies_per_second = std::env::var("RINGSIEVE_BENCH_RATE")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .filter(|&rate| rate > 0)
+            .unwrap_or(copies_per_second);
         Scale {
             flows,
             packets: flows.max(least_packets),
